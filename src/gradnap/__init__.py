@@ -1,0 +1,52 @@
+"""gradnap: Gradient-adjusted Neuron Activation Profiles for speech recognition models.
+
+Krug & Stober, arXiv 2002.08125. See the README for the command line and the Python API.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .audio import (
+    class_label,
+    decode_indices,
+    encode_text,
+    frame_to_seconds,
+    load_audio,
+    log_mel,
+    mel_frequencies,
+    normalize_text,
+    num_frames,
+    seconds_to_frame,
+)
+from .defaults import ALPHABET, BLANK_INDEX, FEATURES, NUM_CLASSES, PHONE_SET, FeatureConfig
+from .errors import GradnapError
+from .geometry import ConvSpec, Geometry
+from .model import CONFIGS, ModelConfig, Wav2Letter, build_model
+
+__all__ = [
+    "__version__",
+    "ALPHABET",
+    "BLANK_INDEX",
+    "CONFIGS",
+    "ConvSpec",
+    "FEATURES",
+    "FeatureConfig",
+    "Geometry",
+    "GradnapError",
+    "ModelConfig",
+    "NUM_CLASSES",
+    "PHONE_SET",
+    "Wav2Letter",
+    "build_model",
+    "class_label",
+    "decode_indices",
+    "encode_text",
+    "frame_to_seconds",
+    "load_audio",
+    "log_mel",
+    "mel_frequencies",
+    "normalize_text",
+    "num_frames",
+    "seconds_to_frame",
+]

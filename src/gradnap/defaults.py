@@ -1,0 +1,93 @@
+"""Defaults in one place: feature settings, alphabet, method options.
+
+Every module takes its defaults from here; configs are frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Directory that ships data inside the package (the default checkpoint, model card).
+PACKAGE_DATA = Path(__file__).parent / "data"
+
+#: Default working directory for generated corpora and caches (git-ignored).
+WORK_DIR = Path("work")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Audio front end of the paper's model (DESIGN §2).
+
+    Frame ``i`` is the STFT window centred on sample ``i * hop_length`` (``center=True``),
+    so it covers time ``i * hop_length / sample_rate`` seconds; an utterance of ``n``
+    samples has ``1 + n // hop_length`` frames.
+    """
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 128
+    n_mels: int = 128
+    #: Added to the mel power before the log.
+    log_offset: float = 1e-6
+    #: z-normalisation: a single mean and standard deviation over all bins and frames
+    #: of one utterance (keeps the spectral shape, e.g. formants, visible).
+    normalize: str = "utterance"
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per input frame (8 ms)."""
+        return self.hop_length / self.sample_rate
+
+
+FEATURES = FeatureConfig()
+
+#: Graphemes: index 0..25 = a..z, 26 = space, 27 = apostrophe, 28 = CTC blank.
+ALPHABET: tuple[str, ...] = tuple("abcdefghijklmnopqrstuvwxyz") + (" ", "'")
+BLANK_SYMBOL = "<b>"
+BLANK_INDEX = len(ALPHABET)  # 28
+NUM_CLASSES = len(ALPHABET) + 1  # 29
+
+#: 39 ARPAbet phonemes without stress, plus silence.
+PHONEMES: tuple[str, ...] = (
+    "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G",
+    "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T",
+    "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH",
+)  # fmt: skip
+SILENCE = "SIL"
+PHONE_SET: tuple[str, ...] = PHONEMES + (SILENCE,)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Options of the GradNAP method (DESIGN §1)."""
+
+    #: Which output frames are examples: "nonblank" (default), "all", "first".
+    examples: str = "nonblank"
+    #: Differentiated quantity: "prob" (softmax, as in the paper), "logprob", "logit".
+    target: str = "prob"
+    #: Groups with fewer examples are left out and reported.
+    min_count: int = 20
+    #: Target frames per engine chunk.
+    chunk_frames: int = 128
+
+
+METHOD = MethodConfig()
+
+
+@dataclass(frozen=True)
+class OptimalInputConfig:
+    """Optimal-input search for the most responsive neurons (DESIGN §1.7)."""
+
+    init_std: float = 0.001
+    lr: float = 0.05
+    steps: int = 16
+    l1: float = 15.0  # divided by the layer's receptive field
+    l2: float = 0.1  # divided by the layer's receptive field
+    top_k: int = 5
+
+
+OPTIMAL_INPUT = OptimalInputConfig()
+
+#: Dendrogram cut percentiles of the pairwise distances (DESIGN §1.8).
+CLUSTER_PERCENTILES: tuple[float, ...] = (75.0, 80.0, 85.0, 90.0, 95.0)
