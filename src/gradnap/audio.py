@@ -146,7 +146,9 @@ def encode_text(text: str) -> list[int]:
     try:
         return [_CHAR_INDEX[c] for c in text]
     except KeyError as exc:
-        raise GradnapError(f"character {exc.args[0]!r} is not in the alphabet; normalise first") from None
+        raise GradnapError(
+            f"character {exc.args[0]!r} is not in the alphabet; normalise first"
+        ) from None
 
 
 def decode_indices(indices) -> str:

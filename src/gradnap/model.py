@@ -33,7 +33,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if not (len(self.channels) == len(self.kernels) == len(self.strides)):
-            raise GradnapError(f"model config {self.name!r}: channels, kernels, strides differ in length")
+            raise GradnapError(
+                f"model config {self.name!r}: channels, kernels, strides differ in length"
+            )
 
     @property
     def num_classes(self) -> int:
