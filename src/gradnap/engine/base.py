@@ -1,0 +1,67 @@
+"""The contract between the sensitivity engines and the profile accumulators.
+
+An engine is built for one model and a list of layer names (``"input"`` is layer 0, the
+spectrogram; other names are ``named_modules()`` names whose output is the layer's
+post-activation ``A_l``). For one utterance:
+
+1. :meth:`SensitivityEngine.forward` runs the model once without gradients and returns a
+   :class:`ForwardPass` with every requested layer's activations and the output.
+2. :meth:`SensitivityEngine.sensitivities` takes output frames ``tau`` (n,) and classes
+   ``k`` (n,) and returns, per layer, a :class:`Window` of
+   ``S_l(tau) = d target[k, tau] / d A_l`` restricted to positions
+   ``start[i] .. start[i] + W - 1`` of that layer. Positions outside ``0 .. T_l - 1``
+   (utterance padding) hold zeros. The cone engine returns cone-wide windows
+   (``W = Geometry.cone_width(l)``, ``start = cone lo``); the generic autograd engine,
+   which knows no geometry, returns the whole layer (``W = T_l``, ``start = 0``).
+
+``target`` is ``"prob"`` (softmax probability, default), ``"logprob"`` or ``"logit"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+__all__ = ["ForwardPass", "Window", "SensitivityEngine", "INPUT_LAYER", "TARGETS"]
+
+INPUT_LAYER = "input"
+TARGETS = ("prob", "logprob", "logit")
+
+
+@dataclass
+class ForwardPass:
+    """One utterance's forward pass."""
+
+    #: layer name -> activations ``(C_l, T_l)`` (the input spectrogram ``(F, T)`` for "input").
+    activations: dict[str, torch.Tensor]
+    #: Softmax output ``(K, T')``.
+    probs: torch.Tensor
+    #: Engine-private state kept for :meth:`SensitivityEngine.sensitivities`.
+    state: object = None
+
+
+@dataclass
+class Window:
+    """Sensitivities of n target frames in one layer."""
+
+    #: ``(n, C_l, W)``: gradient at positions ``start[i] + j``.
+    grads: torch.Tensor
+    #: ``(n,)`` int64: layer position of column 0 of each row (may be negative).
+    start: torch.Tensor
+
+
+class SensitivityEngine(Protocol):
+    layers: list[str]
+    target: str
+
+    def forward(self, x: torch.Tensor) -> ForwardPass:
+        """``x``: input spectrogram ``(F, T)``."""
+        ...
+
+    def sensitivities(
+        self, fwd: ForwardPass, frames: torch.Tensor, classes: torch.Tensor
+    ) -> dict[str, Window]:
+        """``frames``, ``classes``: ``(n,)`` int64. Returns layer name -> :class:`Window`."""
+        ...
