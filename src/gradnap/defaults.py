@@ -5,14 +5,16 @@ Every module takes its defaults from here; configs are frozen dataclasses.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 #: Directory that ships data inside the package (the default checkpoint, model card).
 PACKAGE_DATA = Path(__file__).parent / "data"
 
-#: Default working directory for generated corpora and caches (git-ignored).
-WORK_DIR = Path("work")
+#: Where generated corpora, training runs and demo reports go unless told otherwise:
+#: ``$GRADNAP_CACHE``, else ``~/.cache/gradnap``.
+CACHE_DIR = Path(os.environ.get("GRADNAP_CACHE", Path.home() / ".cache" / "gradnap"))
 
 
 @dataclass(frozen=True)
