@@ -1,0 +1,695 @@
+"""The paper's analyses on GradNAPs (DESIGN §1.6–1.8): responsiveness, top neurons,
+optimal inputs, hierarchical clustering with silhouette scores, and a chance level.
+
+Everything here works on plain arrays, independent of how the profiles were collected:
+
+- a *profile* of one group in one layer is an array ``(C_l, W_l)`` (neurons × window
+  positions; ``(128 mel bins, W_0)`` for the input layer);
+- a *set of profiles* is a ``dict[str, np.ndarray]`` (group label -> profile) of one layer;
+- per-layer sets are ``dict[str, dict[str, np.ndarray]]`` (layer -> group -> profile).
+
+Clustering (§1.8)
+    Each group's GradNAP is flattened to a vector; groups are clustered with complete
+    linkage on Euclidean distances (:func:`scipy.cluster.hierarchy.linkage`). A cut at
+    percentile ``p`` uses the threshold ``t = np.percentile(d, p)`` (linear interpolation)
+    of the ``n(n-1)/2`` pairwise distances ``d`` and keeps merges of height ``<= t``
+    (:func:`scipy.cluster.hierarchy.fcluster`, ``criterion="distance"``). The silhouette
+    score of a cut (:func:`silhouette`, equal to :func:`sklearn.metrics.silhouette_score`)
+    is *undefined* when the cut gives one cluster or ``n`` clusters (every group alone);
+    such a cut is reported with ``silhouette=None`` and a reason, never given a value.
+    The layer's score is the mean over the defined cuts; when no cut is defined it is
+    ``NaN`` and :attr:`LayerClustering.n_defined` is 0.
+
+Chance level
+    The paper compares against profiles of randomly permuted labels. Accumulators hold
+    per-group sums, from which an example-level permutation cannot be recovered, so the
+    chance level is *collected*: :func:`random_label_grouping` builds a seeded user
+    grouping ``f(utterance, frame, predicted_class) -> label`` that gives every example a
+    random label drawn from a label distribution (e.g. the grapheme or phoneme counts of
+    the real grouping), independent of the example. Profiles collected with it are
+    clustered exactly like the real ones (:func:`cluster_layers`). The label of an example
+    is a hash of ``(seed, utterance id, frame)``, so it does not depend on the order in
+    which utterances are processed: shards, workers and resumed runs agree. Labels are
+    drawn independently, so group sizes match the distribution in expectation (a strict
+    permutation would match them exactly; with thousands of examples the difference is
+    a few percent of a group's size).
+
+Optimal input (§1.7)
+    See :func:`optimal_input`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .defaults import CLUSTER_PERCENTILES, FEATURES, OPTIMAL_INPUT, OptimalInputConfig
+from .errors import GradnapError
+from .geometry import ConvSpec, Geometry
+
+__all__ = [
+    "responsiveness",
+    "top_neurons",
+    "OptimalInput",
+    "optimal_input",
+    "optimal_input_for_profile",
+    "silhouette",
+    "ClusterCut",
+    "LayerClustering",
+    "cluster_profiles",
+    "cluster_layers",
+    "SilhouetteTable",
+    "silhouette_table",
+    "RandomLabelGrouping",
+    "random_label_grouping",
+]
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------
+# Responsiveness (§1.6)
+
+
+def _as_profile(profile, name: str = "profile") -> np.ndarray:
+    arr = np.asarray(profile, dtype=np.float64)
+    if arr.ndim != 2:
+        raise GradnapError(f"{name}: expected a 2-D profile (neurons, positions), got {arr.shape}")
+    return arr
+
+
+def responsiveness(profile) -> np.ndarray:
+    """Responsiveness of each neuron (paper Eq. 1).
+
+    ``profile``: GradNAP ``(C, W)``. Returns ``(C,)`` with
+    ``r_n = sign(sum_i P[n, i]) * sum_i |P[n, i]|``. Non-finite entries (positions without
+    data) count as 0.
+    """
+    p = np.nan_to_num(_as_profile(profile), nan=0.0, posinf=0.0, neginf=0.0)  # (C, W)
+    return np.sign(p.sum(axis=1)) * np.abs(p).sum(axis=1)
+
+
+def top_neurons(profile, k: int = OPTIMAL_INPUT.top_k) -> np.ndarray:
+    """Indices ``(min(k, C),)`` of the ``k`` most responsive neurons by ``|r_n|``.
+
+    Most responsive first; ties go to the lower index.
+    """
+    if k < 1:
+        raise GradnapError(f"top_neurons: k must be >= 1, got {k}")
+    r = responsiveness(profile)  # (C,)
+    order = np.argsort(-np.abs(r), kind="stable")
+    return order[:k].astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# Optimal input (§1.7)
+
+
+@dataclass
+class OptimalInput:
+    """Result of :func:`optimal_input`."""
+
+    #: The optimised input ``(F, RF_l)``: mel bins × input frames of the receptive field.
+    x: np.ndarray
+    #: Loss before each step and after the last one, ``(steps + 1,)``.
+    losses: np.ndarray
+    layer: str
+    #: Neurons ``(k,)`` and the signs ``(k,)`` they were optimised with (+1 maximised,
+    #: -1 minimised, 0 ignored).
+    neurons: np.ndarray
+    signs: np.ndarray
+    #: Layer index (1-based among the Conv1d layers) and its receptive field in input frames.
+    layer_index: int
+    receptive_field: int
+    #: Position in the layer's output whose receptive field is exactly ``x``.
+    centre_position: int
+    #: Pre-activations ``(k,)`` of the neurons at the centre before and after optimising.
+    pre_start: np.ndarray
+    pre_end: np.ndarray
+    frame_ms: float = FEATURES.frame_seconds * 1000.0
+    config: OptimalInputConfig = field(default=OPTIMAL_INPUT)
+
+    @property
+    def times_ms(self) -> np.ndarray:
+        """Time of each frame of ``x`` in ms relative to the centre of the receptive field ``(RF,)``."""
+        rf = self.x.shape[1]
+        return (np.arange(rf) - (rf - 1) / 2.0) * self.frame_ms
+
+
+class _Stop(Exception):
+    """Raised by the forward hook once the pre-activation is captured."""
+
+
+def _conv_modules(model: nn.Module) -> list[tuple[str, nn.Conv1d]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv1d)]
+
+
+def _valid_layer_names(model: nn.Module) -> list[str]:
+    convs = {id(m) for _, m in _conv_modules(model)}
+    out = []
+    for name, mod in model.named_modules():
+        if name and any(id(m) in convs for m in mod.modules()):
+            out.append(name)
+    return out
+
+
+def _resolve_layer(model: nn.Module, layer: str) -> tuple[nn.Conv1d, int]:
+    """The Conv1d whose output is the pre-activation of block ``layer`` and its 1-based index."""
+    modules = dict(model.named_modules())
+    valid = _valid_layer_names(model)
+    if layer not in modules or layer not in valid:
+        raise GradnapError(
+            f"layer {layer!r}: not a layer with a Conv1d of this model; valid layer names: "
+            + ", ".join(valid)
+        )
+    block = modules[layer]
+    inner = [m for m in block.modules() if isinstance(m, nn.Conv1d)]
+    conv = inner[-1]  # the last Conv1d of the block feeds its activation
+    if len(inner) > 1:
+        log.debug("layer %s holds %d Conv1d modules; using the last one", layer, len(inner))
+    convs = [m for _, m in _conv_modules(model)]
+    index = next(i for i, m in enumerate(convs) if m is conv) + 1
+    return conv, index
+
+
+def _model_geometry(model: nn.Module, index: int) -> Geometry:
+    geom = getattr(model, "geometry", None)
+    if isinstance(geom, Geometry) and geom.num_layers >= index:
+        return geom
+    specs = []
+    for name, conv in _conv_modules(model)[:index]:
+        try:
+            specs.append(ConvSpec.from_conv(conv))
+        except ValueError as exc:
+            raise GradnapError(f"layer {name!r}: {exc}") from None
+    return Geometry(tuple(specs))
+
+
+def optimal_input(
+    model: nn.Module,
+    layer: str,
+    neurons: Sequence[int],
+    signs: Sequence[float] | None = None,
+    *,
+    config: OptimalInputConfig = OPTIMAL_INPUT,
+    seed: int = 0,
+    geometry: Geometry | None = None,
+    n_features: int | None = None,
+) -> OptimalInput:
+    """Search the input that drives ``neurons`` of ``layer`` (DESIGN §1.7).
+
+    ``layer`` is a ``named_modules()`` name (``"layer2"`` for the project's models). Its
+    pre-activation is the output of the Conv1d inside that block (the last one if there
+    are several; the module itself if it is a Conv1d). ``signs[i] > 0`` maximises the
+    pre-activation of ``neurons[i]``, ``< 0`` minimises it, ``0`` ignores it (default: all
+    +1; pass the signs of the responsiveness, see :func:`optimal_input_for_profile`).
+
+    The input ``x`` ``(F, RF_l)`` covers exactly the receptive field of one position of the
+    layer. The model is treated as a chain of its Conv1d modules in ``named_modules()``
+    order (the model's own ``geometry`` when it has one): position ``t`` of layer ``l``
+    sees input frames ``[t*J + lo, t*J + hi]`` (``J`` the cumulative stride, ``lo <= 0``
+    from the padding). The centre position is the smallest ``t`` with ``t*J + lo >= 0``;
+    ``x`` is placed at those frames and preceded by ``t*J + lo`` zero frames (at most
+    ``J - 1``; they lie outside the receptive field and do not affect the result). So every
+    value that reaches the centre position is computed from ``x`` alone: no padding of any
+    layer touches it. A forward hook on the Conv1d captures its output and stops the
+    forward pass there.
+
+    Loss (minimised with Adam, ``config.lr``, ``config.steps`` steps, from
+    ``N(0, config.init_std²)`` seeded with ``seed``)::
+
+        -Σ_{s>0} pre_n + Σ_{s<0} pre_n + (l1/RF)·‖x‖₁ + (l2/RF)·‖x‖₂²
+
+    The model's parameters are not changed and get no gradients.
+    """
+    conv, index = _resolve_layer(model, layer)
+    geom = geometry if geometry is not None else _model_geometry(model, index)
+    if geom.num_layers < index:
+        raise GradnapError(f"layer {layer!r}: geometry has {geom.num_layers} layers, need {index}")
+    neurons_arr = np.asarray(list(neurons), dtype=np.int64).reshape(-1)
+    if neurons_arr.size == 0:
+        raise GradnapError("optimal_input: no neurons given")
+    if neurons_arr.min() < 0 or neurons_arr.max() >= conv.out_channels:
+        raise GradnapError(
+            f"optimal_input: neurons {neurons_arr.tolist()} out of range for layer {layer!r} "
+            f"with {conv.out_channels} neurons"
+        )
+    signs_arr = (
+        np.ones(len(neurons_arr))
+        if signs is None
+        else np.sign(np.asarray(list(signs), dtype=np.float64).reshape(-1))
+    )
+    if signs_arr.shape != neurons_arr.shape:
+        raise GradnapError(f"optimal_input: {len(signs_arr)} signs for {len(neurons_arr)} neurons")
+    if n_features is None:
+        n_features = getattr(getattr(model, "config", None), "n_features", None)
+        if n_features is None:
+            n_features = _conv_modules(model)[0][1].in_channels
+    lo, hi = geom.span(0, 0, index, 0)
+    rf = hi - lo + 1
+    jump = geom.jump(index)
+    centre = max(0, math.ceil(-lo / jump))
+    offset = centre * jump + lo  # zero frames before x
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = (torch.randn(n_features, rf, generator=gen, dtype=torch.float64) * config.init_std).to(
+        device=device, dtype=dtype
+    )
+    x.requires_grad_(True)
+    idx = torch.as_tensor(neurons_arr, device=device)
+    w = torch.as_tensor(signs_arr, device=device, dtype=dtype)
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(_mod, _inp, out):
+        captured["pre"] = out
+        raise _Stop
+
+    def pre_activation(inp: torch.Tensor) -> torch.Tensor:  # (F, RF) -> (k,)
+        full = torch.nn.functional.pad(inp, (offset, 0))[None]  # (1, F, offset + RF)
+        handle = conv.register_forward_hook(hook)
+        try:
+            model(full)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        if "pre" not in captured:
+            raise GradnapError(f"layer {layer!r}: the model's forward never called its Conv1d")
+        pre = captured.pop("pre")  # (1, C, T_l)
+        if pre.shape[-1] <= centre:
+            raise GradnapError(
+                f"layer {layer!r}: output has {pre.shape[-1]} positions for {offset + rf} "
+                f"input frames; centre position {centre} is missing"
+            )
+        return pre[0, idx, centre]
+
+    def loss_of(inp: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+        return (
+            -(w * pre).sum()
+            + (config.l1 / rf) * inp.abs().sum()
+            + (config.l2 / rf) * inp.square().sum()
+        )
+
+    was_training = model.training
+    model.eval()
+    opt = torch.optim.Adam([x], lr=config.lr)
+    losses: list[float] = []
+    try:
+        with torch.enable_grad():
+            pre_start = None
+            for _ in range(config.steps):
+                pre = pre_activation(x)
+                if pre_start is None:
+                    pre_start = pre.detach().cpu().numpy().astype(np.float64)
+                loss = loss_of(x, pre)
+                (grad,) = torch.autograd.grad(loss, [x])
+                losses.append(float(loss.detach()))
+                x.grad = grad
+                opt.step()
+            with torch.no_grad():
+                pre = pre_activation(x)
+                losses.append(float(loss_of(x, pre)))
+                pre_end = pre.cpu().numpy().astype(np.float64)
+    finally:
+        model.train(was_training)
+    if pre_start is None:
+        pre_start = pre_end
+    log.debug(
+        "optimal input %s %s: loss %.4g -> %.4g", layer, neurons_arr.tolist(), losses[0], losses[-1]
+    )
+    return OptimalInput(
+        x=x.detach().cpu().numpy().astype(np.float64),
+        losses=np.asarray(losses),
+        layer=layer,
+        neurons=neurons_arr,
+        signs=signs_arr,
+        layer_index=index,
+        receptive_field=rf,
+        centre_position=centre,
+        pre_start=pre_start,
+        pre_end=pre_end,
+        config=config,
+    )
+
+
+def optimal_input_for_profile(
+    model: nn.Module,
+    layer: str,
+    profile,
+    *,
+    k: int | None = None,
+    config: OptimalInputConfig = OPTIMAL_INPUT,
+    seed: int = 0,
+    **kwargs,
+) -> OptimalInput:
+    """Optimal input for the ``k`` (default ``config.top_k``) most responsive neurons of a
+    group's GradNAP ``profile`` ``(C_l, W_l)`` in ``layer``, each with the sign of its
+    responsiveness."""
+    p = _as_profile(profile)
+    k = config.top_k if k is None else k
+    top = top_neurons(p, k)
+    r = responsiveness(p)
+    return optimal_input(model, layer, top, np.sign(r[top]), config=config, seed=seed, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# Clustering and silhouette (§1.8)
+
+
+def silhouette(distances, labels) -> float | None:
+    """Mean silhouette coefficient of a clustering, or ``None`` when it is undefined.
+
+    ``distances``: square ``(n, n)`` or condensed ``(n(n-1)/2,)`` distance matrix;
+    ``labels``: ``(n,)`` cluster labels. Equal to :func:`sklearn.metrics.silhouette_score`
+    with ``metric="precomputed"``: a group alone in its cluster scores 0, and a sample with
+    ``a = b = 0`` scores 0. Undefined (``None``) unless ``2 <= clusters <= n - 1``.
+    """
+    from scipy.spatial.distance import squareform
+
+    d = np.asarray(distances, dtype=np.float64)
+    if d.ndim == 1:
+        d = squareform(d, checks=False)
+    labels = np.asarray(labels)
+    n = len(labels)
+    if d.shape != (n, n):
+        raise GradnapError(f"silhouette: {d.shape} distances for {n} labels")
+    uniq, inv = np.unique(labels, return_inverse=True)
+    k = len(uniq)
+    if not 2 <= k <= n - 1:
+        return None
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), inv] = 1.0
+    sizes = onehot.sum(axis=0)  # (k,)
+    sums = d @ onehot  # (n, k): summed distance from each sample to each cluster
+    own = sizes[inv]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = sums[np.arange(n), inv] / (own - 1)  # NaN for singletons
+        mean_other = sums / sizes
+        mean_other[np.arange(n), inv] = np.inf
+        b = mean_other.min(axis=1)
+        s = (b - a) / np.maximum(a, b)
+    return float(np.nan_to_num(s, nan=0.0).mean())
+
+
+@dataclass(frozen=True)
+class ClusterCut:
+    """One cut of a dendrogram."""
+
+    percentile: float
+    #: Distance threshold (the percentile of the pairwise distances).
+    threshold: float
+    n_clusters: int
+    #: ``(n,)`` cluster number of each group (1-based, from ``fcluster``).
+    labels: np.ndarray
+    #: Silhouette score, ``None`` when undefined.
+    silhouette: float | None
+    #: Why the score is undefined ("" when defined).
+    reason: str = ""
+
+    @property
+    def defined(self) -> bool:
+        return self.silhouette is not None
+
+
+@dataclass(frozen=True)
+class LayerClustering:
+    """Complete-linkage clustering of one layer's group profiles and its cuts."""
+
+    layer: str
+    groups: tuple[str, ...]
+    #: ``(n - 1, 4)`` scipy linkage matrix (empty ``(0, 4)`` for fewer than 2 groups).
+    linkage: np.ndarray
+    #: Condensed pairwise Euclidean distances ``(n(n-1)/2,)``.
+    distances: np.ndarray
+    cuts: tuple[ClusterCut, ...]
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.groups)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Silhouette score of each cut ``(P,)``, NaN where undefined."""
+        return np.array([np.nan if c.silhouette is None else c.silhouette for c in self.cuts])
+
+    @property
+    def n_defined(self) -> int:
+        return sum(c.defined for c in self.cuts)
+
+    @property
+    def mean_silhouette(self) -> float:
+        """Mean over the defined cuts; NaN when no cut is defined (see :attr:`n_defined`)."""
+        s = [c.silhouette for c in self.cuts if c.silhouette is not None]
+        return float(np.mean(s)) if s else float("nan")
+
+    def cut(self, percentile: float) -> ClusterCut:
+        """The cut at any ``percentile`` (0–100) of the pairwise distances."""
+        return _cut(self.linkage, self.distances, self.n_groups, percentile)
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (undefined scores as ``None``)."""
+        return {
+            "layer": self.layer,
+            "groups": list(self.groups),
+            "mean_silhouette": None if self.n_defined == 0 else self.mean_silhouette,
+            "n_defined": self.n_defined,
+            "cuts": [
+                {
+                    "percentile": c.percentile,
+                    "threshold": c.threshold,
+                    "n_clusters": c.n_clusters,
+                    "silhouette": c.silhouette,
+                    "reason": c.reason,
+                }
+                for c in self.cuts
+            ],
+        }
+
+
+def _cut(linkage: np.ndarray, dists: np.ndarray, n: int, percentile: float) -> ClusterCut:
+    from scipy.cluster.hierarchy import fcluster
+
+    if not 0.0 <= percentile <= 100.0:
+        raise GradnapError(f"percentile {percentile} is outside 0..100")
+    if n < 2:
+        labels = np.ones(n, dtype=np.int64)
+        return ClusterCut(percentile, float("nan"), n, labels, None, f"only {n} group(s)")
+    threshold = float(np.percentile(dists, percentile))
+    labels = fcluster(linkage, t=threshold, criterion="distance").astype(np.int64)
+    k = len(np.unique(labels))
+    score = silhouette(dists, labels)
+    reason = ""
+    if score is None:
+        reason = "1 cluster" if k == 1 else f"{k} clusters (every group alone)"
+    return ClusterCut(percentile, threshold, k, labels, score, reason)
+
+
+def _flatten(profiles: Mapping[str, np.ndarray], layer: str) -> tuple[tuple[str, ...], np.ndarray]:
+    groups = tuple(profiles)
+    if not groups:
+        return groups, np.zeros((0, 0))
+    arrays = [np.asarray(profiles[g], dtype=np.float64) for g in groups]
+    shape = arrays[0].shape
+    for g, a in zip(groups, arrays, strict=True):
+        if a.shape != shape:
+            raise GradnapError(
+                f"layer {layer!r}: profile of group {g!r} has shape {a.shape}, "
+                f"group {groups[0]!r} has {shape}"
+            )
+    X = np.stack([a.reshape(-1) for a in arrays])  # (n, C*W)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        log.warning(
+            "layer %s: %d non-finite profile entries (positions without data) counted as 0",
+            layer,
+            int(bad.sum()),
+        )
+        X = np.where(bad, 0.0, X)
+    return groups, X
+
+
+def cluster_profiles(
+    profiles: Mapping[str, np.ndarray],
+    percentiles: Sequence[float] = CLUSTER_PERCENTILES,
+    *,
+    layer: str = "",
+) -> LayerClustering:
+    """Cluster one layer's group profiles (group -> ``(C, W)``) and score each cut.
+
+    Non-finite entries are counted as 0 (with a warning); all profiles must have the same
+    shape. Fewer than 3 groups give only undefined cuts.
+    """
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import pdist
+
+    groups, X = _flatten(profiles, layer)
+    n = len(groups)
+    if n >= 2:
+        dists = pdist(X, metric="euclidean")  # (n(n-1)/2,)
+        Z = linkage(dists, method="complete")
+    else:
+        dists = np.zeros(0)
+        Z = np.zeros((0, 4))
+    cuts = tuple(_cut(Z, dists, n, float(p)) for p in percentiles)
+    for c in cuts:
+        if not c.defined:
+            log.info(
+                "layer %s, %gth percentile: silhouette undefined (%s)",
+                layer,
+                c.percentile,
+                c.reason,
+            )
+    return LayerClustering(layer, groups, Z, dists, cuts)
+
+
+def cluster_layers(
+    profiles: Mapping[str, Mapping[str, np.ndarray]],
+    percentiles: Sequence[float] = CLUSTER_PERCENTILES,
+) -> dict[str, LayerClustering]:
+    """:func:`cluster_profiles` for every layer of ``{layer: {group: profile}}``."""
+    return {
+        layer: cluster_profiles(groups, percentiles, layer=layer)
+        for layer, groups in profiles.items()
+    }
+
+
+@dataclass
+class SilhouetteTable:
+    """Mean silhouette per layer and grouping (e.g. grapheme, phoneme, chance)."""
+
+    #: grouping -> layer -> clustering.
+    clusterings: dict[str, dict[str, LayerClustering]]
+
+    @property
+    def groupings(self) -> list[str]:
+        return list(self.clusterings)
+
+    @property
+    def layers(self) -> list[str]:
+        """Layers in first-seen order over all groupings."""
+        seen: dict[str, None] = {}
+        for per_layer in self.clusterings.values():
+            seen.update(dict.fromkeys(per_layer))
+        return list(seen)
+
+    def mean(self, grouping: str, layer: str) -> float:
+        """Mean silhouette over defined cuts; NaN when undefined or missing."""
+        c = self.clusterings.get(grouping, {}).get(layer)
+        return float("nan") if c is None else c.mean_silhouette
+
+    def means(self, grouping: str) -> np.ndarray:
+        """``(L,)`` mean silhouette of ``grouping`` over :attr:`layers` (NaN where undefined)."""
+        return np.array([self.mean(grouping, layer) for layer in self.layers])
+
+    def to_dict(self) -> dict:
+        """JSON-ready: grouping -> layer -> :meth:`LayerClustering.to_dict`."""
+        return {
+            g: {layer: c.to_dict() for layer, c in per_layer.items()}
+            for g, per_layer in self.clusterings.items()
+        }
+
+    def to_markdown(self) -> str:
+        """A Markdown table: one row per layer, one column per grouping.
+
+        Cells read ``0.123 (4/5)``: the mean over the defined cuts and how many cuts were
+        defined; ``undefined`` when none was, ``–`` when the layer is missing.
+        """
+        head = "| layer | " + " | ".join(self.groupings) + " |"
+        rule = "|---|" + "---|" * len(self.groupings)
+        rows = [head, rule]
+        for layer in self.layers:
+            cells = []
+            for g in self.groupings:
+                c = self.clusterings[g].get(layer)
+                if c is None:
+                    cells.append("–")
+                elif c.n_defined == 0:
+                    cells.append(f"undefined (0/{len(c.cuts)})")
+                else:
+                    cells.append(f"{c.mean_silhouette:.3f} ({c.n_defined}/{len(c.cuts)})")
+            rows.append(f"| {layer} | " + " | ".join(cells) + " |")
+        return "\n".join(rows)
+
+
+def silhouette_table(
+    profiles: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+    percentiles: Sequence[float] = CLUSTER_PERCENTILES,
+) -> SilhouetteTable:
+    """Cluster ``{grouping: {layer: {group: profile}}}`` and tabulate the silhouettes.
+
+    Typical groupings: ``"grapheme"``, ``"phoneme"`` and a chance level collected with
+    :func:`random_label_grouping` (name it ``"chance"``; the plots draw groupings whose
+    name starts with ``chance`` dashed).
+    """
+    return SilhouetteTable(
+        {g: cluster_layers(per_layer, percentiles) for g, per_layer in profiles.items()}
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Chance level
+
+
+@dataclass(frozen=True)
+class RandomLabelGrouping:
+    """A seeded user grouping that gives every example a random label (see module docs).
+
+    Call it as ``f(utterance, frame, predicted_class) -> label``; ``utterance`` is an
+    object with an ``id`` attribute (or the id itself), ``frame`` the output frame. The
+    label depends only on ``(seed, utterance id, frame)``; ``predicted_class`` is ignored.
+    Picklable, so it can be sent to worker processes.
+    """
+
+    labels: tuple[str, ...]
+    #: Cumulative probabilities ``(len(labels),)``, last = 1.
+    cumulative: tuple[float, ...]
+    seed: int = 0
+
+    def uniform(self, utterance, frame: int) -> float:
+        """The example's uniform random number in ``[0, 1)``."""
+        uid = getattr(utterance, "id", utterance)
+        key = f"{self.seed}\x1f{uid}\x1f{int(frame)}".encode()
+        h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+        return h / 2.0**64
+
+    def __call__(self, utterance, frame: int, predicted_class: int | None = None) -> str:
+        u = self.uniform(utterance, frame)
+        i = int(np.searchsorted(self.cumulative, u, side="right"))
+        return self.labels[min(i, len(self.labels) - 1)]
+
+
+def random_label_grouping(
+    labels: Sequence[str] | Mapping[str, float], *, seed: int = 0
+) -> RandomLabelGrouping:
+    """A grouping for the chance level: each example gets a random label, seeded.
+
+    ``labels``: the labels to draw from, uniformly, or ``{label: weight}`` (e.g. the group
+    counts of the real grouping, so that random groups have the same sizes in
+    expectation). Collect profiles with it next to the real groupings and cluster them
+    with :func:`cluster_layers` to get the chance level of the silhouette scores.
+    """
+    if isinstance(labels, Mapping):
+        names = tuple(str(k) for k in labels)
+        weights = np.array([float(labels[k]) for k in labels], dtype=np.float64)
+    else:
+        names = tuple(str(k) for k in labels)
+        weights = np.ones(len(names))
+    if not names:
+        raise GradnapError("random_label_grouping: no labels given")
+    if len(set(names)) != len(names):
+        raise GradnapError("random_label_grouping: labels are not unique")
+    if not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
+        raise GradnapError("random_label_grouping: weights must be >= 0 with a positive sum")
+    cum = np.cumsum(weights) / weights.sum()
+    cum[-1] = 1.0
+    return RandomLabelGrouping(names, tuple(float(c) for c in cum), int(seed))
