@@ -93,3 +93,22 @@ OPTIMAL_INPUT = OptimalInputConfig()
 
 #: Dendrogram cut percentiles of the pairwise distances (DESIGN §1.8).
 CLUSTER_PERCENTILES: tuple[float, ...] = (75.0, 80.0, 85.0, 90.0, 95.0)
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """Forced alignment with pocketsphinx (:mod:`gradnap.corpus.align`, DESIGN §2)."""
+
+    #: Silence added before and after the audio so the aligner can place SIL there.
+    pad_seconds: float = 0.3
+    #: Shift pocketsphinx's frame boundaries to the centres of its analysis windows:
+    #: frame ``t`` spans samples ``[t * shift, t * shift + wlen)``, so the boundary between
+    #: frames ``t - 1`` and ``t`` lies at ``t * shift + wlen / 2 - shift / 2`` (7.8 ms).
+    window_centre: bool = True
+    #: pocketsphinx acoustic model directory and dictionary; ``None``: the en-us model
+    #: and CMU dictionary shipped with the pocketsphinx wheel.
+    acoustic_model: str | None = None
+    dictionary: str | None = None
+
+
+ALIGNMENT = AlignmentConfig()

@@ -4,14 +4,22 @@ Layout: ``<root>/<speaker>/<chapter>/<utterance>.flac`` (or ``.wav``) with one
 ``<speaker>-<chapter>.trans.txt`` per chapter holding ``<utterance> <TEXT>`` lines, and
 optionally the phone timings ``<speaker>-<chapter>.phones.tsv`` (:mod:`.timings`).
 
-Nothing here is fatal for a corpus: an utterance with a missing audio file, an empty or
-unusable transcript, or (when loaded) corrupt audio is skipped and recorded in
-:attr:`Corpus.problems` with a message naming the file.
+Nothing here is fatal for a corpus: an utterance with a missing audio file, no
+transcript line, an empty transcript, characters that are spoken but outside the
+alphabet (digits, ``&``, ``%``, other scripts), a duplicate id, or corrupt audio (an
+unreadable header when the corpus is read, undecodable data when it is loaded) is
+skipped and recorded in :attr:`Corpus.problems` with a message naming the file.
+
+Transcripts are normalised to the alphabet (:func:`prepare_text`): letters are
+lower-cased, accents removed (``é`` -> ``e``), hyphens, dashes and slashes become spaces
+and silent punctuation (``.,;:!?"()``...) is removed and counted in
+:attr:`Corpus.removed_chars`.
 """
 
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +30,9 @@ import torch
 from ..audio import load_audio, log_mel, normalize_text
 from ..defaults import FEATURES, FeatureConfig
 from ..errors import GradnapError
-from .timings import PhoneSpan, read_timings, timings_path
+from .timings import PhoneSpan, check_spans, read_timings, timings_path
 
-__all__ = ["Utterance", "Corpus", "read_corpus", "AUDIO_SUFFIXES"]
+__all__ = ["Utterance", "Corpus", "read_corpus", "prepare_text", "AUDIO_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +69,9 @@ class Corpus:
         return iter(self.utterances)
 
     def skip(self, message: str) -> None:
-        """Record a skipped utterance (logged as a warning)."""
+        """Record a skipped utterance (logged as a warning; recorded once)."""
+        if message in self.problems:
+            return
         log.warning("skipped: %s", message)
         self.problems.append(message)
 
@@ -89,6 +99,65 @@ class Corpus:
         return sorted({u.speaker for u in self.utterances})
 
 
+#: Become a space: hyphens, dashes, slashes, underscores.
+_SEPARATORS = "-\u2010\u2011\u2012\u2013\u2014\u2015/\\_"
+#: Become an apostrophe.
+_APOSTROPHES = "\u2019\u2018\u02bc`\u00b4"
+#: Letters without a decomposition into a-z plus accents.
+_LETTERS = {"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th"}
+#: Punctuation that is not spoken: removed (other characters outside the alphabet,
+#: e.g. digits, & % $ @ + =, are spoken and make the transcript unusable).
+_SILENT = set('.,;:!?"()[]{}<>«»“”„‟‹›…¡¿*~|^') | {"\u00a0"}
+
+
+def prepare_text(raw: str) -> tuple[str, int, list[str]]:
+    """Normalise a transcript to the alphabet (a-z, space, apostrophe).
+
+    Returns ``(text, removed, unknown)``: ``removed`` counts the silent punctuation
+    dropped, ``unknown`` lists (once each, in order) characters that are probably spoken
+    but cannot be written in the alphabet (digits, ``&``, other scripts); when it is
+    not empty the text does not match the audio and should not be used.
+    """
+    out: list[str] = []
+    removed = 0
+    unknown: list[str] = []
+    for ch in raw.lower():
+        if "a" <= ch <= "z" or ch == "'":
+            out.append(ch)
+        elif ch.isspace() or ch in _SEPARATORS:
+            out.append(" ")
+        elif ch in _APOSTROPHES:
+            out.append("'")
+        elif ch in _LETTERS:
+            out.append(_LETTERS[ch])
+        elif ch in _SILENT:
+            removed += 1
+        else:
+            base = unicodedata.normalize("NFKD", ch)
+            letters = [c for c in base if not unicodedata.combining(c)]
+            if len(letters) == 1 and "a" <= letters[0] <= "z":
+                out.append(letters[0])  # é -> e
+            elif unicodedata.category(ch).startswith("P") and ch not in "&%#@":
+                removed += 1  # other punctuation
+            elif ch not in unknown:
+                unknown.append(ch)
+    text, extra = normalize_text("".join(out))
+    return text, removed + extra, unknown
+
+
+def _check_audio(path: Path) -> str | None:
+    """A message when the header of ``path`` cannot be read or holds no samples."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises several types for corrupt data
+        return f"{path}: cannot read audio ({exc})"
+    if info.frames == 0:
+        return f"{path}: audio file holds no samples"
+    return None
+
+
 def _find_audio(chapter_dir: Path, utt_id: str) -> Path | None:
     for suffix in AUDIO_SUFFIXES:
         p = chapter_dir / f"{utt_id}{suffix}"
@@ -97,9 +166,12 @@ def _find_audio(chapter_dir: Path, utt_id: str) -> Path | None:
     return None
 
 
-def read_corpus(root: str | Path) -> Corpus:
+def read_corpus(root: str | Path, check_audio: bool = True) -> Corpus:
     """Read the transcripts, audio paths and (where present) phone timings under ``root``.
 
+    ``check_audio``: read each audio file's header now (about 0.1 ms per file) so that
+    unreadable files are reported at once; undecodable data further into a file is
+    found when the audio is loaded (:meth:`Corpus.iter_features`).
     Raises :class:`GradnapError` only when ``root`` is not a directory or holds no
     transcript at all; everything else is skipped and recorded in ``problems``.
     """
@@ -112,20 +184,29 @@ def read_corpus(root: str | Path) -> Corpus:
         | {p.parent for p in root.glob("*/*/*.trans.txt")}
     )
     if not chapter_dirs:
+        deeper = sorted({p.parents[2].name for p in root.glob("*/*/*/*.trans.txt")})
+        hint = f"; did you mean {root / deeper[0]}?" if deeper else ""
         raise GradnapError(
-            f"{root}: no LibriSpeech-format chapters (<speaker>/<chapter>/*.trans.txt)"
+            f"{root}: no LibriSpeech-format chapters (<speaker>/<chapter>/*.trans.txt){hint}"
         )
     for chapter_dir in chapter_dirs:
-        _read_chapter(corpus, chapter_dir)
+        _read_chapter(corpus, chapter_dir, check_audio)
+    if corpus.removed_chars:
+        log.info("%s: removed %d punctuation characters", root, corpus.removed_chars)
     if not corpus.utterances and corpus.problems:
         log.warning("%s: no readable utterance (%d problems)", root, len(corpus.problems))
     return corpus
 
 
-def _read_chapter(corpus: Corpus, chapter_dir: Path) -> None:
+def _read_chapter(corpus: Corpus, chapter_dir: Path, check_audio: bool = True) -> None:
     speaker, chapter = chapter_dir.parent.name, chapter_dir.name
     trans = chapter_dir / f"{speaker}-{chapter}.trans.txt"
-    audio_ids = {p.stem for s in AUDIO_SUFFIXES for p in chapter_dir.glob(f"*{s}")}
+    audio_ids = {
+        p.stem
+        for s in AUDIO_SUFFIXES
+        for p in chapter_dir.glob(f"*{s}")
+        if not p.name.startswith(".")  # editor and macOS metadata files
+    }
     if not trans.is_file():
         candidates = sorted(chapter_dir.glob("*.trans.txt"))
         if len(candidates) == 1:
@@ -141,26 +222,57 @@ def _read_chapter(corpus: Corpus, chapter_dir: Path) -> None:
             timings = read_timings(tpath)
         except GradnapError as exc:
             corpus.skip(f"{exc} (phone timings of this chapter ignored)")
+    try:
+        lines = trans.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        for utt_id in sorted(audio_ids):
+            corpus.skip(f"{trans}: cannot read transcript ({exc}); {utt_id} skipped")
+        return
     seen: set[str] = set()
-    for no, line in enumerate(trans.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for no, line in enumerate(lines, 1):
         if not line.strip():
             continue
         utt_id, _, raw = line.strip().partition(" ")
+        if utt_id in seen:
+            corpus.skip(f"{trans}:{no}: utterance {utt_id} listed again (later line ignored)")
+            continue
         seen.add(utt_id)
-        text, removed = normalize_text(raw)
+        text, removed, unknown = prepare_text(raw)
+        if "\ufffd" in unknown:
+            corpus.skip(f"{trans}:{no}: utterance {utt_id}: transcript is not valid UTF-8")
+            continue
+        if unknown:
+            chars = ", ".join(repr(c) for c in unknown)
+            corpus.skip(
+                f"{trans}:{no}: utterance {utt_id} has characters outside the alphabet "
+                f"({chars}); write them out as words"
+            )
+            continue
         if not text:
             corpus.skip(f"{trans}:{no}: utterance {utt_id} has no usable text ({raw!r})")
             continue
         if removed:
-            log.debug("%s:%d: removed %d characters outside the alphabet", trans, no, removed)
+            log.debug("%s:%d: removed %d punctuation characters", trans, no, removed)
             corpus.removed_chars += removed
         audio = _find_audio(chapter_dir, utt_id)
         if audio is None:
             corpus.skip(
-                f"{chapter_dir / utt_id}.flac: audio file missing (listed in {trans.name}:{no})"
+                f"{chapter_dir / utt_id}.flac: audio file missing "
+                f"(no .flac or .wav for the utterance in {trans.name}:{no})"
             )
             continue
-        phones = tuple(timings[utt_id]) if utt_id in timings else None
+        if check_audio:
+            problem = _check_audio(audio)
+            if problem is not None:
+                corpus.skip(problem)
+                continue
+        phones = None
+        if utt_id in timings:
+            try:
+                check_spans(timings[utt_id])
+                phones = tuple(timings[utt_id])
+            except ValueError as exc:
+                corpus.skip(f"{tpath}: phones of {utt_id} ignored ({exc})")
         corpus.utterances.append(Utterance(utt_id, audio, text, speaker, chapter, phones))
     for utt_id in sorted(audio_ids - seen):
         corpus.skip(f"{_find_audio(chapter_dir, utt_id)}: no transcript line in {trans.name}")

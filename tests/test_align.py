@@ -1,0 +1,253 @@
+"""Forced alignment: phone mapping, span conversion, and flite speech with known timings."""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from gradnap import GradnapError
+from gradnap.cli import main
+from gradnap.corpus import lexicon
+from gradnap.corpus.align import (
+    Aligner,
+    AlignmentError,
+    align_corpus,
+    boundary_errors,
+    failures_path,
+    map_phone,
+)
+from gradnap.corpus.timings import PhoneSpan, check_spans, read_timings, timings_path
+from gradnap.defaults import PHONE_SET, AlignmentConfig
+
+# flite's phones are ARPAbet in lower case; these are the exceptions (DESIGN §2).
+FLITE_PHONES = {"pau": "SIL", "ax": "AH", "dx": "T"}
+
+SENTENCES = [
+    "the quick brown fox jumps over the lazy dog",
+    "she sells sea shells by the sea shore",
+    "we will meet again next week at the station",
+    "please call me when you get home tonight",
+    "a large black cat sat on the old wooden chair",
+    "they found the missing money under the bed",
+    "my brother bought a new car last summer",
+    "the weather was cold and the roads were wet",
+    "children like to play games in the park",
+    "he reads a short story every evening",
+    "the teacher asked a simple question",
+    "bring your book to the next class",
+]
+VOICES = ["slt", "rms", "awb", "kal16"]
+
+
+def flite(text: str, voice: str, path: Path) -> list[PhoneSpan]:
+    """Synthesize ``text`` to a 16 kHz FLAC; return flite's own phone spans."""
+    wav = path.with_suffix(".wav")
+    cmd = ["flite", "-voice", voice, "-psdur", "-t", text, "-o", str(wav)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    data, sr = sf.read(wav, dtype="int16")
+    wav.unlink()
+    assert sr == 16000
+    sf.write(path, data, sr)
+    duration = len(data) / sr
+    spans, prev = [], 0.0
+    for token in out.split():  # "phone:end_seconds"
+        phone, end = token.rsplit(":", 1)
+        end = min(float(end), duration)
+        phone = FLITE_PHONES.get(phone, phone.upper())
+        assert phone in PHONE_SET, phone
+        if end > prev:
+            spans.append(PhoneSpan(phone, prev, end))
+            prev = end
+    spans[-1] = PhoneSpan(spans[-1].phone, spans[-1].start, duration)
+    return spans
+
+
+def flite_corpus(root: Path, sentences: list[str], speaker: str = "7") -> dict[str, list]:
+    """One chapter of flite speech in LibriSpeech layout; returns the reference spans."""
+    d = root / speaker / "1"
+    d.mkdir(parents=True)
+    reference, lines = {}, []
+    for i, text in enumerate(sentences):
+        utt = f"{speaker}-1-{i:04d}"
+        reference[utt] = flite(text, VOICES[i % len(VOICES)], d / f"{utt}.flac")
+        lines.append(f"{utt} {text.upper()}")
+    (d / f"{speaker}-1.trans.txt").write_text("\n".join(lines) + "\n")
+    return reference
+
+
+@pytest.fixture
+def no_g2p(monkeypatch):
+    monkeypatch.setattr(lexicon, "default_g2p", lambda: None)
+
+
+def pocketsphinx_phones() -> set[str]:
+    from pocketsphinx import get_model_path
+
+    phones = set()
+    for line in Path(get_model_path("en-us/cmudict-en-us.dict")).read_text().splitlines():
+        phones.update(line.split()[1:])
+    return phones
+
+
+def test_every_pocketsphinx_phone_maps_to_the_phone_set():
+    phones = pocketsphinx_phones()
+    assert len(phones) == 39
+    for phone in phones | {"SIL", "+NSN+", "+SPN+"}:
+        assert map_phone(phone) in PHONE_SET
+    assert {map_phone(p) for p in phones} == set(PHONE_SET) - {"SIL"}
+    assert map_phone("+SPN+") == map_phone("SIL") == "SIL"
+    with pytest.raises(AlignmentError, match="AX"):
+        map_phone("AX")
+
+
+def S(*items):
+    return [PhoneSpan(p, a, b) for p, a, b in items]
+
+
+def test_boundary_errors_known_answers():
+    ref = S(("SIL", 0, 0.1), ("HH", 0.1, 0.2), ("AY", 0.2, 0.4), ("SIL", 0.4, 0.5))
+    same = boundary_errors(ref, ref)
+    assert np.array_equal(same, np.zeros(3))
+    late = S(("SIL", 0, 0.11), ("HH", 0.11, 0.19), ("AY", 0.19, 0.43), ("SIL", 0.43, 0.5))
+    assert np.allclose(boundary_errors(ref, late), [0.01, -0.01, 0.03])
+    # A pause only the hypothesis has: boundaries next to it are not compared.
+    ref2 = S(("SIL", 0, 0.1), ("AA", 0.1, 0.2), ("B", 0.2, 0.3), ("SIL", 0.3, 0.4))
+    hyp2 = S(
+        ("SIL", 0, 0.1), ("AA", 0.1, 0.2), ("SIL", 0.2, 0.22), ("B", 0.22, 0.3), ("SIL", 0.3, 0.4)
+    )
+    assert np.allclose(boundary_errors(ref2, hyp2), [0.0, 0.0])
+    assert boundary_errors(ref, S(("SIL", 0, 0.5))).size == 0
+
+
+def test_span_conversion_pads_shifts_clips_and_merges():
+    aligner = Aligner(AlignmentConfig(pad_seconds=0.3, window_centre=False))
+    aligner.decoder  # noqa: B018  (reads frame rate and window length)
+    # 100 frames/s; 30 frames of padding. Audio is 1.0 s long.
+    segments = [("SIL", 0, 40), ("+NSN+", 40, 5), ("HH", 45, 20), ("AY", 65, 50), ("SIL", 115, 100)]
+    spans = aligner._spans(segments, 1.0)
+    assert spans == S(
+        ("SIL", 0.0, 0.15), ("HH", 0.15, 0.35), ("AY", 0.35, 0.85), ("SIL", 0.85, 1.0)
+    )
+    centred = Aligner(AlignmentConfig(pad_seconds=0.3, window_centre=True))
+    centred.decoder  # noqa: B018
+    shifted = centred._spans(segments, 1.0)
+    # Window 25.625 ms, shift 10 ms: boundaries move by 12.8125 - 5 = 7.8 ms (rounded to ms).
+    assert [s.end for s in shifted[:-1]] == [0.158, 0.358, 0.858]
+    with pytest.raises(AlignmentError, match="outside the audio"):
+        aligner._spans([("SIL", 0, 5), ("HH", 5, 10), ("SIL", 15, 120)], 1.0)
+
+
+def test_align_flite_utterance_and_unknown_word(tmp_path, no_g2p):
+    ref = flite("the quick brown fox", "slt", tmp_path / "a.flac")
+    aligner = Aligner()
+    spans, duration = aligner.align_file(tmp_path / "a.flac", "the quick brown fox")
+    check_spans(spans, duration)
+    assert [s.phone for s in spans if s.phone != "SIL"] == [
+        s.phone for s in ref if s.phone != "SIL"
+    ]
+    with pytest.raises(AlignmentError, match="'qwxzyv'"):
+        aligner.align_file(tmp_path / "a.flac", "the qwxzyv brown fox")
+    # The decoder is rebuilt after a failure and works again.
+    again, _ = aligner.align_file(tmp_path / "a.flac", "the quick brown fox")
+    assert again == spans
+
+
+def test_g2p_pronounces_words_missing_from_dictionaries(tmp_path, monkeypatch):
+    flite("the quick brown fox", "slt", tmp_path / "a.flac")
+    calls = []
+
+    def g2p(word):
+        calls.append(word)
+        return ["K", "W", "IH1", "K"]
+
+    monkeypatch.setattr(lexicon, "default_g2p", lambda: g2p)
+    aligner = Aligner()
+    spans, duration = aligner.align_file(tmp_path / "a.flac", "the quikk brown fox")
+    check_spans(spans, duration)
+    assert calls == ["quikk"] and aligner.added_words == {"quikk": "g2p"}
+    assert [s.phone for s in spans if s.phone != "SIL"][2:6] == ["K", "W", "IH", "K"]
+
+
+def test_align_rejects_silence_and_empty_text(tmp_path):
+    aligner = Aligner()
+    silence = np.zeros(1600, dtype=np.float32)
+    with pytest.raises(AlignmentError):
+        aligner.align(silence, "this sentence is much too long for a tenth of a second")
+    with pytest.raises(AlignmentError, match="no words"):
+        aligner.align(silence, " ' ")
+
+
+def test_align_corpus_writes_timings_failures_and_resumes(tmp_path, no_g2p, caplog):
+    root = tmp_path / "corpus"
+    flite_corpus(root, SENTENCES[:3])
+    d = root / "7" / "1"
+    trans = d / "7-1.trans.txt"
+    trans.write_text(trans.read_text() + "7-1-0003 THE QWXZYV BROWN FOX\n7-1-0004 MISSING AUDIO\n")
+    flite("the quick brown fox", "slt", d / "7-1-0003.flac")
+    report = align_corpus(root, jobs=1, progress=False)
+    assert (report.aligned, len(report.failed), report.skipped_utterances) == (3, 1, 0)
+    assert report.failed[0][0] == "7-1-0003" and "qwxzyv" in report.failed[0][1]
+    assert len(report.corpus_problems) == 1 and "7-1-0004.flac" in report.corpus_problems[0]
+    timings = read_timings(timings_path(d))
+    assert sorted(timings) == ["7-1-0000", "7-1-0001", "7-1-0002"]
+    for utt, spans in timings.items():
+        check_spans(spans, sf.info(d / f"{utt}.flac").duration)
+    failures = failures_path(d).read_text().splitlines()
+    assert len(failures) == 1 and failures[0].startswith("7-1-0003\t")
+    summary = report.summary()
+    assert "aligned 3, failed 1, skipped 0" in summary and "real time" in summary
+    assert "7-1-0003" in summary
+
+    again = align_corpus(root, jobs=1, progress=False)  # chapter has timings: skipped
+    assert (again.aligned, len(again.failed), again.skipped_utterances) == (0, 0, 4)
+    assert again.skipped_chapters == 1 and "skipped 4" in again.summary()
+
+    trans.write_text("".join(trans.read_text().splitlines(True)[:3]))
+    redo = align_corpus(root, jobs=1, overwrite=True, progress=False)
+    assert (redo.aligned, len(redo.failed)) == (3, 0)
+    assert read_timings(timings_path(d)) == timings  # deterministic
+    assert not failures_path(d).exists()  # stale failure list removed
+
+
+def test_align_corpus_not_a_corpus(tmp_path):
+    with pytest.raises(GradnapError, match="not found"):
+        align_corpus(tmp_path / "nope")
+
+
+def test_alignment_agrees_with_flite_timings(tmp_path):
+    """Median boundary error <= 20 ms on 12 utterances of 4 flite voices (DESIGN §2)."""
+    reference = flite_corpus(tmp_path / "corpus", SENTENCES)
+    report = align_corpus(tmp_path / "corpus", jobs=1, progress=False)
+    assert report.aligned == len(SENTENCES) and not report.failed
+    hypothesis = read_timings(timings_path(tmp_path / "corpus" / "7" / "1"))
+    errors = np.concatenate([boundary_errors(reference[u], hypothesis[u]) for u in reference])
+    n_phones = sum(len(s) for s in reference.values())
+    assert errors.size > 0.8 * n_phones  # most boundaries are compared
+    assert np.median(np.abs(errors)) <= 0.020
+    assert abs(np.mean(errors)) <= 0.010  # no systematic shift
+
+
+@pytest.mark.slow
+def test_process_pool_and_command_line(tmp_path, capsys):
+    root = tmp_path / "corpus"
+    reference = flite_corpus(root, SENTENCES[:4])
+    assert main(["corpus", "align", str(root), "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "aligned 4, failed 0" in out and "2 job(s)" in out
+    timings = read_timings(timings_path(root / "7" / "1"))
+    assert sorted(timings) == sorted(reference)
+    # Same result as in-process alignment.
+    lines = (root / "7" / "1" / "7-1.trans.txt").read_text().splitlines()
+    texts = dict(line.lower().split(" ", 1) for line in lines)
+    single = Aligner()
+    for utt in reference:
+        spans, _ = single.align_file(root / "7" / "1" / f"{utt}.flac", texts[utt])
+        assert timings[utt] == spans
+
+
+def test_cli_help():
+    with pytest.raises(SystemExit) as info:
+        main(["corpus", "align", "--help"])
+    assert info.value.code == 0
