@@ -112,3 +112,56 @@ class AlignmentConfig:
 
 
 ALIGNMENT = AlignmentConfig()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training defaults for ``gradnap train`` (CTC, Adam; see :mod:`gradnap.train`)."""
+
+    epochs: int = 20
+    #: Peak learning rate of Adam (reached after ``warmup_steps``, then cosine decay to
+    #: ``final_lr_fraction * lr``).
+    lr: float = 1e-3
+    warmup_steps: int = 300
+    final_lr_fraction: float = 0.05
+    #: Padded input frames per batch (batch size x longest utterance).
+    max_frames: int = 12000
+    max_batch: int = 32
+    #: Gradient-norm clipping (0 disables).
+    grad_clip: float = 10.0
+    #: Fraction of the sentences held out (half validation, half test).
+    heldout_fraction: float = 0.05
+    seed: int = 0
+
+
+TRAIN = TrainConfig()
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The synthesized English corpus (``gradnap corpus synth``, docs/corpus.md)."""
+
+    #: Candidate words: this many most frequent English words of ``wordfreq``.
+    vocabulary_size: int = 5000
+    #: P(word) proportional to its frequency to this power (1 = as in text, 0 = uniform).
+    word_weight_exponent: float = 0.5
+    min_words: int = 3
+    max_words: int = 15
+    #: Utterances per chapter directory (the unit that is written atomically and resumed).
+    chapter_size: int = 50
+    flite_voices: tuple[str, ...] = ("slt", "rms", "awb", "kal16")
+    espeak_voices: tuple[str, ...] = (
+        "en-us", "en-us+f2", "en-us-nyc+m3", "en+m7", "en-gb-x-rp+f3", "en-gb-scotland+m4",
+        "en-029+f4", "en-gb-x-gbclan+m2", "en-gb-x-gbcwmd+f1", "en-us+klatt", "en+klatt4",
+    )  # fmt: skip
+    #: flite: duration stretch (1 = the voice's own rate; larger = slower).
+    flite_stretch: tuple[float, float] = (0.85, 1.2)
+    #: flite: factor on the voice's mean F0 (rms has no F0 control: speed perturbation).
+    flite_pitch: tuple[float, float] = (0.85, 1.2)
+    #: eSpeak: rate in words per minute, base pitch and pitch range (0-100).
+    espeak_rate: tuple[int, int] = (140, 200)
+    espeak_pitch: tuple[int, int] = (30, 70)
+    espeak_range: tuple[int, int] = (30, 80)
+
+
+SYNTH = SynthConfig()

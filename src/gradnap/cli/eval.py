@@ -1,0 +1,156 @@
+"""``gradnap eval``: CER and WER of a model on a corpus, greedy and beam search."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+SPLITS = ("all", "train", "valid", "test", "heldout", "holdout-voice")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="CER and WER of a model on a corpus (greedy and beam search)",
+        description=(
+            "Transcribe a LibriSpeech-format corpus and print CER and WER for greedy and "
+            "beam-search decoding, overall and per speaker. --split selects part of the "
+            "corpus using the held-out voices and sentence fraction stored in the checkpoint."
+        ),
+    )
+    p.add_argument(
+        "--model", default="default", help="checkpoint file or 'default' (default %(default)s)"
+    )
+    p.add_argument("--corpus", type=Path, required=True, help="LibriSpeech-format corpus directory")
+    p.add_argument(
+        "--split",
+        default="all",
+        choices=SPLITS,
+        help="utterances to score: all, train, valid, test, heldout (valid+test) or "
+        "holdout-voice (default %(default)s)",
+    )
+    p.add_argument(
+        "--holdout-voice",
+        nargs="*",
+        default=None,
+        metavar="V",
+        help="override the checkpoint's held-out voices",
+    )
+    p.add_argument(
+        "--beam-size",
+        type=int,
+        default=32,
+        help="beam width; 0 = greedy only (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-utterances",
+        type=int,
+        default=None,
+        help="score only the first N utterances of the split",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: cores, at most 4)"
+    )
+    p.add_argument(
+        "--show", type=int, default=0, metavar="N", help="print N reference/hypothesis pairs"
+    )
+    p.add_argument(
+        "--json", type=Path, default=None, help="also write the figures to this JSON file"
+    )
+    p.add_argument(
+        "--feature-cache", type=Path, default=None, help="feature cache directory (default <cache>)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+
+    from ..checkpoint import load_model
+    from ..corpus.librispeech import read_corpus
+    from ..data import load_features, split_corpus
+    from ..decode import BeamDecoder
+    from ..defaults import TRAIN
+    from ..errors import GradnapError
+    from ..evaluate import evaluate_model
+    from ..fileio import atomic_write_text
+
+    torch.set_num_threads(args.threads or min(4, os.cpu_count() or 1))
+    model = load_model(args.model)
+    corpus = read_corpus(args.corpus)
+    examples = load_features(
+        corpus, model.features, cache_dir=args.feature_cache, progress=not args.no_progress
+    )
+    meta = model.metadata
+    voices = (
+        args.holdout_voice if args.holdout_voice is not None else meta.get("holdout_voices", [])
+    )
+    fraction = meta.get("heldout_fraction", TRAIN.heldout_fraction)
+    if args.split != "all":
+        split = split_corpus(examples, voices, fraction)
+        parts = {
+            "train": split.train,
+            "valid": split.valid,
+            "test": split.test,
+            "heldout": split.valid + split.test,
+            "holdout-voice": split.holdout_voice,
+        }
+        examples = parts[args.split]
+    if args.max_utterances is not None:
+        examples = examples[: args.max_utterances]
+    if not examples:
+        raise GradnapError(f"--split {args.split}: no utterances of {args.corpus} in this split")
+    beam = BeamDecoder(beam_size=args.beam_size) if args.beam_size > 0 else None
+    res = evaluate_model(model, examples, beam=beam, progress=not args.no_progress)
+
+    print(
+        f"model {args.model}  corpus {args.corpus}  split {args.split}  utterances {res.greedy.utterances}"
+    )
+    if corpus.problems:
+        print(f"skipped {len(corpus.problems)} utterances of the corpus (see the log)")
+    print(f"{'':12s} {'CER':>8s} {'WER':>8s}")
+    print(f"{'greedy':12s} {100 * res.greedy.cer:7.2f}% {100 * res.greedy.wer:7.2f}%")
+    if res.beam is not None:
+        print(
+            f"{f'beam {args.beam_size}':12s} {100 * res.beam.cer:7.2f}% {100 * res.beam.wer:7.2f}%"
+        )
+    print()
+    head = f"{'speaker':16s} {'utts':>5s} {'CER greedy':>11s}"
+    if res.beam is not None:
+        head += f" {'CER beam':>9s}"
+    print(head)
+    for spk in sorted(res.per_speaker_greedy):
+        g = res.per_speaker_greedy[spk]
+        line = f"{spk:16s} {g.utterances:5d} {100 * g.cer:10.2f}%"
+        if res.beam is not None:
+            line += f" {100 * res.per_speaker_beam[spk].cer:8.2f}%"
+        print(line)
+    for utt_id, ref, hyp in res.samples[: args.show]:
+        print(f"\n{utt_id}\n  ref: {ref}\n  hyp: {hyp}")
+    if args.json is not None:
+        figures = {
+            "model": str(args.model),
+            "corpus": str(args.corpus),
+            "split": args.split,
+            "utterances": res.greedy.utterances,
+            "greedy": {"cer": res.greedy.cer, "wer": res.greedy.wer},
+            "beam": {"cer": res.beam.cer, "wer": res.beam.wer, "size": args.beam_size}
+            if res.beam
+            else None,
+            "per_speaker": {
+                spk: {
+                    "utterances": g.utterances,
+                    "cer_greedy": g.cer,
+                    "wer_greedy": g.wer,
+                    "cer_beam": res.per_speaker_beam[spk].cer if res.beam else None,
+                }
+                for spk, g in sorted(res.per_speaker_greedy.items())
+            },
+            "loss": res.loss,
+        }
+        atomic_write_text(args.json, json.dumps(figures, indent=2) + "\n")
+    return 0
