@@ -202,6 +202,8 @@ def test_random_label_grouping_seeded_order_free_and_distributed():
     other_utt = [g("utt-2", f) for f in frames]
     assert other_utt != labels
     assert pickle.loads(pickle.dumps(g))("utt-1", 99) == labels[99]
+    assert g.__name__ == "chance"
+    assert random_label_grouping(["x"], name="chance_phoneme").__name__ == "chance_phoneme"
     uniform = random_label_grouping(["x", "y"])
     assert set(uniform("u", f) for f in range(200)) == {"x", "y"}
     for bad in ([], ["x", "x"], {"x": -1.0}, {"x": 0.0}):
@@ -277,10 +279,18 @@ def test_optimal_input_is_seeded_and_leaves_the_model_alone():
 
 def test_optimal_input_layer_errors():
     model = tiny_model()
-    with pytest.raises(GradnapError, match="layer1, layer1.conv, layer2"):
+    with pytest.raises(GradnapError, match="layer1, layer1.conv, layer1.relu, layer2"):
         optimal_input(model, "layer99", [0])
     with pytest.raises(GradnapError, match="valid layer names"):
-        optimal_input(model, "layer2.relu", [0])
+        optimal_input(model, "input", [0])
+    # an activation module means the convolution before it
+    np.testing.assert_array_equal(
+        optimal_input(model, "layer2.relu", [0]).x, optimal_input(model, "layer2", [0]).x
+    )
+    lead = nn.Sequential(nn.Identity(), nn.Conv1d(3, 2, 3), nn.ReLU())
+    with pytest.raises(GradnapError, match="'0'.*valid layer names: 1, 2$"):
+        optimal_input(lead, "0", [0])
+    assert optimal_input(lead, "2", [1]).x.shape == (3, 3)
     with pytest.raises(GradnapError, match="out of range"):
         optimal_input(model, "layer2", [8])
     with pytest.raises(GradnapError, match="signs"):

@@ -151,29 +151,38 @@ def _conv_modules(model: nn.Module) -> list[tuple[str, nn.Conv1d]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv1d)]
 
 
-def _valid_layer_names(model: nn.Module) -> list[str]:
-    convs = {id(m) for _, m in _conv_modules(model)}
-    out = []
+def _layer_convs(model: nn.Module) -> dict[str, nn.Conv1d]:
+    """Every addressable layer name -> the Conv1d whose output is its pre-activation.
+
+    A module that holds Conv1d modules (a block, or a Conv1d itself) maps to its last one;
+    a leaf without one (an activation such as ``acoustic_model.1`` in torchaudio's
+    Wav2Letter, or ``layer2.relu``) maps to the last Conv1d before it in
+    ``named_modules()`` order.
+    """
+    out: dict[str, nn.Conv1d] = {}
+    last: nn.Conv1d | None = None
     for name, mod in model.named_modules():
-        if name and any(id(m) in convs for m in mod.modules()):
-            out.append(name)
+        inner = [m for m in mod.modules() if isinstance(m, nn.Conv1d)]
+        if isinstance(mod, nn.Conv1d):
+            last = mod
+        if not name:
+            continue
+        if inner:
+            out[name] = inner[-1]
+        elif last is not None and not any(True for _ in mod.children()):
+            out[name] = last
     return out
 
 
 def _resolve_layer(model: nn.Module, layer: str) -> tuple[nn.Conv1d, int]:
-    """The Conv1d whose output is the pre-activation of block ``layer`` and its 1-based index."""
-    modules = dict(model.named_modules())
-    valid = _valid_layer_names(model)
-    if layer not in modules or layer not in valid:
+    """The Conv1d whose output is the pre-activation of ``layer`` and its 1-based index."""
+    table = _layer_convs(model)
+    if layer not in table:
         raise GradnapError(
-            f"layer {layer!r}: not a layer with a Conv1d of this model; valid layer names: "
-            + ", ".join(valid)
+            f"layer {layer!r}: not a convolutional layer of this model; valid layer names: "
+            + ", ".join(table)
         )
-    block = modules[layer]
-    inner = [m for m in block.modules() if isinstance(m, nn.Conv1d)]
-    conv = inner[-1]  # the last Conv1d of the block feeds its activation
-    if len(inner) > 1:
-        log.debug("layer %s holds %d Conv1d modules; using the last one", layer, len(inner))
+    conv = table[layer]
     convs = [m for _, m in _conv_modules(model)]
     index = next(i for i, m in enumerate(convs) if m is conv) + 1
     return conv, index
@@ -207,7 +216,9 @@ def optimal_input(
 
     ``layer`` is a ``named_modules()`` name (``"layer2"`` for the project's models). Its
     pre-activation is the output of the Conv1d inside that block (the last one if there
-    are several; the module itself if it is a Conv1d). ``signs[i] > 0`` maximises the
+    are several; the module itself if it is a Conv1d); an activation module without a
+    Conv1d (``"layer2.relu"``, torchaudio's ``"acoustic_model.1"``) means the Conv1d
+    before it in ``named_modules()`` order. ``signs[i] > 0`` maximises the
     pre-activation of ``neurons[i]``, ``< 0`` minimises it, ``0`` ignores it (default: all
     +1; pass the signs of the responsiveness, see :func:`optimal_input_for_profile`).
 
@@ -647,13 +658,20 @@ class RandomLabelGrouping:
     Call it as ``f(utterance, frame, predicted_class) -> label``; ``utterance`` is an
     object with an ``id`` attribute (or the id itself), ``frame`` the output frame. The
     label depends only on ``(seed, utterance id, frame)``; ``predicted_class`` is ignored.
-    Picklable, so it can be sent to worker processes.
+    Picklable, so it can be sent to worker processes. Like a function, it has a
+    ``__name__`` (:attr:`name`), which collectors use as the grouping's name.
     """
 
-    labels: tuple[str, ...]
-    #: Cumulative probabilities ``(len(labels),)``, last = 1.
+    #: The labels drawn from.
+    choices: tuple[str, ...]
+    #: Cumulative probabilities ``(len(choices),)``, last = 1.
     cumulative: tuple[float, ...]
     seed: int = 0
+    name: str = "chance"
+
+    @property
+    def __name__(self) -> str:  # a grouping function's name
+        return self.name
 
     def uniform(self, utterance, frame: int) -> float:
         """The example's uniform random number in ``[0, 1)``."""
@@ -665,18 +683,19 @@ class RandomLabelGrouping:
     def __call__(self, utterance, frame: int, predicted_class: int | None = None) -> str:
         u = self.uniform(utterance, frame)
         i = int(np.searchsorted(self.cumulative, u, side="right"))
-        return self.labels[min(i, len(self.labels) - 1)]
+        return self.choices[min(i, len(self.choices) - 1)]
 
 
 def random_label_grouping(
-    labels: Sequence[str] | Mapping[str, float], *, seed: int = 0
+    labels: Sequence[str] | Mapping[str, float], *, seed: int = 0, name: str = "chance"
 ) -> RandomLabelGrouping:
     """A grouping for the chance level: each example gets a random label, seeded.
 
     ``labels``: the labels to draw from, uniformly, or ``{label: weight}`` (e.g. the group
     counts of the real grouping, so that random groups have the same sizes in
-    expectation). Collect profiles with it next to the real groupings and cluster them
-    with :func:`cluster_layers` to get the chance level of the silhouette scores.
+    expectation). ``name`` is the grouping's name (its ``__name__``). Collect profiles
+    with it next to the real groupings and cluster them with :func:`cluster_layers` to
+    get the chance level of the silhouette scores.
     """
     if isinstance(labels, Mapping):
         names = tuple(str(k) for k in labels)
@@ -692,4 +711,4 @@ def random_label_grouping(
         raise GradnapError("random_label_grouping: weights must be >= 0 with a positive sum")
     cum = np.cumsum(weights) / weights.sum()
     cum[-1] = 1.0
-    return RandomLabelGrouping(names, tuple(float(c) for c in cum), int(seed))
+    return RandomLabelGrouping(names, tuple(float(c) for c in cum), int(seed), str(name))

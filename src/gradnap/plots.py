@@ -192,7 +192,7 @@ def plot_input_gradnap(
     f = _freqs(freqs, g.shape[0])
     for ax, (name, data) in zip(axs, panels, strict=True):
         _heatmap(ax, data, t, f, name, fig)
-        ax.axvline(0.0, color="k", lw=0.6, ls=":")
+        ax.axvline(0.0, color="k", lw=0.6, ls=":", alpha=0.4)
         ax.set_xlabel(tlabel)
         ax.set_title(f"{name} {group}".strip(), fontsize=10)
     if title is None:
@@ -230,7 +230,7 @@ def plot_input_gradnaps(
     else:
         grid = np.asarray(axes, dtype=object).reshape(len(groups), ncols)
         fig, owned = grid[0, 0].figure, False
-    for row, group in zip(grid, groups, strict=True):
+    for i, (row, group) in enumerate(zip(grid, groups, strict=True)):
         plot_input_gradnap(
             gradnaps[group],
             None if navais is None else navais[group],
@@ -240,6 +240,9 @@ def plot_input_gradnaps(
             title="",
             axes=list(row),
         )
+        if i < len(groups) - 1:
+            for ax in row:
+                ax.set_xlabel("")
     return _finish(fig, owned, title, caption, grid[0, 0])
 
 
