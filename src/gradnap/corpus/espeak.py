@@ -251,16 +251,16 @@ def _libc_srand(seed: int) -> None:
 
 
 _ENGINE: _Engine | None = None
-_ENGINE_PID: int | None = None
 _ENGINE_LOCK = threading.Lock()
 
 
 def _engine() -> _Engine:
-    global _ENGINE, _ENGINE_PID
+    """This process's engine. A process forked from one with an engine keeps it: the
+    engine never synthesizes itself, so its state is the pristine one."""
+    global _ENGINE
     with _ENGINE_LOCK:
-        if _ENGINE is None or _ENGINE_PID != os.getpid():
+        if _ENGINE is None:
             _ENGINE = _Engine()
-            _ENGINE_PID = os.getpid()
         return _ENGINE
 
 
@@ -312,7 +312,7 @@ def synthesize_espeak(
     eSpeak's random generator. Returns 16 kHz float32 samples ``(N,)`` and phone spans
     from 0 to the audio's duration. Deterministic for the same arguments.
     """
-    import librosa
+    import soxr
 
     voice = check_espeak_voice(voice)
     eng = _engine()
@@ -322,7 +322,7 @@ def synthesize_espeak(
     x = raw.astype(np.float32) / 32768.0  # (N_22k,)
     sr = FEATURES.sample_rate
     if eng.sample_rate != sr:
-        x = librosa.resample(x, orig_sr=eng.sample_rate, target_sr=sr, res_type="soxr_hq")
+        x = soxr.resample(x, eng.sample_rate, sr, quality="HQ")
     x = np.clip(x, -1.0, 32767 / 32768).astype(np.float32)
     duration = len(x) / sr
     phones = [(strip_stress(sym), sample / eng.sample_rate) for sym, sample in events]
