@@ -24,6 +24,7 @@ import numpy as np
 
 from gradnap.corpus.align import align_corpus, boundary_errors
 from gradnap.corpus.timings import PhoneSpan, read_timings, timings_path, write_timings
+from gradnap.defaults import AlignmentConfig
 
 FLITE_VOICES = ("slt", "rms", "awb", "kal16")
 FLITE_PHONES = {"pau": "SIL", "ax": "AH", "dx": "T"}
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--corpus", type=Path, help="corpus with reference timings")
+    parser.add_argument(
+        "--no-window-centre", action="store_true", help="raw pocketsphinx frame boundaries"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in sorted(work.glob("*/*/*.phones.tsv")):
             reference.update(read_timings(path))
             path.unlink()
-        report = align_corpus(work, jobs=args.jobs, progress=False)
+        config = AlignmentConfig(window_centre=not args.no_window_centre)
+        report = align_corpus(work, jobs=args.jobs, config=config, progress=False)
         hypothesis = {}
         for path in sorted(work.glob("*/*/*.phones.tsv")):
             hypothesis.update(read_timings(path))
@@ -112,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "p90_error_ms": round(float(np.percentile(abs_ms, 90)), 1),
         "mean_signed_error_ms": round(float(errors.mean() * 1000), 1),
         "within_20ms": round(float(np.mean(abs_ms <= 20)), 3),
+        "window_centre": config.window_centre,
     }
     print(json.dumps(result))
     return 0

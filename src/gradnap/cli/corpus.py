@@ -25,11 +25,20 @@ def register(subparsers) -> None:
     align = sub.add_parser(
         "align",
         help="add phone timings to a LibriSpeech-format corpus by forced alignment",
-        description="Force-align every utterance with pocketsphinx and write phone timings.",
+        description="Force-align every utterance with pocketsphinx and write phone timings "
+        "(<speaker>-<chapter>.phones.tsv) per chapter; utterances that fail are listed in "
+        "<speaker>-<chapter>.align-failures.txt. See docs/alignment.md.",
     )
     align.add_argument("corpus", type=Path, help="LibriSpeech-format corpus directory")
-    align.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
-    align.add_argument("--overwrite", action="store_true", help="re-align chapters that have timings")
+    align.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes (default: cores, at most one per 10 utterances)",
+    )
+    align.add_argument(
+        "--overwrite", action="store_true", help="re-align chapters that have timings"
+    )
     align.set_defaults(func=_align)
 
     info = sub.add_parser("info", help="print statistics of a corpus")
