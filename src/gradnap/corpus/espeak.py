@@ -32,7 +32,14 @@ import numpy as np
 
 from ..defaults import FEATURES
 from ..errors import GradnapError
-from .phones import ESPEAK_TO_ARPABET, Synthesized, build_spans, espeak_table, strip_stress
+from .phones import (
+    ESPEAK_TO_ARPABET,
+    Synthesized,
+    build_spans,
+    espeak_table,
+    limit_peak,
+    strip_stress,
+)
 
 __all__ = [
     "espeak_voices",
@@ -323,7 +330,7 @@ def synthesize_espeak(
     sr = FEATURES.sample_rate
     if eng.sample_rate != sr:
         x = soxr.resample(x, eng.sample_rate, sr, quality="HQ")
-    x = np.clip(x, -1.0, 32767 / 32768).astype(np.float32)
+    x = limit_peak(x)
     duration = len(x) / sr
     phones = [(strip_stress(sym), sample / eng.sample_rate) for sym, sample in events]
     spans, unmapped = build_spans(phones, duration, espeak_table(voice))

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..defaults import FEATURES
 from ..errors import GradnapError
-from .phones import FLITE_TO_ARPABET, Synthesized, build_spans
+from .phones import FLITE_TO_ARPABET, Synthesized, build_spans, limit_peak
 
 __all__ = ["FLITE_VOICES", "flite_binary", "flite_version", "synthesize_flite", "parse_psdur"]
 
@@ -123,7 +123,7 @@ def synthesize_flite(
         # Time t in the original is at t * sr / rate_in afterwards.
         x = soxr.resample(x, rate_in, target, quality="HQ")
         times = times * sr / rate_in
-    x = np.clip(x, -1.0, 32767 / 32768).astype(np.float32)
+    x = limit_peak(x)
     duration = len(x) / target
     starts = [0.0] + list(times[:-1])
     phones = [(ph, float(s)) for (ph, _), s in zip(ends, starts, strict=True)]

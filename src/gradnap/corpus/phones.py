@@ -45,6 +45,7 @@ __all__ = [
     "espeak_table",
     "strip_stress",
     "build_spans",
+    "limit_peak",
 ]
 
 #: flite's US English phone set (``cmu_us`` voices and ``kal16``, lexicon ``cmulex``).
@@ -176,6 +177,16 @@ class Synthesized:
     @property
     def duration(self) -> float:
         return len(self.samples) / FEATURES.sample_rate
+
+
+def limit_peak(samples: np.ndarray, peak: float = 0.95) -> np.ndarray:
+    """``samples (N,)`` scaled down to ``peak`` when they exceed it (no clipping in the
+    16-bit file; resampling can overshoot), as float32."""
+    x = np.asarray(samples, dtype=np.float32)
+    top = float(np.abs(x).max()) if x.size else 0.0
+    if top > peak:
+        x = x * np.float32(peak / top)
+    return x.astype(np.float32)
 
 
 def build_spans(
