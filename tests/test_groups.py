@@ -1,0 +1,87 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from gradnap.corpus import PhoneSpan
+from gradnap.errors import GradnapError
+from gradnap.geometry import ConvSpec, Geometry
+from gradnap.groups import (
+    FrameClock,
+    FunctionGrouping,
+    GraphemeGrouping,
+    PhonemeGrouping,
+    SpeakerGrouping,
+    make_groupings,
+)
+from gradnap.model import CONFIGS
+
+CLOCK = FrameClock(stride=2.0, offset=0.0)  # output frame f is centred on input frame 2f
+
+
+def utt(phones=None, speaker="slt"):
+    return SimpleNamespace(id="u", speaker=speaker, phones=phones)
+
+
+def test_frame_clock_from_geometry():
+    # one layer, kernel 5, stride 2, left pad 1: output frame f covers input 2f-1 .. 2f+3
+    geom = Geometry((ConvSpec(5, 2, 1, 1, 1),))
+    clock = FrameClock.from_geometry(geom)
+    assert clock.stride == 2.0 and clock.offset == 1.0
+    np.testing.assert_allclose(clock.centre_seconds(np.array([0, 3])), [0.008, 7 * 0.008])
+    # the project's model: output stride 2, centre of frame 0 from the receptive field
+    g = CONFIGS["default"].geometry
+    c = FrameClock.from_geometry(g)
+    assert c.stride == 2.0 and c.offset == g.centre(0, g.num_layers)
+
+
+def test_grapheme_labels():
+    labels = GraphemeGrouping().labels(utt(), np.array([0, 1, 2]), np.array([0, 26, 28]), CLOCK)
+    assert labels == ["a", "_", "<b>"]
+
+
+def test_phoneme_at_the_frame_centre_time():
+    # frames 0..4 are centred at 0, 16, 32, 48, 64 ms
+    phones = (
+        PhoneSpan("SIL", 0.0, 0.016),
+        PhoneSpan("AH", 0.016, 0.040),
+        PhoneSpan("T", 0.040, 0.048),
+    )
+    frames = np.arange(6)
+    labels = PhonemeGrouping().labels(utt(phones), frames, frames, CLOCK)
+    # 16 ms is the start of AH (spans are [start, end)); 48 ms is the end of the last phone
+    assert labels == ["SIL", "AH", "AH", "T", None, None]
+    assert PhonemeGrouping().labels(utt(None), frames, frames, CLOCK) == [None] * 6
+
+
+def test_speaker_and_function_groupings():
+    frames, classes = np.array([3, 4]), np.array([1, 2])
+    assert SpeakerGrouping().labels(utt(speaker="awb"), frames, classes, CLOCK) == ["awb"] * 2
+    seen = []
+
+    def parity(u, frame, cls):
+        seen.append((u.id, frame, cls))
+        return None if frame == 4 else frame % 2
+
+    g = FunctionGrouping("parity", parity)
+    assert g.labels(utt(), frames, classes, CLOCK) == ["1", None]
+    assert seen == [("u", 3, 1), ("u", 4, 2)]
+
+
+def test_make_groupings_specs():
+    def voiced(u, frame, cls):
+        return "v"
+
+    gs = make_groupings("grapheme, phoneme")
+    assert [g.name for g in gs] == ["grapheme", "phoneme"]
+    gs = make_groupings(["grapheme", voiced, ("other", voiced)])
+    assert [g.name for g in gs] == ["grapheme", "voiced", "other"]
+    assert [g.name for g in make_groupings({"x": voiced})] == ["x"]
+    with pytest.raises(GradnapError, match="grapheme, phoneme, speaker"):
+        make_groupings("grapheme,phonemes")
+    with pytest.raises(GradnapError, match="repeated: grapheme"):
+        make_groupings("grapheme,grapheme")
+    with pytest.raises(GradnapError, match="reserved"):
+        make_groupings([("all", voiced)])
+    with pytest.raises(GradnapError, match="no grouping"):
+        make_groupings("")
