@@ -1,0 +1,102 @@
+import pytest
+import torch
+from torch import nn
+
+from gradnap.engine import AutogradEngine, ReferenceEngine, default_layers
+from gradnap.engine.autograd import output_seeds
+from gradnap.errors import GradnapError
+from test_engine_models import (
+    N_FEATURES,
+    Residual,
+    TorchaudioLike,
+    assert_engines_agree,
+    mixed_model,
+    single_thread,  # noqa: F401
+    tiny_wav2letter,
+)
+
+
+def _pair(model, layers=None, target="prob", **kw):
+    layers = layers or default_layers(model)
+    return AutogradEngine(model, layers, target, **kw), ReferenceEngine(model, layers, target)
+
+
+@pytest.mark.parametrize("target", ["prob", "logprob", "logit"])
+@pytest.mark.parametrize("frames", [5, 194, 301])
+def test_wav2letter_every_frame_equals_reference(target, frames):
+    eng, ref = _pair(tiny_wav2letter(), target=target, batch_frames=64)
+    torch.manual_seed(frames)
+    assert_engines_agree(eng, ref, torch.randn(N_FEATURES, frames))
+
+
+@pytest.mark.parametrize("vmap", [True, False])
+def test_repeated_input_fallback_equals_vmap(vmap):
+    eng, ref = _pair(mixed_model(), ["input", "act1", "conv4", "out"], batch_frames=7)
+    eng._use_vmap = vmap
+    assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 60))
+    assert eng._use_vmap == vmap
+
+
+@pytest.mark.parametrize("target", ["prob", "logprob"])
+def test_log_softmax_model_with_inplace_relus(target):
+    layers = ["input", "acoustic_model.0", "acoustic_model.1", "acoustic_model.7"]
+    eng, ref = _pair(TorchaudioLike(), layers, target)
+    assert eng.output == "log_probs"
+    assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 33))
+
+
+def test_model_that_is_not_a_chain():
+    model = Residual()
+    assert default_layers(model) == ["input", "relu", "out"]
+    eng, ref = _pair(model, ["input", "conv1", "relu", "conv2", "out"])
+    assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 25))
+
+
+class SoftmaxModel(nn.Module):
+    output_kind = "probs"
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = nn.Conv1d(N_FEATURES, 5, 3, padding=1)
+
+    def forward(self, x):
+        return torch.softmax(self.conv(x), dim=1)
+
+
+@pytest.mark.parametrize("target", ["prob", "logprob"])
+def test_probability_output(target):
+    eng, ref = _pair(SoftmaxModel(), ["input", "conv"], target)
+    assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 12))
+
+
+@pytest.mark.parametrize("kind", ["logits", "log_probs", "probs"])
+@pytest.mark.parametrize("target", ["prob", "logprob", "logit"])
+def test_output_seeds_are_the_gradient_of_the_target(kind, target):
+    if target == "logit" and kind != "logits":
+        return
+    from gradnap.engine.layers import target_values
+
+    torch.manual_seed(0)
+    z = torch.randn(5, 4)
+    y = {"logits": z, "log_probs": torch.log_softmax(z, 0), "probs": torch.softmax(z, 0)}[kind]
+    frames, classes = torch.tensor([0, 3, 3]), torch.tensor([2, 0, 4])
+    seeds = output_seeds(y, kind, target, frames, classes)
+    for i in range(3):
+        yy = y.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(target_values(yy, kind, target)[classes[i], frames[i]], yy)
+        torch.testing.assert_close(seeds[i], g[:, frames[i]])
+
+
+def test_errors():
+    model = tiny_wav2letter()
+    with pytest.raises(GradnapError, match="batch_frames"):
+        AutogradEngine(model, ["input"], batch_frames=0)
+    eng = AutogradEngine(model, ["input"])
+    fwd = eng.forward(torch.randn(N_FEATURES, 20))
+    with pytest.raises(GradnapError, match="frames must lie"):
+        eng.sensitivities(fwd, torch.tensor([10]), torch.tensor([0]))
+    with pytest.raises(GradnapError, match="differ in length"):
+        eng.sensitivities(fwd, torch.tensor([1, 2]), torch.tensor([0]))
+    with pytest.raises(GradnapError, match=r"\(features, frames\)"):
+        eng.forward(torch.randn(1, N_FEATURES, 20))

@@ -1,0 +1,154 @@
+import pytest
+import torch
+from torch import nn
+
+from gradnap.engine import ConeEngine, ReferenceEngine, default_layers, extract_chain
+from gradnap.errors import GradnapError
+from test_engine_models import (
+    N_FEATURES,
+    TorchaudioLike,
+    assert_engines_agree,
+    expand,
+    mixed_model,
+    rel_err,
+    single_thread,  # noqa: F401
+    tiny_wav2letter,
+)
+
+
+def _pair(model, layers=None, target="prob", **kw):
+    layers = layers or default_layers(model)
+    return ConeEngine(model, layers, target, **kw), ReferenceEngine(model, layers, target)
+
+
+@pytest.mark.parametrize("target", ["prob", "logprob", "logit"])
+@pytest.mark.parametrize("frames", [5, 60, 193, 400, 401])
+def test_wav2letter_every_frame_equals_reference(target, frames):
+    # receptive field 194: 5 and 60 frames are shorter than it, 400/401 are even/odd
+    model = tiny_wav2letter()
+    cone, ref = _pair(model, target=target)
+    torch.manual_seed(frames)
+    n = assert_engines_agree(cone, ref, torch.randn(N_FEATURES, frames))
+    assert n == model.geometry.output_length(frames)
+
+
+def test_windows_are_cone_wide_and_start_at_the_cone():
+    model = tiny_wav2letter()
+    cone, _ = _pair(model)
+    fwd = cone.forward(torch.randn(N_FEATURES, 300))
+    frames = torch.tensor([0, 7, 149])
+    out = cone.sensitivities(fwd, frames, torch.tensor([1, 2, 3]))
+    geom = model.geometry
+    for layer, name in enumerate(cone.layers):
+        assert out[name].grads.shape[-1] == geom.cone_width(layer)
+        assert out[name].start.tolist() == [geom.cone(int(t), layer)[0] for t in frames]
+    assert out["input"].grads.shape == (3, N_FEATURES, 194)
+
+
+@pytest.mark.parametrize("target", ["prob", "logprob"])
+@pytest.mark.parametrize("frames", [9, 20, 101])
+def test_strides_dilation_padding_batchnorm(target, frames):
+    model = mixed_model()
+    layers = ["input", "bn1", "act1", "conv2", "act2", "drop", "act3", "bn3", "conv4"]
+    layers += ["conv5", "act5", "out"]
+    cone, ref = _pair(model, layers, target)
+    torch.manual_seed(frames)
+    assert_engines_agree(cone, ref, torch.randn(N_FEATURES, frames))
+
+
+def test_batchnorm_is_folded_into_the_preceding_conv():
+    model = mixed_model()
+    chain = extract_chain(model)
+    # conv1 + bn1 fold; bn3 follows an activation and stays an elementwise affine map
+    assert "conv1" not in chain.positions
+    assert chain.positions["bn1"] == (1, 0)
+    assert chain.positions["bn3"] == (3, 2)
+    assert len(chain.stages[3].pointwise) == 2
+    with pytest.raises(GradnapError, match="folded"):
+        ConeEngine(model, ["input", "conv1"])
+
+
+@pytest.mark.parametrize("target", ["prob", "logprob"])
+def test_torchaudio_layout_with_log_softmax_output(target):
+    model = TorchaudioLike()
+    assert default_layers(model) == ["input"] + [f"acoustic_model.{i}" for i in (1, 3, 5, 7)]
+    layers = ["input", "acoustic_model.0", "acoustic_model.1", "acoustic_model.4"]
+    layers += ["acoustic_model.7"]
+    cone, ref = _pair(model, layers, target)
+    assert cone.output == "log_probs"
+    for frames in (11, 40, 41):
+        torch.manual_seed(frames)
+        assert_engines_agree(cone, ref, torch.randn(N_FEATURES, frames))
+
+
+def test_declared_output_kind_must_match():
+    model = TorchaudioLike()
+    with pytest.raises(GradnapError, match="looks like log_probs"):
+        ConeEngine(model, ["input"], output="logits")
+    with pytest.raises(GradnapError, match="logit"):
+        ConeEngine(model, ["input"], target="logit")
+
+
+def test_pre_activation_layers():
+    model = tiny_wav2letter()
+    layers = ["input", "layer1.conv", "layer1", "layer5.conv", "layer9.conv", "layer11.conv"]
+    cone, ref = _pair(model, layers)
+    assert_engines_agree(cone, ref, torch.randn(N_FEATURES, 250))
+
+
+def test_subset_of_frames_in_any_order_and_workers():
+    model = tiny_wav2letter()
+    cone, ref = _pair(model, ["input", "layer3"])
+    x = torch.randn(N_FEATURES, 280)
+    fwd, rfwd = cone.forward(x), ref.forward(x)
+    frames = torch.tensor([139, 0, 5, 5, 70, 1])
+    classes = torch.tensor([0, 4, 2, 3, 1, 0])
+    want = ref.sensitivities(rfwd, frames, classes)
+    threaded = ConeEngine(model, ["input", "layer3"], workers=2)
+    for eng in (cone, threaded):
+        got = eng.sensitivities(eng.forward(x) if eng is threaded else fwd, frames, classes)
+        for name in ("input", "layer3"):
+            length = want[name].grads.shape[-1]
+            assert rel_err(expand(got[name], length), want[name].grads) <= 1e-4
+
+
+def test_activations_and_probs():
+    model = tiny_wav2letter()
+    cone, _ = _pair(model, ["input", "layer2", "layer11"])
+    x = torch.randn(N_FEATURES, 100)
+    fwd = cone.forward(x)
+    with torch.no_grad():
+        torch.testing.assert_close(fwd.probs, model.probs(x[None])[0])
+        torch.testing.assert_close(
+            fwd.activations["layer2"], nn.Sequential(model.layer1, model.layer2)(x[None])[0]
+        )
+    assert fwd.activations["input"] is not None and fwd.activations["input"].shape == x.shape
+
+
+def test_errors():
+    model = tiny_wav2letter()
+    cone, _ = _pair(model, ["input"])
+    with pytest.raises(GradnapError, match="too few"):
+        cone.forward(torch.randn(N_FEATURES, 1))
+    fwd = cone.forward(torch.randn(N_FEATURES, 50))
+    with pytest.raises(GradnapError, match="frames must lie"):
+        cone.sensitivities(fwd, torch.tensor([25]), torch.tensor([0]))
+    with pytest.raises(GradnapError, match="classes must lie"):
+        cone.sensitivities(fwd, torch.tensor([0]), torch.tensor([5]))
+    with pytest.raises(GradnapError, match="unknown target"):
+        ConeEngine(model, ["input"], target="probability")
+
+
+def test_unsupported_models_are_refused():
+    from gradnap.engine import ChainError
+
+    lstm = nn.Sequential(nn.Conv1d(N_FEATURES, 4, 3), nn.LSTM(4, 4))
+    with pytest.raises(ChainError, match="LSTM"):
+        ConeEngine(lstm, ["input"])
+    grouped = nn.Sequential(nn.Conv1d(N_FEATURES, 4, 3, groups=2))
+    with pytest.raises(ChainError, match="grouped"):
+        ConeEngine(grouped, ["input"])
+    training = nn.Sequential(nn.Conv1d(N_FEATURES, 4, 3), nn.BatchNorm1d(4)).train()
+    # the engine puts the model in eval mode itself
+    ConeEngine(training, ["input"])
+    assert not training.training
