@@ -7,6 +7,22 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .analysis import (
+    ClusterCut,
+    LayerClustering,
+    OptimalInput,
+    RandomLabelGrouping,
+    SilhouetteTable,
+    cluster_layers,
+    cluster_profiles,
+    optimal_input,
+    optimal_input_for_profile,
+    random_label_grouping,
+    responsiveness,
+    silhouette,
+    silhouette_table,
+    top_neurons,
+)
 from .audio import (
     class_label,
     decode_indices,
@@ -23,6 +39,14 @@ from .defaults import ALPHABET, BLANK_INDEX, FEATURES, NUM_CLASSES, PHONE_SET, F
 from .errors import GradnapError
 from .geometry import ConvSpec, Geometry
 from .model import CONFIGS, ModelConfig, Wav2Letter, build_model
+from .plots import (
+    plot_action_potentials,
+    plot_dendrogram,
+    plot_input_gradnap,
+    plot_input_gradnaps,
+    plot_silhouettes,
+    save_figure,
+)
 
 __all__ = [
     "__version__",
@@ -49,4 +73,24 @@ __all__ = [
     "normalize_text",
     "num_frames",
     "seconds_to_frame",
+    "ClusterCut",
+    "LayerClustering",
+    "OptimalInput",
+    "RandomLabelGrouping",
+    "SilhouetteTable",
+    "cluster_layers",
+    "cluster_profiles",
+    "optimal_input",
+    "optimal_input_for_profile",
+    "random_label_grouping",
+    "responsiveness",
+    "silhouette",
+    "silhouette_table",
+    "top_neurons",
+    "plot_action_potentials",
+    "plot_dendrogram",
+    "plot_input_gradnap",
+    "plot_input_gradnaps",
+    "plot_silhouettes",
+    "save_figure",
 ]
