@@ -259,6 +259,13 @@ def optimal_input(
     )
     if signs_arr.shape != neurons_arr.shape:
         raise GradnapError(f"optimal_input: {len(signs_arr)} signs for {len(neurons_arr)} neurons")
+    if not signs_arr.any():
+        log.warning(
+            "optimal input for %s %s: every sign is 0 (responsiveness 0), only the "
+            "regulariser is minimised",
+            layer,
+            neurons_arr.tolist(),
+        )
     if n_features is None:
         n_features = getattr(getattr(model, "config", None), "n_features", None)
         if n_features is None:
