@@ -63,7 +63,7 @@ class CorpusStats:
         lines.append("utterances per speaker:")
         width = max((len(s) for s in self.per_speaker), default=7)
         for spk, (n, sec) in sorted(self.per_speaker.items()):
-            name = self.voice_names.get(spk)
+            name = self.voice_names.get(spk, "")
             label = f"{spk:<{width}}" + (f"  {name:<18}" if self.voice_names else "")
             lines.append(f"  {label}  {n:6d}  {sec / 60:7.1f} min")
         if not self.with_phones:
