@@ -13,12 +13,20 @@ def register(subparsers) -> None:
     synth = sub.add_parser(
         "synth",
         help="synthesize an English corpus with exact phone timings (flite, eSpeak NG)",
-        description="Write a LibriSpeech-format corpus with phone timings, synthesized offline.",
+        description="Write a LibriSpeech-format corpus with phone timings, synthesized offline "
+        "(flite and eSpeak NG voices, seeded text and prosody). Running it again with the same "
+        "arguments finishes an interrupted corpus. See docs/corpus.md.",
     )
     synth.add_argument("--out", type=Path, required=True, help="corpus directory to write")
     synth.add_argument("--utterances", type=int, default=3000, help="number of utterances")
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    synth.add_argument("--voices", nargs="+", default=None, help="voices (default: all)")
+    synth.add_argument(
+        "--voices",
+        nargs="+",
+        default=None,
+        help="flite voices (slt rms awb kal16), eSpeak voices accent[+variant] (en-us+f2, "
+        "en-gb-x-rp+f3...) or the groups flite, espeak, all (default: all 15)",
+    )
     synth.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     synth.set_defaults(func=_synth)
 
@@ -41,7 +49,12 @@ def register(subparsers) -> None:
     )
     align.set_defaults(func=_align)
 
-    info = sub.add_parser("info", help="print statistics of a corpus")
+    info = sub.add_parser(
+        "info",
+        help="print statistics of a corpus",
+        description="Hours, utterances per speaker, examples and seconds per phoneme, rarest "
+        "phonemes.",
+    )
     info.add_argument("corpus", type=Path, help="LibriSpeech-format corpus directory")
     info.set_defaults(func=_info)
 
