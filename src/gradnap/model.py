@@ -94,7 +94,9 @@ class ModelConfig:
 
 CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig("paper", (250,) * 8 + (2000, 2000, NUM_CLASSES)),
-    "default": ModelConfig("default", (128,) * 8 + (1000, 1000, NUM_CLASSES)),
+    # CPU default: same depth, kernels and strides, widths chosen so that training fits
+    # a 2-core machine in about two hours (see gradnap/data/MODEL_CARD.md).
+    "default": ModelConfig("default", (96,) * 8 + (384, 384, NUM_CLASSES)),
 }
 
 

@@ -135,13 +135,23 @@ def train_examples(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[dict] = []
     epoch, batch_done, step, seconds = 0, 0, 0, 0.0
+    partial_loss: tuple[float, int] = (0.0, 0)  # (loss sum, utterances) of a resumed epoch
     if resume:
         if not state_path.is_file():
             raise GradnapError(f"--resume: no run state {state_path} to resume from")
         blob = load_checkpoint(state_path)
         if blob.get("run_format") != RUN_FORMAT:
             raise GradnapError(f"{state_path}: not a gradnap training run state")
-        saved_cfg = blob["train_config"]
+        saved_cfg = dict(blob["train_config"])
+        if saved_cfg.get("epochs") != cfg.epochs:
+            # More (or fewer) epochs than planned: allowed; the learning-rate schedule
+            # is stretched to the new total from the current step on.
+            log.warning(
+                "resuming with %d epochs instead of %s: the learning-rate schedule changes",
+                cfg.epochs,
+                saved_cfg.get("epochs"),
+            )
+            saved_cfg["epochs"] = cfg.epochs
         if saved_cfg != asdict(cfg):
             diff = {
                 k: (saved_cfg.get(k), v) for k, v in asdict(cfg).items() if saved_cfg.get(k) != v
@@ -158,6 +168,7 @@ def train_examples(
         opt.load_state_dict(blob["optimizer"])
         epoch, batch_done, step = blob["epoch"], blob["batch"], blob["step"]
         seconds = blob["seconds"]
+        partial_loss = tuple(blob.get("epoch_loss", (0.0, 0)))
         history = list(blob["metadata"].get("history", []))
         log.info(
             "resuming %s at epoch %d, batch %d (step %d)", state_path, epoch + 1, batch_done, step
@@ -181,7 +192,7 @@ def train_examples(
         total_steps // max(1, cfg.epochs),
     )
 
-    def save_state(ep: int, batch: int) -> None:
+    def save_state(ep: int, batch: int, epoch_loss: tuple[float, int] = (0.0, 0)) -> None:
         meta = dict(meta_base, history=history, epochs_done=ep, seconds=seconds)
         extra = {
             "run_format": RUN_FORMAT,
@@ -190,6 +201,7 @@ def train_examples(
             "batch": batch,
             "step": step,
             "seconds": seconds,
+            "epoch_loss": list(epoch_loss),
             "train_config": asdict(cfg),
         }
         save_checkpoint(state_path, model, meta, features, extra=extra)
@@ -208,7 +220,8 @@ def train_examples(
             )
             done_utts = sum(len(b) for b in batches[:batch_done])
             bar.update(done_utts)
-            loss_sum, loss_n = 0.0, 0
+            loss_sum, loss_n = partial_loss
+            partial_loss = (0.0, 0)
             t_epoch = time.perf_counter()
             utts_epoch = 0
             for bi in range(batch_done, len(batches)):
@@ -246,7 +259,7 @@ def train_examples(
                 if batch_done >= len(batches):  # the epoch happened to be complete
                     interrupted = False
                 else:
-                    save_state(epoch, batch_done)
+                    save_state(epoch, batch_done, (loss_sum, loss_n))
                     log.warning("interrupted: run state saved to %s (use --resume)", state_path)
                     break
             t_valid = time.perf_counter()

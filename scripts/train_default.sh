@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Reproduce the shipped default checkpoint (src/gradnap/data/default.pt) in one command:
+# synthesize the corpus, train the `default` config, evaluate, copy the checkpoint.
+#
+#   ./scripts/train_default.sh            # ~2-3 h on 2 CPU cores
+#
+# Environment overrides: GRADNAP_CACHE (cache root, default ~/.cache/gradnap), EPOCHS,
+# THREADS, PYTHON (default .venv/bin/python). A run that was stopped (Ctrl-C) continues
+# where it stopped when the script is started again (training resumes from
+# $RUN/last.pt). The model card's figures come from the eval step's JSON files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-.venv/bin/python}
+CACHE=${GRADNAP_CACHE:-$HOME/.cache/gradnap}
+CORPUS=$CACHE/corpora/train
+RUN=$CACHE/runs/default
+EPOCHS=${EPOCHS:-8}
+THREADS=${THREADS:-2}
+HOLDOUT_VOICE=awb
+gradnap() { "$PYTHON" -m gradnap "$@"; }
+
+# 1. Corpus: 3,000 utterances, 15 voices (flite + eSpeak NG), seed 1.
+if ! grep -q '"complete": true' "$CORPUS/corpus.json" 2>/dev/null; then
+    gradnap corpus synth --out "$CORPUS" --utterances 3000 --seed 1
+fi
+
+# 2. Train: all voices but awb; 5% of the sentences held out (valid / test halves).
+mkdir -p "$RUN"
+RESUME=()
+if [ -f "$RUN/last.pt" ] && [ ! -f "$RUN/done" ]; then RESUME=(--resume); fi
+if [ ! -f "$RUN/done" ]; then
+    gradnap train --corpus "$CORPUS" --config default --out "$RUN/default.pt" \
+        --run-dir "$RUN" --epochs "$EPOCHS" --lr 1e-3 --warmup-steps 200 \
+        --max-frames 6000 --max-batch 24 --seed 0 --holdout-voice "$HOLDOUT_VOICE" \
+        --float16 --threads "$THREADS" "${RESUME[@]}"
+    touch "$RUN/done"
+fi
+
+# 3. Evaluate the float16 checkpoint: held-out sentences of the training voices, and
+#    the held-out voice.
+for split in test valid holdout-voice; do
+    gradnap eval --model "$RUN/default.pt" --corpus "$CORPUS" --split "$split" \
+        --beam-size 32 --threads "$THREADS" --json "$RUN/eval-$split.json" --no-progress
+done
+
+# 4. Ship it.
+cp "$RUN/default.pt" src/gradnap/data/default.pt
+echo "default checkpoint: src/gradnap/data/default.pt ($(du -h src/gradnap/data/default.pt | cut -f1))"
