@@ -35,10 +35,13 @@ from .audio import (
     num_frames,
     seconds_to_frame,
 )
+from .checkpoint import load_model, save_checkpoint
+from .decode import BeamDecoder, greedy_decode
 from .defaults import ALPHABET, BLANK_INDEX, FEATURES, NUM_CLASSES, PHONE_SET, FeatureConfig
 from .errors import GradnapError
+from .evaluate import evaluate_model, transcribe
 from .geometry import ConvSpec, Geometry
-from .model import CONFIGS, ModelConfig, Wav2Letter, build_model
+from .model import CONFIGS, ModelConfig, Wav2Letter, build_model, output_frame_seconds
 from .plots import (
     plot_action_potentials,
     plot_dendrogram,
@@ -93,4 +96,11 @@ __all__ = [
     "plot_input_gradnaps",
     "plot_silhouettes",
     "save_figure",
+    "BeamDecoder",
+    "evaluate_model",
+    "greedy_decode",
+    "load_model",
+    "output_frame_seconds",
+    "save_checkpoint",
+    "transcribe",
 ]
