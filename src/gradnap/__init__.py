@@ -36,6 +36,8 @@ from .audio import (
     seconds_to_frame,
 )
 from .checkpoint import load_model, save_checkpoint
+from .corpus.stats import corpus_stats
+from .corpus.synth import synthesize_corpus
 from .decode import BeamDecoder, greedy_decode
 from .defaults import ALPHABET, BLANK_INDEX, FEATURES, NUM_CLASSES, PHONE_SET, FeatureConfig
 from .errors import GradnapError
@@ -103,4 +105,6 @@ __all__ = [
     "output_frame_seconds",
     "save_checkpoint",
     "transcribe",
+    "corpus_stats",
+    "synthesize_corpus",
 ]
