@@ -98,16 +98,18 @@ def test_pre_activation_layers():
 
 def test_subset_of_frames_in_any_order_and_workers():
     model = tiny_wav2letter()
-    cone, ref = _pair(model, ["input", "layer3"])
+    layers = ["input", "layer3", "layer10"]
     x = torch.randn(N_FEATURES, 280)
-    fwd, rfwd = cone.forward(x), ref.forward(x)
-    frames = torch.tensor([139, 0, 5, 5, 70, 1])
-    classes = torch.tensor([0, 4, 2, 3, 1, 0])
+    ref = ReferenceEngine(model, layers)
+    rfwd = ref.forward(x)
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.cat([torch.tensor([139, 0, 5, 5]), torch.randint(0, 140, (30,), generator=gen)])
+    classes = torch.randint(0, 5, frames.shape, generator=gen)
     want = ref.sensitivities(rfwd, frames, classes)
-    threaded = ConeEngine(model, ["input", "layer3"], workers=2)
-    for eng in (cone, threaded):
-        got = eng.sensitivities(eng.forward(x) if eng is threaded else fwd, frames, classes)
-        for name in ("input", "layer3"):
+    for workers in (0, 1, 3):
+        eng = ConeEngine(model, layers, workers=workers)
+        got = eng.sensitivities(eng.forward(x), frames, classes)
+        for name in layers:
             length = want[name].grads.shape[-1]
             assert rel_err(expand(got[name], length), want[name].grads) <= 1e-4
 
@@ -152,3 +154,29 @@ def test_unsupported_models_are_refused():
     # the engine puts the model in eval mode itself
     ConeEngine(training, ["input"])
     assert not training.training
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        # (kernel, stride, dilation, padding): k=1 with stride 3 leaves stride phases
+        # without taps; dilation with stride; a dilated last layer (one-wide cone)
+        [(1, 3, 1, 0), (3, 1, 1, "same"), (2, 1, 3, "same")],
+        [(3, 2, 2, 2), (4, 3, 1, 1), (3, 1, 2, 0)],
+        [(5, 1, 1, 0), (2, 2, 1, 0), (1, 1, 1, 0)],
+    ],
+)
+def test_kernel_stride_dilation_combinations(specs):
+    torch.manual_seed(1)
+    mods, c_in = [], N_FEATURES
+    for i, (k, s, d, p) in enumerate(specs):
+        c_out = 5 if i == len(specs) - 1 else 4
+        mods.append(nn.Conv1d(c_in, c_out, k, stride=s, dilation=d, padding=p))
+        if i < len(specs) - 1:
+            mods.append(nn.Softplus())
+        c_in = c_out
+    model = nn.Sequential(*mods).eval()
+    layers = ["input"] + [str(i) for i in range(len(mods))]
+    cone, ref = _pair(model, layers, "logprob")
+    for frames in (30, 41, 80):
+        assert_engines_agree(cone, ref, torch.randn(N_FEATURES, frames))

@@ -51,7 +51,7 @@ def test_explicit_kinds_and_errors():
     with pytest.raises(GradnapError, match="valid names"):
         make_engine(model, ["layer99"])
     with pytest.raises(GradnapError, match="workers"):
-        make_engine(model, workers=0)
+        make_engine(model, workers=-1)
 
 
 def test_engines_agree_with_each_other_through_the_factory():

@@ -10,9 +10,11 @@ DESIGN §4. For a model that is a chain of Conv1d layers and elementwise operati
 2. :meth:`ConeEngine.sensitivities` runs a hand-written backward for a chunk of ``n``
    target frames, each restricted to its cone: a seed at the output (``d target / d z``,
    e.g. ``p_k (e_k - p)`` for ``prob``), then per stage ``i = L..1``:
-   ``gZ = gA * D_i[cone]`` and ``gA_{i-1} = conv_transpose(gZ, W_i)`` — a GEMM when the
-   cone is one position wide or the kernel is 1, ``conv_transpose1d`` otherwise (stride and
-   dilation included). The window of stage ``i`` for frame ``tau`` starts at
+   ``gZ = gA * D_i[cone]`` and ``gA_{i-1} = conv_transpose(gZ, W_i)``. Gradients are kept
+   position-major, ``(C, W, n)`` with the frames innermost, so that the transposed
+   convolution is one GEMM per kernel tap (``W[:, :, j].T @ gZ`` into a column slice of
+   the output; strided layers per stride phase) — or a single GEMM when the cone is one
+   position wide (the k=1 and k=32 layers of Wav2Letter). The window of stage ``i`` for frame ``tau`` starts at
    ``Geometry.cone(tau, i)[0]`` and is ``Geometry.cone_width(i)`` wide.
 
 Positions outside the utterance are zero in ``D`` and zeroed in returned windows, so the
@@ -70,31 +72,59 @@ def _derivative(f, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return d
 
 
-def _backward_conv(gz: torch.Tensor, weight: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
-    """Gradient at a convolution's input window from the gradient at its output window.
+class _TapWeights:
+    """One convolution's weights laid out for the backward GEMMs.
 
-    ``gz`` ``(n, C_out, W)``, ``weight`` ``(C_out, C_in, k)`` -> ``(n, C_in, (W-1)s + d(k-1) + 1)``.
+    ``taps``: ``(k, C_in, C_out)``, ``taps[j] = W[:, :, j].T``; or, when the cone at the
+    conv's output is one position wide and the kernel is not dilated, ``cols``:
+    ``(C_in * k, C_out)`` so that one GEMM gives the whole ``(C_in, k)`` window.
     """
-    n, c_out, w = gz.shape
-    c_in, k = weight.shape[1], weight.shape[2]
-    s, d = spec.stride, spec.dilation
-    if w == 1:
-        out = (gz[:, :, 0] @ weight.reshape(c_out, c_in * k)).view(n, c_in, k)  # (n, C_in, k)
-        if d == 1:
-            return out
-        full = gz.new_zeros(n, c_in, d * (k - 1) + 1)
-        full[:, :, ::d] = out
-        return full
-    if k == 1:
-        # (n*W, C_out) @ (C_out, C_in) as one GEMM
-        out = gz.transpose(1, 2).reshape(n * w, c_out) @ weight[:, :, 0]  # (n*W, C_in)
-        out = out.view(n, w, c_in).transpose(1, 2)  # (n, C_in, W)
+
+    def __init__(self, weight: torch.Tensor, spec: ConvSpec, width: int) -> None:
+        c_out, c_in, k = weight.shape
+        self.c_in, self.k, self.spec, self.width = c_in, k, spec, width
+        self.cols: torch.Tensor | None = None
+        self.taps: torch.Tensor | None = None
+        if width == 1 and spec.dilation == 1:
+            self.cols = weight.permute(1, 2, 0).reshape(c_in * k, c_out).contiguous()
+        else:
+            self.taps = weight.permute(2, 1, 0).contiguous()
+
+    def backward(self, gz: torch.Tensor) -> torch.Tensor:
+        """Transposed convolution in position-major layout.
+
+        ``gz``: ``(C_out, W * n)`` contiguous, the gradient at the conv output for ``n``
+        frames at ``W`` positions (frames innermost). Returns ``(C_in, W', n)`` with
+        ``W' = (W - 1) * stride + dilation * (k - 1) + 1``. Tap ``j`` adds
+        ``W[:, :, j].T @ gz`` at output positions ``t * stride + j * dilation``: one GEMM
+        per tap into a column slice of the output (per stride phase), no im2col.
+        """
+        w = self.width
+        n = gz.shape[1] // w
+        if self.cols is not None:  # W == 1: a single GEMM, (C_in * k, n) = (C_in, k, n)
+            return (self.cols @ gz).view(self.c_in, self.k, n)
+        assert self.taps is not None
+        s, d, k = self.spec.stride, self.spec.dilation, self.k
+        w_out = (w - 1) * s + d * (k - 1) + 1
         if s == 1:
-            return out.contiguous()
-        full = gz.new_zeros(n, c_in, (w - 1) * s + 1)
-        full[:, :, ::s] = out
-        return full
-    return F.conv_transpose1d(gz, weight, stride=s, dilation=d)
+            out = gz.new_zeros(self.c_in, w_out * n)
+            for j in range(k):
+                o = j * d
+                out[:, o * n : (o + w) * n].addmm_(self.taps[j], gz)
+            return out.view(self.c_in, w_out, n)
+        out = gz.new_empty(self.c_in, w_out, n)
+        for ph in range(s):
+            taps = [j for j in range(k) if (j * d) % s == ph]
+            count = len(range(ph, w_out, s))  # output positions of this phase
+            if not taps:
+                out[:, ph::s] = 0.0
+                continue
+            buf = gz.new_zeros(self.c_in, count * n)
+            for j in taps:
+                q = (j * d) // s
+                buf[:, q * n : (q + w) * n].addmm_(self.taps[j], gz)
+            out[:, ph::s] = buf.view(self.c_in, count, n)
+        return out
 
 
 def cone_flops(chain: Chain) -> float:
@@ -116,8 +146,11 @@ class ConeEngine:
     it is put in eval mode. ``layers``: names (``"input"`` and ``named_modules()`` names).
     ``target``: ``"prob"``, ``"logprob"`` or ``"logit"``. ``output``: the model's output
     kind (default ``model.output_kind``, else logits). ``workers``: threads that each take
-    a share of the frames of a chunk with one intra-op thread each (``None``: one thread
-    running torch's default intra-op parallelism).
+    a share of a chunk's frames, each with one intra-op thread (``torch.set_num_threads(1)``
+    for the duration of the call); ``None`` (default) = as many as torch's intra-op
+    threads on CPU, 1 on other devices; ``0`` = no workers, torch's own intra-op
+    parallelism. Independent single-threaded GEMMs beat one multi-threaded GEMM on small
+    machines and stay fast when other processes compete for the cores.
 
     Raises :class:`~gradnap.engine.chain.ChainError` when the model is not such a chain.
     """
@@ -137,8 +170,8 @@ class ConeEngine:
         self.output = self.chain.output
         check_target(target, self.output)
         self.target = target
-        if workers is not None and workers < 1:
-            raise GradnapError(f"workers: must be at least 1, got {workers}")
+        if workers is not None and workers < 0:
+            raise GradnapError(f"workers: must be 0 or more, got {workers}")
         self.workers = workers
         self.geometry = self.chain.geometry
         L = self.chain.num_stages
@@ -147,6 +180,10 @@ class ConeEngine:
         self._lo0 = [self.geometry.cone(0, i)[0] for i in range(L + 1)]
         out_jump = self.geometry.jump(L)
         self._step = [out_jump // self.geometry.jump(i) for i in range(L + 1)]
+        self._weights: list[_TapWeights | None] = [None]
+        for i, st in enumerate(self.chain.stages[1:], start=1):
+            assert st.weight is not None and st.spec is not None
+            self._weights.append(_TapWeights(st.weight, st.spec, self._width[i]))
         w = self.chain.stages[1].weight
         assert w is not None
         self._device, self._dtype = w.device, w.dtype
@@ -258,16 +295,19 @@ class ConeEngine:
             raise GradnapError(f"sensitivities: frames must lie in 0..{t_out - 1}")
         if classes.numel() and (classes.min() < 0 or classes.max() >= n_cls):
             raise GradnapError(f"sensitivities: classes must lie in 0..{n_cls - 1}")
-        workers = self.workers or 1
+        workers = self.resolved_workers()
         n = frames.shape[0]
-        if workers == 1 or n < 2 * workers:
+        if workers == 0:
             return self._backward(state, frames, classes)
-        bounds = [n * w // workers for w in range(workers + 1)]
+        parts_n = max(1, min(workers, n // 8))  # at least 8 frames per worker
+        bounds = [n * w // parts_n for w in range(parts_n + 1)]
         parts = [(frames[a:b], classes[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            with ThreadPoolExecutor(workers) as pool:
+            if parts_n == 1:
+                return self._backward(state, frames, classes)
+            with ThreadPoolExecutor(parts_n) as pool:
                 results = list(pool.map(lambda fc: self._backward(state, *fc), parts))
         finally:
             torch.set_num_threads(threads)
@@ -279,17 +319,28 @@ class ConeEngine:
             for name in self.layers
         }
 
+    def resolved_workers(self) -> int:
+        """Worker threads used by :meth:`sensitivities` (0 = torch's intra-op threads)."""
+        if self.workers is not None:
+            return self.workers
+        return torch.get_num_threads() if self._device.type == "cpu" else 0
+
     @torch.no_grad()
     def _backward(
         self, state: _ConeState, frames: torch.Tensor, classes: torch.Tensor
     ) -> dict[str, Window]:
+        """The cone backward for ``n`` frames. Gradients live in position-major layout
+        ``(C, W, n)`` (frames innermost) so every transposed convolution is a few large
+        GEMMs; returned windows are ``(n, C, W)`` views of it."""
         chain = self.chain
         L = chain.num_stages
         by_stage: dict[int, list[tuple[str, int]]] = {}
         for name, (i, j) in self._pos.items():
             by_stage.setdefault(i, []).append((name, j))
         out: dict[str, Window] = {}
-        g = self.seeds(state.probs, frames, classes)[:, :, None]  # (n, K, 1)
+        n = frames.shape[0]
+        seeds = self.seeds(state.probs, frames, classes)  # (n, K)
+        g = seeds.T.contiguous().view(-1, 1, n)  # (K, 1, n)
         for i in range(L, -1, -1):
             st = chain.stages[i]
             m = len(st.pointwise)
@@ -303,33 +354,36 @@ class ConeEngine:
                     gw = g * self._cut(state.deriv[i], idx, width)  # type: ignore[arg-type]
                 else:
                     gw = g * self._cut(state.suffix[(i, j)], idx, width)
-                out[name] = Window(gw, start)
+                out[name] = Window(gw.permute(2, 0, 1), start)  # (n, C, W)
             if i == 0:
                 break
             d = state.deriv[i]
-            assert d is not None and st.weight is not None and st.spec is not None
-            gz = g * self._cut(d, idx, width)  # (n, C_i, W_i): gradient at the conv output
-            g = _backward_conv(gz, st.weight, st.spec)  # (n, C_{i-1}, W_{i-1})
+            weights = self._weights[i]
+            assert d is not None and weights is not None
+            gz = torch.mul(g, self._cut(d, idx, width)).contiguous()  # (C_i, W_i, n)
+            g = weights.backward(gz.view(gz.shape[0], width * n))  # (C_{i-1}, W_{i-1}, n)
         return {name: out[name] for name in self.layers}
 
     @staticmethod
     def _cut(padded: torch.Tensor, idx: torch.Tensor, width: int) -> torch.Tensor:
-        """Windows ``padded[:, idx[r] : idx[r] + width]`` as ``(n, C, width)``."""
-        if idx.shape[0] > 1 and bool((idx[1:] - idx[:-1] == idx[1] - idx[0]).all()):
-            step = int(idx[1] - idx[0])
-            if step >= 0:  # evenly spaced windows: a strided view, no copy
-                c, p = padded.shape
-                return padded.as_strided(
-                    (idx.shape[0], c, width), (step, p, 1), padded.storage_offset() + int(idx[0])
-                )
-        return padded.unfold(1, width, 1).permute(1, 0, 2).index_select(0, idx)
+        """Windows ``padded[:, idx[r] : idx[r] + width]`` as ``(C, width, n)``."""
+        c, p = padded.shape
+        n = idx.shape[0]
+        step = int(idx[1] - idx[0]) if n > 1 else 0
+        if n == 1 or (step >= 0 and bool((idx[1:] - idx[:-1] == step).all())):
+            # evenly spaced windows (consecutive frames): a strided view, no copy
+            return padded.as_strided(
+                (c, width, n), (p, 1, step), padded.storage_offset() + int(idx[0])
+            )
+        cols = idx[None, :] + torch.arange(width, device=idx.device)[:, None]  # (W, n)
+        return padded[:, cols]
 
     @staticmethod
     def _mask_edges(g: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
-        """Zero ``g`` ``(n, C, W)`` at positions outside ``0 .. length - 1``."""
-        width = g.shape[-1]
+        """Zero ``g`` ``(C, W, n)`` at positions outside ``0 .. length - 1``."""
+        width = g.shape[1]
         if int(start.min()) >= 0 and int(start.max()) + width <= length:
             return g
-        pos = start[:, None] + torch.arange(width, device=g.device)  # (n, W)
+        pos = start[None, :] + torch.arange(width, device=g.device)[:, None]  # (W, n)
         valid = ((pos >= 0) & (pos < length)).to(g.dtype)
-        return g * valid[:, None, :]
+        return g * valid

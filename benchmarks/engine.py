@@ -1,0 +1,248 @@
+"""Throughput of the sensitivity engines against the per-frame autograd reference.
+
+For each model config (random weights, one utterance of ``--seconds`` seconds, every
+output frame a target), measured in one process:
+
+- ``cone_fps``: frames/s of the cone engine, end to end per utterance (its no-grad
+  forward plus the cone backward of every frame in chunks of ``--chunk`` frames);
+- ``autograd_fps``: frames/s of the generic autograd engine, from its forward plus one
+  batched backward of ``--autograd-frames`` frames, extrapolated to all frames;
+- ``reference_fps``: frames/s of the per-frame reference (one forward with a graph, one
+  full backward per frame), from ``--reference-frames`` frames, extrapolated likewise;
+- ``speedup_vs_reference`` = ``cone_fps / reference_fps``;
+- ``ceiling_fps``: cone FLOPs per frame (2 x multiply-adds of the transposed
+  convolutions restricted to the cone, input layer included) divided by the GEMM rate
+  measured in the same run: ``torch.matmul`` of each layer's weight matrix
+  ``(C_in, C_out)`` with a ``(C_out, 8192)`` right-hand side (the shape of the cone
+  engine's GEMMs: ``W x n`` columns), weighted by the layer's share of the cone FLOPs,
+  with the same threading as the engine (``--workers`` single-threaded GEMMs at once);
+- ``ceiling_fraction`` = ``cone_fps / ceiling_fps``; GEMM and engine runs alternate and
+  the fraction is the median of the per-round ratios, so a shared machine's load affects
+  both alike;
+- ``collect_fps``: frames/s of :class:`gradnap.collect.GradNAP` end to end (features,
+  engine, alignment, accumulators for graphemes and phonemes, ``examples="all"``) on a
+  small corpus synthesized with flite (``null`` when flite is missing or ``--no-collect``).
+
+Prints one JSON line per config on stdout (timings breakdown and the profile, with
+``--profile``, on stderr)::
+
+    .venv/bin/python benchmarks/engine.py
+    .venv/bin/python benchmarks/engine.py --configs paper --workers 2 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from gradnap.audio import num_frames
+from gradnap.defaults import FEATURES, METHOD
+from gradnap.engine import AutogradEngine, ConeEngine, ReferenceEngine, default_layers
+from gradnap.model import build_model
+
+GEMM_COLUMNS = 8192
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def run_utterance(engine, x: torch.Tensor, chunk: int, limit: int | None = None) -> tuple:
+    """Seconds for the forward pass and for the sensitivities of every (or ``limit``) frame."""
+    t0 = time.perf_counter()
+    fwd = engine.forward(x)
+    t1 = time.perf_counter()
+    classes = fwd.probs.argmax(0)
+    n = classes.shape[0] if limit is None else min(limit, classes.shape[0])
+    for a in range(0, n, chunk):
+        frames = torch.arange(a, min(n, a + chunk))
+        engine.sensitivities(fwd, frames, classes[frames])
+    return t1 - t0, time.perf_counter() - t1, n, classes.shape[0]
+
+
+def gemm_rate(engine: ConeEngine, workers: int, seconds: float = 1.0) -> float:
+    """GFLOP/s of ``torch.matmul`` on the layers' weight shapes (see the module doc):
+    ``workers`` threads with one intra-op thread each, all at once (0: one thread with
+    torch's intra-op threads)."""
+    shapes = []
+    geom = engine.geometry
+    for i, st in enumerate(engine.chain.stages[1:], start=1):
+        c_out, c_in, k = st.weight.shape
+        shapes.append((c_in, c_out, 2.0 * c_out * c_in * k * geom.cone_width(i)))
+    total = sum(f for *_, f in shapes)
+    mats = {(ci, co): (torch.randn(ci, co), torch.randn(co, GEMM_COLUMNS)) for ci, co, _ in shapes}
+
+    def rate_of(ci: int, co: int, budget: float) -> float:
+        a, b = mats[(ci, co)]
+        out = torch.empty(ci, GEMM_COLUMNS)
+        torch.matmul(a, b, out=out)
+        reps, t0 = 0, time.perf_counter()
+        while True:
+            torch.matmul(a, b, out=out)
+            reps += 1
+            dt = time.perf_counter() - t0
+            if dt >= budget and reps >= 2:
+                return 2.0 * ci * co * GEMM_COLUMNS * reps / dt
+
+    def weighted(budget: float) -> float:
+        # time per unit of cone work = sum over layers of (share / rate)
+        inv = sum((f / total) / rate_of(ci, co, budget * f / total) for ci, co, f in shapes)
+        return 1.0 / inv
+
+    if workers == 0:  # torch's intra-op threads
+        return weighted(seconds) / 1e9
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rates = [0.0] * workers
+
+    def work(w: int) -> None:
+        rates[w] = weighted(seconds)
+
+    try:
+        ts = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        torch.set_num_threads(threads)
+    return sum(rates) / 1e9
+
+
+def profile_chunk(engine: ConeEngine, x: torch.Tensor, chunk: int) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    fwd = engine.forward(x)
+    classes = fwd.probs.argmax(0)
+    frames = torch.arange(min(chunk, classes.shape[0]))
+    engine.sensitivities(fwd, frames, classes[frames])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(2):
+            engine.sensitivities(fwd, frames, classes[frames])
+    log(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+def collect_fps(model, utterances: int, workers: int | None, chunk: int) -> float | None:
+    """End-to-end frames/s of GradNAP.collect on a small flite corpus (None without flite)."""
+    if shutil.which("flite") is None:
+        log("collect: flite not found, collect_fps = null")
+        return None
+    from gradnap.collect import GradNAP
+    from gradnap.corpus.synth import synthesize_corpus
+    from gradnap.engine import make_engine
+
+    with tempfile.TemporaryDirectory(prefix="gradnap-bench-") as tmp:
+        root = Path(tmp) / "corpus"
+        synthesize_corpus(root, utterances=utterances, seed=0, voices=["flite"], progress=False)
+        layers = default_layers(model)
+        engine = make_engine(model, layers, workers=workers)
+        nap = GradNAP(
+            model,
+            layers,
+            engine=engine,
+            groups=("grapheme", "phoneme"),
+            examples="all",
+            chunk_frames=chunk,
+        )
+        nap.collect(root, progress=False, limit=1)  # warm-up (feature code, caches)
+        t0 = time.perf_counter()
+        nap.collect(root, progress=False)
+        dt = time.perf_counter() - t0
+        frames = nap.progress["examples"]
+        log(f"collect: {nap.progress['utterances']} utterances, {frames} frames, {dt:.1f} s")
+        return frames / dt
+
+
+def bench_config(name: str, args) -> dict:
+    torch.manual_seed(0)
+    model = build_model(name, seed=0)
+    layers = default_layers(model)
+    n_in = num_frames(int(args.seconds * FEATURES.sample_rate))
+    x = torch.randn(model.config.n_features, n_in)
+    cone = ConeEngine(model, layers, workers=args.workers)
+    workers = cone.resolved_workers()
+    flops = cone.flops_per_frame
+    log(f"[{name}] {n_in} input frames, cone {flops / 1e6:.0f} MFLOP/frame, workers={workers}")
+
+    run_utterance(cone, x, args.chunk, limit=args.chunk)  # warm-up
+    cone_times, ratios, rates = [], [], []
+    for r in range(args.repeats):
+        rate = gemm_rate(cone, workers, seconds=args.gemm_seconds)
+        t_fwd, t_bwd, n, t_out = run_utterance(cone, x, args.chunk)
+        fps = t_out / (t_fwd + t_bwd)
+        cone_times.append((t_fwd, t_bwd))
+        rates.append(rate)
+        ratios.append(fps / (rate * 1e9 / flops))
+        log(
+            f"[{name}] round {r}: GEMM {rate:.1f} GFLOP/s, cone {fps:.1f} frames/s "
+            f"(forward {t_fwd:.2f} s, backward {t_bwd:.2f} s, {t_out} frames), "
+            f"cone GEMM-part {flops * t_out / t_bwd / 1e9:.1f} GFLOP/s"
+        )
+    cone_fps = statistics.median(t_out / (a + b) for a, b in cone_times)
+    rate = statistics.median(rates)
+    if args.profile:
+        profile_chunk(cone, x, args.chunk)
+
+    auto = AutogradEngine(model, layers, batch_frames=args.autograd_frames)
+    t_fwd, t_bwd, n, _ = run_utterance(auto, x, args.autograd_frames, args.autograd_frames)
+    autograd_fps = t_out / (t_fwd + t_bwd * t_out / n)
+    log(f"[{name}] autograd: forward {t_fwd:.2f} s, {n} frames in {t_bwd:.2f} s")
+
+    ref = ReferenceEngine(model, layers)
+    t_fwd, t_bwd, n, _ = run_utterance(ref, x, args.reference_frames, args.reference_frames)
+    reference_fps = t_out / (t_fwd + t_bwd * t_out / n)
+    log(f"[{name}] reference: forward {t_fwd:.2f} s, {n} frames in {t_bwd:.2f} s")
+    del auto, ref
+
+    cfps = None
+    if not args.no_collect:
+        cfps = collect_fps(model, args.collect_utterances, args.workers, args.chunk)
+    ceiling = rate * 1e9 / flops
+    return {
+        "config": name,
+        "cone_fps": round(cone_fps, 2),
+        "autograd_fps": round(autograd_fps, 3),
+        "reference_fps": round(reference_fps, 3),
+        "speedup_vs_reference": round(cone_fps / reference_fps, 1),
+        "ceiling_fps": round(ceiling, 1),
+        "ceiling_fraction": round(statistics.median(ratios), 3),
+        "collect_fps": None if cfps is None else round(cfps, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", default="paper,default", help="model configs (comma-separated)")
+    p.add_argument("--seconds", type=float, default=10.0, help="utterance length")
+    p.add_argument("--chunk", type=int, default=METHOD.chunk_frames, help="frames per chunk")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="cone engine worker threads (default: one per intra-op thread; 0: none)",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="alternating GEMM/engine rounds")
+    p.add_argument("--gemm-seconds", type=float, default=1.0, help="GEMM timing per round")
+    p.add_argument("--autograd-frames", type=int, default=16, help="frames timed (autograd)")
+    p.add_argument("--reference-frames", type=int, default=8, help="frames timed (reference)")
+    p.add_argument("--collect-utterances", type=int, default=8, help="synthesized corpus size")
+    p.add_argument("--no-collect", action="store_true", help="skip the collect measurement")
+    p.add_argument("--profile", action="store_true", help="torch.profiler table of one chunk")
+    args = p.parse_args(argv)
+    log(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
+    for name in args.configs.split(","):
+        print(json.dumps(bench_config(name.strip(), args)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
