@@ -130,6 +130,8 @@ def test_other_arguments_for_an_existing_corpus_are_refused(tiny, tmp_path):
         S.synthesize_corpus(root, utterances=5, seed=4, voices=VOICES, jobs=1, progress=False)
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "x.txt").write_text("x")
+    with pytest.raises(GradnapError, match="--jobs"):
+        S.synthesize_corpus(tmp_path / "j", utterances=1, seed=0, voices=["slt"], jobs=0)
     with pytest.raises(GradnapError, match="not empty"):
         S.synthesize_corpus(tmp_path / "stuff", utterances=1, seed=0, voices=["slt"], jobs=1)
 

@@ -385,6 +385,8 @@ def synthesize_corpus(
     from tqdm import tqdm
 
     t0 = time.perf_counter()
+    if jobs is not None and jobs < 1:
+        raise GradnapError(f"--jobs must be at least 1 (got {jobs})")
     root = Path(out).expanduser()
     voice_list = resolve_voices(voices, config)
     request = _request(utterances, seed, voice_list, config)
