@@ -6,6 +6,8 @@ import soundfile as sf
 import torch
 from torch import nn
 
+from gradnap.checkpoint import save_checkpoint
+from gradnap.cli import main
 from gradnap.collect import GradNAP, collect, model_geometry
 from gradnap.corpus import PhoneSpan, read_corpus, write_timings
 from gradnap.defaults import PHONE_SET
@@ -431,3 +433,43 @@ def test_collect_over_a_corpus_directory_with_phonemes(tmp_path):
     assert ax.frequencies_hz.shape == (128,) and ax.offsets_ms[0] == -97 * 8.0
     assert r.axes("layer2").offsets_ms[1] - r.axes("layer2").offsets_ms[0] == 16.0
     assert r.meta["model"]["name"] == "tiny" and len(r.meta["model"]["weights_sha256"]) == 64
+
+
+def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
+    root = write_corpus(tmp_path / "corpus", n=4, broken=False)
+    model_path = save_checkpoint(tmp_path / "tiny.pt", tiny_wav2letter())
+    common = ["--model", str(model_path), "--corpus", str(root), "--layers", "input,layer9"]
+    common += ["--groups", "grapheme,phoneme", "--examples", "all", "--no-progress"]
+    out = tmp_path / "whole.npz"
+    assert main(["collect", *common, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "frames/s" in printed and f"wrote {out}" in printed
+    whole = Result.load(out)
+    assert whole.meta["model"]["source"] == str(model_path)
+    assert whole.layers == ["input", "layer9"] and whole.meta["progress"]["utterances"] == 4
+    assert not (tmp_path / "whole.npz.partial").exists()  # the checkpoint is removed
+
+    # shard 0/2 is interrupted after its first utterance, then resumed
+    add, calls = GradNAP.add, []
+
+    def interrupted_add(self, *args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return add(self, *args, **kw)
+
+    monkeypatch.setattr(GradNAP, "add", interrupted_add)
+    x = tmp_path / "x.npz"
+    shard = ["--shard", "0/2", "--checkpoint-every", "1", "--out", str(x)]
+    assert main(["collect", *common, *shard]) == 130
+    partial = Result.load(tmp_path / "x.npz.partial")
+    assert partial.meta["progress"]["utterances"] == 1 and not x.exists()
+    assert main(["collect", *common, *shard, "--resume"]) == 0
+    assert len(calls) == 3  # one more utterance, not two
+    assert not (tmp_path / "x.npz.partial").exists()
+    y = tmp_path / "y.npz"
+    assert main(["collect", *common, "--shard", "1/2", "--out", str(y)]) == 0
+    assert_same_sums(merge_results([x, y]), whole, rtol=1e-9)
+    capsys.readouterr()
+    assert main(["collect", *common, "--layers", "layer99", "--out", str(out)]) == 2
+    assert "layer99" in capsys.readouterr().err

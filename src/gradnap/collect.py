@@ -41,12 +41,19 @@ from torch import nn
 
 from . import __version__
 from .audio import log_mel, mel_frequencies
-from .defaults import BLANK_INDEX, FEATURES, METHOD, FeatureConfig
+from .defaults import BLANK_INDEX, COLLECT, FEATURES, METHOD, FeatureConfig
 from .engine.base import INPUT_LAYER, TARGETS, ForwardPass
 from .errors import GradnapError
 from .geometry import Geometry
-from .groups import AllGrouping, FrameClock, Grouping, make_groupings
-from .profiles import EXAMPLE_MODES, GroupingSums, align, chunk_stats, select_examples
+from .groups import ALL, AllGrouping, FrameClock, Grouping, make_groupings
+from .profiles import (
+    EXAMPLE_MODES,
+    GroupingSums,
+    Positions,
+    align,
+    chunk_stats,
+    select_examples,
+)
 from .results import FORMAT, FORMAT_VERSION, Result, build_arrays
 
 __all__ = [
@@ -60,11 +67,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Checkpoint defaults: every this many utterances or seconds, whichever comes first.
-CHECKPOINT_EVERY = 200
-CHECKPOINT_SECONDS = 300.0
-#: Problem messages kept in the result file (all are counted).
-MAX_PROBLEMS = 1000
+MAX_PROBLEMS = COLLECT.max_problems
 
 
 def model_geometry(
@@ -199,7 +202,7 @@ class GradNAP:
         *,
         target: str = METHOD.target,
         examples: str = METHOD.examples,
-        groups: Any = "grapheme",
+        groups: Any = COLLECT.groups,
         min_count: int = METHOD.min_count,
         window: int | dict[str, int] | None = None,
         engine: Any = "auto",
@@ -245,6 +248,12 @@ class GradNAP:
         self.windows = self._check_windows(window)
         self.chain = model_geometry(model, self.layers, engine)
         self._model_id: dict | None = None
+        #: Where the model came from (a checkpoint path), recorded in the result file.
+        self.model_source: str | None = None
+        #: This process's rank under torch.distributed (0 otherwise), set by :meth:`collect`.
+        self.rank = 0
+        #: The checkpoint file :meth:`collect` used (per rank under torch.distributed).
+        self.checkpoint_file: Path | None = None
         self.reset()
 
     def _check_windows(self, window) -> dict[str, int]:
@@ -418,6 +427,7 @@ class GradNAP:
         labels = {g.name: g.labels(utterance, fr_np, cl_np, self._clock) for g in self.groupings}
         gids = {name: self._sums[name].group_ids(lab) for name, lab in labels.items()}
         n = int(frames.numel())
+        positions = {name: Positions(fwd.activations[name].detach()) for name in self.layers}
         for s in range(0, n, self.chunk_frames):
             fr, cl = frames[s : s + self.chunk_frames], classes[s : s + self.chunk_frames]
             wins = self.engine.sensitivities(fwd, fr, cl)  # engines may need autograd
@@ -430,22 +440,38 @@ class GradNAP:
                         geom, index = self.chain
                         search = geom.cone(fr, index[name])
                     aligned = align(
-                        fwd.activations[name].detach(),
+                        positions[name],
                         win.grads.detach(),
                         win.start,
                         self._layer_info[name]["width"],
                         input_layer=name == INPUT_LAYER,
                         search=search,
                     )
+                    del win
                     stats[name] = chunk_stats(aligned, self.naps)
-                for name, sums in self._sums.items():
-                    sums.add(gids[name][s : s + self.chunk_frames], stats)
+                del wins
+                self._accumulate(gids, slice(s, s + self.chunk_frames), int(fr.numel()), stats)
             if progress is not None:
                 progress.update(int(fr.numel()))
         self.progress["utterances"] += 1
         self.progress["frames"] += int(probs.shape[1])
         self.progress["examples"] += n
         return n
+
+    def _accumulate(self, gids: dict, rows: slice, n: int, stats: dict) -> None:
+        """Add one chunk to every grouping; the dataset-wide ``all`` grouping (last) is
+        summed from the partial sums of a grouping that labels every example of the chunk
+        (one pass fewer), else directly."""
+        assert self._sums is not None
+        total = None
+        for g in self.groupings:
+            sums = self._sums[g.name]
+            if g.name == ALL and total is not None:
+                sums.add_total(n, int(gids[ALL][rows][0]), total)
+                continue
+            parts = sums.add(gids[g.name][rows], stats)
+            if total is None:
+                total = parts
 
     # --- the corpus loop --------------------------------------------------------------
 
@@ -487,8 +513,8 @@ class GradNAP:
         *,
         progress: bool = True,
         checkpoint: str | Path | None = None,
-        checkpoint_every: int = CHECKPOINT_EVERY,
-        checkpoint_seconds: float = CHECKPOINT_SECONDS,
+        checkpoint_every: int = COLLECT.checkpoint_every,
+        checkpoint_seconds: float = COLLECT.checkpoint_seconds,
         resume: bool = False,
         shard: str | tuple[int, int] | None = None,
         distributed: bool | None = None,
@@ -521,6 +547,8 @@ class GradNAP:
         eff_shard = (user_shard[0] + user_shard[1] * rank, user_shard[1] * world)
         if checkpoint is not None and world > 1:
             checkpoint = Path(f"{checkpoint}.rank{rank}-of-{world}")
+        self.rank = rank
+        self.checkpoint_file = None if checkpoint is None else Path(checkpoint)
         self.reset()
         if _is_corpus(data):
             self._corpus = corpus_identity(data)
@@ -640,7 +668,7 @@ class GradNAP:
                 "features": dataclasses.asdict(self.features),
             },
             "clock": self._clock.to_json() if self._clock else None,
-            "model": self.model_id,
+            "model": dict(self.model_id, source=self.model_source),
             "corpus": self._corpus_meta(complete),
             "progress": dict(self.progress),
             "problems": list(self.problems),

@@ -165,3 +165,19 @@ class SynthConfig:
 
 
 SYNTH = SynthConfig()
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Options of a collection run (``gradnap collect``, :meth:`gradnap.GradNAP.collect`)."""
+
+    #: Groupings collected when none are named.
+    groups: str = "grapheme"
+    #: Checkpoint every this many utterances or seconds, whichever comes first.
+    checkpoint_every: int = 200
+    checkpoint_seconds: float = 300.0
+    #: Problem messages (skipped utterances) kept in a result file; all are counted.
+    max_problems: int = 1000
+
+
+COLLECT = CollectConfig()

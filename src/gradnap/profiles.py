@@ -42,6 +42,7 @@ __all__ = [
     "EXAMPLE_MODES",
     "select_examples",
     "Aligned",
+    "Positions",
     "align",
     "ChunkStats",
     "chunk_stats",
@@ -106,18 +107,34 @@ class Aligned:
     centre: torch.Tensor
 
 
-def _gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """``x`` ``(C, T)`` at positions ``pos`` ``(n, P)`` -> ``(n, C, P)``, 0 outside ``0..T-1``."""
-    T = x.shape[1]
-    pad_l = max(0, -int(pos.min())) if pos.numel() else 0
-    pad_r = max(0, int(pos.max()) - T + 1) if pos.numel() else 0
-    if pad_l or pad_r:
-        x = torch.nn.functional.pad(x, (pad_l, pad_r))
-    return x[:, pos + pad_l].permute(1, 0, 2)  # (n, C, P)
+class Positions:
+    """One utterance's activations of one layer, zero-padded and laid out ``(T, C)`` so
+    that windows of many examples are gathered in one pass.
+
+    ``act``: ``(C, T)``. :meth:`windows` returns ``(n, C, W)`` with zeros outside
+    ``0 .. T - 1``; the padding grows on demand.
+    """
+
+    def __init__(self, act: torch.Tensor, pad: int = 0) -> None:
+        self.act = act
+        self.channels, self.length = act.shape
+        self._build(pad)
+
+    def _build(self, pad: int) -> None:
+        self.pad = pad
+        self._at = torch.nn.functional.pad(self.act, (pad, pad)).T.contiguous()  # (T+2p, C)
+
+    def windows(self, start: torch.Tensor, width: int) -> torch.Tensor:
+        """Activations at positions ``start[i] + j`` (``j < width``): ``(n, C, width)``."""
+        if start.numel():
+            need = max(0, -int(start.min()), int(start.max()) + width - self.length)
+            if need > self.pad:
+                self._build(max(need, 2 * self.pad))
+        return self._at.unfold(0, width, 1).index_select(0, start + self.pad)
 
 
 def align(
-    act: torch.Tensor,
+    act: torch.Tensor | Positions,
     grads: torch.Tensor,
     start: torch.Tensor,
     width: int,
@@ -127,7 +144,8 @@ def align(
 ) -> Aligned:
     """Align ``n`` examples in one layer (DESIGN §1.3).
 
-    ``act``: the layer's activations ``(C, T)`` (the spectrogram ``(F, T)`` for the input).
+    ``act``: the layer's activations ``(C, T)`` (the spectrogram ``(F, T)`` for the
+    input), or their :class:`Positions` (reused across the chunks of an utterance).
     ``grads``: ``(n, C, We)`` sensitivities at positions ``start[i] + j`` (the engine's
     window; zero outside the utterance). ``start``: ``(n,)`` int64. ``width``: ``W``.
     ``search``: inclusive ``(lo, hi)`` ``(n,)`` position ranges to search ``t*`` in (the
@@ -137,40 +155,41 @@ def align(
     for the input; ``t*`` is the first position with the maximal score among the
     searched positions inside the utterance.
     """
+    positions = act if isinstance(act, Positions) else Positions(act)
     n, C, We = grads.shape
-    T = act.shape[1]
-    if act.shape[0] != C:
-        raise GradnapError(f"align: activations have {act.shape[0]} channels, sensitivities {C}")
+    T = positions.length
+    if positions.channels != C:
+        raise GradnapError(
+            f"align: activations have {positions.channels} channels, sensitivities {C}"
+        )
+    grads = grads.contiguous()  # engines may hand out other layouts (e.g. frames innermost)
     start = start.to(torch.int64)
-    cols = torch.arange(We)
-    pos = start[:, None] + cols  # (n, We)
+    pos = start[:, None] + torch.arange(We)  # (n, We)
     ok = (pos >= 0) & (pos < T)
     if search is not None:
         lo, hi = search
         ok &= (pos >= lo[:, None]) & (pos <= hi[:, None])
-    g_abs = grads.abs()
-    if input_layer:
-        score = g_abs.sum(dim=1)  # (n, We)
-    elif n and bool((start == start[0]).all()):
-        shared = _gather_positions(act, pos[:1])[0]  # (C, We)
-        score = torch.einsum("ncw,cw->nw", g_abs, shared)
-    else:
-        score = torch.einsum("ncw,ncw->nw", g_abs, _gather_positions(act, pos))
-    score = score.masked_fill(~ok, float("-inf"))
-    best = score.argmax(dim=1)  # first maximum
-    centre = start + best
+    g_abs = grads.abs()  # (n, C, We)
+    if not input_layer:
+        g_abs.mul_(positions.windows(start, We))
+    score = g_abs.sum(dim=1)  # (n, We)
+    del g_abs
+    score = score.masked_fill_(~ok, float("-inf"))
+    centre = start + score.argmax(dim=1)  # first maximum
     empty = ~ok.any(dim=1)
     if bool(empty.any()):  # nothing searchable (cannot happen for real cones): clamp
         centre = torch.where(empty, start.clamp(0, max(T - 1, 0)), centre)
 
-    q = centre[:, None] + torch.arange(width) - width // 2  # (n, W) positions
+    first = centre - width // 2  # position of column 0
+    q = first[:, None] + torch.arange(width)  # (n, W) positions
     valid = (q >= 0) & (q < T)
-    act_crop = _gather_positions(act, q)  # (n, C, W); zero outside the utterance
+    act_crop = positions.windows(first, width)  # (n, C, W); zero outside the utterance
     k = q - start[:, None]  # column in the engine window
     inwin = (k >= 0) & (k < We) & valid
     grad_crop = grads.gather(2, k.clamp(0, We - 1)[:, None, :].expand(n, C, width))
-    grad_crop = grad_crop * inwin[:, None, :].to(grad_crop.dtype)
-    return Aligned(act_crop.contiguous(), grad_crop, valid, centre)
+    if not bool(inwin.all()):
+        grad_crop.mul_(inwin[:, None, :].to(grad_crop.dtype))
+    return Aligned(act_crop, grad_crop, valid, centre)
 
 
 @dataclass
@@ -192,20 +211,21 @@ def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
     descending order (rank ``j`` = ``j``-th largest); ranks beyond the number of valid
     positions are not data (count 0).
     """
-    act = aligned.act.float()
-    grad = aligned.grad.float()
-    count = aligned.valid.float()
+    act, grad, valid = aligned.act, aligned.grad, aligned.valid
+    count = valid.to(act.dtype)
     sq = act.square().sum(dim=2)  # act is 0 at invalid positions
     sorted_act = sorted_count = None
     if naps:
-        a = act.numpy()
-        v = aligned.valid.numpy()[:, None, :]
-        neg = np.where(v, -a, np.inf).astype(np.float32)  # invalid positions sort last
-        neg.sort(axis=2)  # numpy's SIMD sort: ~15x faster than torch.sort on short rows
-        nvalid = aligned.valid.sum(dim=1)  # (n,)
-        sorted_count = (torch.arange(act.shape[2])[None, :] < nvalid[:, None]).float()
+        all_valid = bool(valid.all())
+        neg = np.negative(act.numpy())  # sort ascending of -act = descending of act
+        if not all_valid:
+            np.copyto(neg, np.inf, where=~valid.numpy()[:, None, :])  # invalid sorts last
+        neg.sort(axis=2)  # numpy's SIMD sort: much faster than torch.sort on short rows
         np.negative(neg, out=neg)
-        neg[~np.broadcast_to(sorted_count.numpy().astype(bool)[:, None, :], neg.shape)] = 0.0
+        nvalid = valid.sum(dim=1)  # (n,)
+        sorted_count = (torch.arange(act.shape[2])[None, :] < nvalid[:, None]).to(act.dtype)
+        if not all_valid:
+            np.copyto(neg, 0.0, where=~sorted_count.numpy().astype(bool)[:, None, :])
         sorted_act = torch.from_numpy(neg)
     return ChunkStats(act, grad, count, sq, sorted_act, sorted_count)
 
@@ -265,17 +285,19 @@ class LayerSums:
             z[:have] = t
             setattr(self, name, z)
 
-    def add(self, rows: torch.Tensor, groups: torch.Tensor, stats: ChunkStats) -> None:
-        """Add examples ``rows`` (``(m,)`` indices into ``stats``, or all) to ``groups``.
+    def add(
+        self, rows: torch.Tensor | None, groups: torch.Tensor, stats: ChunkStats
+    ) -> dict[str, torch.Tensor]:
+        """Add examples ``rows`` (``(m,)`` indices into ``stats``, or ``None`` = all) to
+        ``groups`` (``(m,)`` int64 group index of each added row).
 
-        ``groups``: ``(m,)`` int64 group index of each added row. Sums are first formed
-        in float32 over the chunk (at most a few hundred examples), then added to the
-        float64 accumulators, so the order of additions is fixed by the chunking.
+        Sums are first formed in float32 over the chunk (at most a few hundred examples)
+        per group present, then added to the float64 accumulators, so the order of
+        additions is fixed by the chunking. Returns those per-chunk partial sums (one row
+        per distinct group, ascending), keyed by field.
         """
-        if groups.numel() == 0:
-            return
         uniq, inv = torch.unique(groups, return_inverse=True)
-        sources: dict[str, torch.Tensor | None] = {
+        sources = {
             "act_sum": stats.act,
             "grad_sum": stats.grad,
             "count": stats.count,
@@ -283,20 +305,28 @@ class LayerSums:
             "sorted_sum": stats.sorted,
             "sorted_count": stats.sorted_count,
         }
-        for name, acc in self.fields().items():
+        parts = {}
+        for name in self.fields():
             src = sources[name]
             if src is None:
                 raise GradnapError("accumulator: NAP sums are kept but the chunk has none")
             if rows is not None:
                 src = src[rows]
             if uniq.numel() == 1:
-                part = src.sum(dim=0, keepdim=True)
+                parts[name] = src.sum(dim=0, keepdim=True)
             else:
                 part = torch.zeros((uniq.numel(),) + tuple(src.shape[1:]), dtype=src.dtype)
-                part.index_add_(0, inv, src)
+                parts[name] = part.index_add_(0, inv, src)
+        self.add_parts(uniq, parts)
+        return parts
+
+    def add_parts(self, groups: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        """Add per-group partial sums ``parts[field]`` ``(m, ...)`` to groups ``groups`` ``(m,)``."""
+        for name, acc in self.fields().items():
+            part = parts[name]
             if acc.dtype == torch.int64:
                 part = part.round()
-            acc.index_add_(0, uniq, part.to(acc.dtype))
+            acc.index_add_(0, groups, part.to(acc.dtype))
 
 
 class GroupingSums:
@@ -335,17 +365,31 @@ class GroupingSums:
             sums.grow(g)
         return torch.tensor(out, dtype=torch.int64)
 
-    def add(self, gid: torch.Tensor, stats: dict[str, ChunkStats]) -> None:
-        """Add one chunk: ``gid`` ``(n,)`` from :meth:`group_ids`, ``stats`` per layer."""
+    def add(
+        self, gid: torch.Tensor, stats: dict[str, ChunkStats]
+    ) -> dict[str, dict[str, torch.Tensor]] | None:
+        """Add one chunk: ``gid`` ``(n,)`` from :meth:`group_ids`, ``stats`` per layer.
+
+        When every example has a label, returns the per-group partial sums of the chunk
+        (layer -> field -> ``(m, ...)``); their sum over groups is the chunk's total,
+        which :meth:`add_total` adds to a one-group grouping without another pass.
+        """
         labelled = gid >= 0
         self.unlabelled += int((~labelled).sum())
         if not bool(labelled.any()):
-            return
+            return None
         rows = None if bool(labelled.all()) else labelled.nonzero().flatten()
         groups = gid if rows is None else gid[rows]
         self.examples.index_add_(0, groups, torch.ones_like(groups))
+        parts = {layer: sums.add(rows, groups, stats[layer]) for layer, sums in self.layers.items()}
+        return parts if rows is None else None
+
+    def add_total(self, n: int, group: int, parts: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Add ``n`` examples to group ``group`` from another grouping's partial sums."""
+        self.examples[group] += n
+        g = torch.tensor([group])
         for layer, sums in self.layers.items():
-            sums.add(rows, groups, stats[layer])
+            sums.add_parts(g, {k: v.sum(dim=0, keepdim=True) for k, v in parts[layer].items()})
 
     # --- arrays (the result file) -------------------------------------------------------
 

@@ -1,0 +1,165 @@
+"""``gradnap collect``: GradNAP accumulators of a model over a corpus, into one result file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..defaults import COLLECT, METHOD
+from ..errors import GradnapError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "collect",
+        help="collect GradNAP accumulators of a model over a corpus",
+        description=(
+            "Run the model over a LibriSpeech-format corpus, compute per-frame sensitivities "
+            "and accumulate aligned activations and gradients per group and layer into one "
+            "result file (.npz, readable with numpy alone; see docs/results.md). Progress is "
+            "shown in frames/s. Shards (--shard) are combined with 'gradnap merge'; under "
+            "torchrun the ranks split the corpus and all-reduce their accumulators."
+        ),
+    )
+    p.add_argument("--model", required=True, help='model checkpoint file, or "default"')
+    p.add_argument("--corpus", required=True, type=Path, help="LibriSpeech-format corpus directory")
+    p.add_argument("--out", required=True, type=Path, help="result file to write (.npz)")
+    p.add_argument(
+        "--groups",
+        default=COLLECT.groups,
+        help=f"comma-separated groupings: grapheme, phoneme, speaker (default: {COLLECT.groups})",
+    )
+    p.add_argument(
+        "--layers", default=None, help="comma-separated layer names (default: every layer)"
+    )
+    p.add_argument(
+        "--target",
+        default=METHOD.target,
+        choices=("prob", "logprob", "logit"),
+        help=f"differentiated quantity (default: {METHOD.target})",
+    )
+    p.add_argument(
+        "--examples",
+        default=METHOD.examples,
+        choices=("nonblank", "all", "first"),
+        help=f"which output frames are examples (default: {METHOD.examples})",
+    )
+    p.add_argument(
+        "--min-count",
+        type=int,
+        default=METHOD.min_count,
+        help=f"groups with fewer examples are left out of profiles (default: {METHOD.min_count})",
+    )
+    p.add_argument(
+        "--shard", default=None, metavar="I/N", help="process utterances I, I+N, I+2N, ..."
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint of an interrupted run"
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="checkpoint file (default: OUT.partial; removed when the run completes)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=COLLECT.checkpoint_every,
+        metavar="N",
+        help=f"checkpoint every N utterances (default: {COLLECT.checkpoint_every}) ...",
+    )
+    p.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=COLLECT.checkpoint_seconds,
+        metavar="S",
+        help=f"... or every S seconds, whichever comes first (default: {COLLECT.checkpoint_seconds:g})",
+    )
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=("auto", "cone", "autograd", "reference"),
+        help="sensitivity engine (default: auto = cone when the model is a Conv1d chain)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="threads of the cone engine")
+    p.add_argument(
+        "--window",
+        default=None,
+        metavar="W|LAYER=W,...",
+        help="window widths (default: the cone widths, or estimated for other models)",
+    )
+    p.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=METHOD.chunk_frames,
+        help=f"target frames per engine call (default: {METHOD.chunk_frames})",
+    )
+    p.add_argument("--no-naps", action="store_true", help="do not accumulate NAP sums")
+    p.add_argument("--limit", type=int, default=None, help="stop after this many utterances")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _parse_window(spec: str | None):
+    if spec is None:
+        return None
+    try:
+        if "=" not in spec:
+            return int(spec)
+        out = {}
+        for part in spec.split(","):
+            name, _, value = part.partition("=")
+            out[name.strip()] = int(value)
+        return out
+    except ValueError:
+        raise GradnapError(f"--window {spec!r}: expected W or LAYER=W,LAYER=W") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model
+    from ..collect import GradNAP
+    from ..corpus import read_corpus
+    from ..engine import make_engine
+
+    model = load_model(args.model)
+    corpus = read_corpus(args.corpus)
+    if not corpus.utterances:
+        raise GradnapError(f"{args.corpus}: no readable utterance")
+    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
+    engine = make_engine(model, layers, target=args.target, kind=args.engine, workers=args.workers)
+    nap = GradNAP(
+        model,
+        layers,
+        target=args.target,
+        examples=args.examples,
+        groups=args.groups,
+        min_count=args.min_count,
+        window=_parse_window(args.window),
+        engine=engine,
+        naps=not args.no_naps,
+        chunk_frames=args.chunk_frames,
+    )
+    nap.model_source = str(args.model)
+    checkpoint = args.checkpoint or Path(f"{args.out}.partial")
+    result = nap.collect(
+        corpus,
+        progress=not args.no_progress,
+        checkpoint=checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_seconds=args.checkpoint_seconds,
+        resume=args.resume,
+        shard=args.shard,
+        limit=args.limit,
+    )
+    if nap.rank == 0:
+        result.save(args.out)
+    if nap.checkpoint_file is not None:
+        nap.checkpoint_file.unlink(missing_ok=True)
+    if nap.rank == 0:
+        p = result.meta["progress"]
+        rate = p["examples"] / max(p["seconds"], 1e-9)
+        print(result.summary())
+        print(f"{p['examples']} frames in {p['seconds']:.1f} s ({rate:.1f} frames/s)")
+        print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,160 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gradnap.cli import main
+from gradnap.errors import GradnapError
+from gradnap.results import Result, merge_results
+from test_collect import LAYERS, FrameEngine, gradnap_of, small_data, small_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def result():
+    torch.set_num_threads(1)
+    model = small_model()
+    return gradnap_of(model, FrameEngine(model, LAYERS), min_count=3).collect(
+        small_data(), progress=False
+    )
+
+
+def test_round_trip_with_numpy_alone(result, tmp_path):
+    path = result.save(tmp_path / "run.npz")
+    with np.load(path) as z:  # allow_pickle=False: plain arrays and one JSON string
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("meta").item())
+    assert meta["format"] == "gradnap-result" and meta["gradnap_version"]
+    assert [d["name"] for d in meta["layers"]] == LAYERS
+    # a GradNAP from the raw arrays with plain numpy, as docs/results.md describes it
+    layer, grouping = "1", "parity"
+    labels = arrays[f"sums/{grouping}/labels"].tolist()
+    act = arrays[f"sums/{grouping}/{layer}/act_sum"]  # (G, C, W)
+    grad = arrays[f"sums/{grouping}/{layer}/grad_sum"]
+    count = arrays[f"sums/{grouping}/{layer}/count"][:, None, :]  # (G, 1, W)
+    M = act.sum(0) / np.maximum(count.sum(0), 1)
+    for g, label in enumerate(labels):
+        a = np.where(count[g] > 0, act[g] / np.maximum(count[g], 1), M)
+        s = np.abs(np.where(count[g] > 0, grad[g] / np.maximum(count[g], 1), 0))
+        expected = (a - M) * s / s.max()
+        np.testing.assert_allclose(result.profile(layer, label, grouping), expected, rtol=1e-12)
+    # and the Result reads back exactly what was written
+    back = Result.load(path)
+    assert back.meta == json.loads(json.dumps(result.meta))
+    assert set(back.arrays) == set(result.arrays)
+    for k, v in result.arrays.items():
+        assert np.array_equal(back.arrays[k], v), k
+
+
+def test_profiles_axes_and_errors(result):
+    assert result.groupings == ["grapheme", "parity"]
+    kept = result.groups("parity")
+    assert set(result.profiles("input", "parity")) == set(kept)
+    p = result.profile("input", "even", kind="navai")
+    assert p.shape == (6, result.layer_info("input")["width"])
+    np.testing.assert_array_equal(result.navai("even"), p)
+    assert result.nap("3", "odd").shape == (8, 1)
+    ax = result.axes("1")
+    assert ax.neurons.tolist() == list(range(8)) and ax.frequencies_hz is None
+    assert ax.offsets_ms.tolist() == (ax.offsets * 2 * 8.0).tolist()  # jump 2 (stride 2)
+    with pytest.raises(GradnapError, match="unknown layer 'x'.*input, 1, 3"):
+        result.profile("x", "even")
+    with pytest.raises(GradnapError, match="no grouping has a group 'zz'"):
+        result.profile("1", "zz")
+    with pytest.raises(GradnapError, match="input layer"):
+        result.profile("1", "even", kind="navai")
+    with pytest.raises(GradnapError, match="unknown grouping"):
+        result.counts("phoneme")
+    with pytest.raises(GradnapError, match="unknown profile kind"):
+        result.profile("1", "even", kind="nope")
+    # the dataset-wide grouping: every example, one group
+    assert result.counts("all") == {"all": result.num_examples}
+    np.testing.assert_allclose(
+        result.dataset_mean("1"), result.dataset_mean("1", "grapheme"), rtol=1e-6
+    )
+
+
+def test_ambiguous_labels_need_a_grouping():
+    model = small_model()
+
+    def letters(utt, frame, cls):
+        return "abcde"[cls]
+
+    r = gradnap_of(model, FrameEngine(model, LAYERS), groups=("grapheme", letters)).collect(
+        small_data(3), progress=False
+    )
+    label = r.labels("letters")[0]
+    with pytest.raises(GradnapError, match="several groupings"):
+        r.profile("1", label)
+    np.testing.assert_array_equal(
+        r.profile("1", label, "letters", min_count=0),
+        r.profile("1", label, "grapheme", min_count=0),
+    )
+
+
+def test_unreadable_files_are_reported(tmp_path):
+    with pytest.raises(GradnapError, match="not found"):
+        Result.load(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(GradnapError, match="bad.npz: cannot read"):
+        Result.load(bad)
+    np.savez(tmp_path / "other.npz", x=np.zeros(2))
+    with pytest.raises(GradnapError, match="other.npz: not a gradnap result"):
+        Result.load(tmp_path / "other.npz")
+
+
+def test_merge_refuses_incompatible_results(result):
+    model = small_model(seed=5)  # other weights
+    other = gradnap_of(model, FrameEngine(model, LAYERS)).collect(small_data(2), progress=False)
+    with pytest.raises(GradnapError, match="different model weights"):
+        merge_results([result, other])
+    model = small_model()
+    other = gradnap_of(model, FrameEngine(model, LAYERS, "logit"), target="logit").collect(
+        small_data(2), progress=False
+    )
+    with pytest.raises(GradnapError, match="target='logit'"):
+        merge_results([result, other])
+    other = gradnap_of(model, FrameEngine(model, LAYERS), groups="grapheme").collect(
+        small_data(2), progress=False
+    )
+    with pytest.raises(GradnapError, match="different groupings"):
+        merge_results([result, other])
+
+
+def test_merge_cli_adds_shards(tmp_path, capsys):
+    model = small_model()
+    eng = FrameEngine(model, LAYERS)
+    whole = gradnap_of(model, eng).collect(small_data(), progress=False)
+    paths = []
+    for i in range(3):
+        r = gradnap_of(model, eng).collect(small_data(), shard=f"{i}/3", progress=False)
+        paths.append(r.save(tmp_path / f"shard{i}.npz"))
+    out = tmp_path / "merged.npz"
+    assert main(["merge", *map(str, paths), "--out", str(out)]) == 0
+    assert "merged 3 results" in capsys.readouterr().out
+    merged = Result.load(out)
+    assert merged.meta["corpus"]["shards"] == [[0, 3], [1, 3], [2, 3]]
+    for g in ("grapheme", "parity", "all"):
+        assert merged.counts(g) == whole.counts(g)
+        for layer in LAYERS:
+            for label in whole.labels(g):
+                for kind in ("gradnap", "nap", "activation"):
+                    np.testing.assert_allclose(
+                        merged.profile(layer, label, g, kind, min_count=0),
+                        whole.profile(layer, label, g, kind, min_count=0),
+                        rtol=1e-9,
+                        atol=1e-12,
+                    )
+    assert main(["merge", str(paths[0]), str(paths[0]), "--out", str(out)]) == 2
+    assert "appears twice" in capsys.readouterr().err
