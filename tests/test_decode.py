@@ -109,3 +109,30 @@ def test_beam_rejects_bad_shape():
         BeamDecoder().decode(torch.zeros(2, 3, 4))
     with pytest.raises(GradnapError):
         BeamDecoder(beam_size=0)
+
+
+def test_char_lm_probabilities():
+    from gradnap.decode import CharNgramLM
+
+    lm = CharNgramLM(["ab ab", "abba"], order=3)
+    vocab = range(NUM_CLASSES - 1 + 1)  # 28 symbols + end of sentence
+    for ctx in ([], [A], [A, BB], [SP, SP], [5, 6]):
+        assert sum(lm.prob(ctx, t) for t in vocab) == pytest.approx(1.0)
+    assert lm.prob([A], BB) > 0.5 > lm.prob([A], A)  # "a" is followed by "b"
+    assert lm.prob([5, 6], A) > 0  # unseen context: backs off, never zero
+    with pytest.raises(GradnapError):
+        CharNgramLM([], order=3)
+
+
+def test_beam_with_char_lm_prefers_known_spelling():
+    from gradnap.decode import CharNgramLM
+
+    # frame 3 is ambiguous: a 0.50, b 0.45 -> greedy "aa"; the LM knows "ab"
+    probs = torch.full((NUM_CLASSES, 3), 1e-6)
+    probs[A, 0], probs[B, 1] = 1.0, 1.0
+    probs[A, 2], probs[BB, 2], probs[B, 2] = 0.50, 0.45, 0.05
+    lp = (probs / probs.sum(0, keepdim=True)).log()
+    assert greedy_decode(lp) == "aa"
+    assert BeamDecoder(beam_size=16).decode(lp) == "aa"
+    lm = CharNgramLM(["ab"] * 20 + ["ba"], order=2)
+    assert BeamDecoder(beam_size=16, lm=lm, lm_weight=1.0).decode(lp) == "ab"

@@ -119,6 +119,12 @@ def test_cli_train_then_eval(tmp_path, monkeypatch, capsys):
     figures = json.loads((tmp_path / "e.json").read_text())
     assert figures["utterances"] == 4 and set(figures["per_speaker"]) == {"s2"}
     assert 0 <= figures["greedy"]["cer"]
+    # beam search with a character LM from the training split's transcripts
+    status = main(
+        ["eval", "--model", str(out), "--corpus", str(corpus), "--beam-size", "4",
+         "--char-lm", "3", *common]
+    )  # fmt: skip
+    assert status == 0 and "3-gram LM" in capsys.readouterr().out
     # a bad model file is a one-line error with status 2
     (tmp_path / "bad.pt").write_text("x")
     assert main(["eval", "--model", str(tmp_path / "bad.pt"), "--corpus", str(corpus)]) == 2

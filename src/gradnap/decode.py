@@ -8,6 +8,7 @@ CTC blank and the space (26) separates words.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import torch
@@ -16,7 +17,7 @@ from .audio import decode_indices
 from .defaults import ALPHABET, BLANK_INDEX
 from .errors import GradnapError
 
-__all__ = ["ctc_collapse", "greedy_decode", "greedy_decode_batch", "BeamDecoder"]
+__all__ = ["ctc_collapse", "greedy_decode", "greedy_decode_batch", "BeamDecoder", "CharNgramLM"]
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +131,98 @@ class BeamDecoder:
     ) -> list[str]:
         """Texts of a batch: ``log_probs`` ``(B, K, T')``, ``lengths`` ``(B,)``."""
         return [self.decode(lp, int(n)) for lp, n in zip(log_probs, lengths, strict=True)]
+
+
+def _lm_base():
+    from flashlight.lib.text.decoder import LM
+
+    return LM
+
+
+class CharNgramLM(_lm_base()):  # type: ignore[misc]
+    """Character n-gram language model (interpolated Witten-Bell) for :class:`BeamDecoder`.
+
+    Trained on normalised texts over the alphabet (a-z, space, apostrophe) plus an
+    end-of-sentence symbol. Scores are natural-log probabilities. Decoder states are
+    the last ``order - 1`` characters, shared between hypotheses with the same context
+    so that the beam search can merge them.
+    """
+
+    def __init__(self, texts: Sequence[str], order: int = 5) -> None:
+        super().__init__()
+        from flashlight.lib.text.decoder import LMState
+
+        if order < 1:
+            raise GradnapError(f"character LM order must be at least 1, not {order}")
+        self.order = order
+        self._eos = len(ALPHABET)
+        self._vocab = len(ALPHABET) + 1
+        self._counts: dict[tuple[int, ...], dict[int, int]] = {}
+        index = {c: i for i, c in enumerate(ALPHABET)}
+        n_texts = 0
+        for text in texts:
+            seq = [index[c] for c in text if c in index] + [self._eos]
+            n_texts += 1
+            for i, tok in enumerate(seq):
+                for n in range(order):
+                    if i - n < 0:
+                        break
+                    ctx = tuple(seq[i - n : i])
+                    d = self._counts.setdefault(ctx, {})
+                    d[tok] = d.get(tok, 0) + 1
+        if n_texts == 0:
+            raise GradnapError("character LM: no training text")
+        self._totals = {ctx: sum(d.values()) for ctx, d in self._counts.items()}
+        self._cache: dict[tuple[tuple[int, ...], int], float] = {}
+        self._LMState = LMState
+        self._states: dict[tuple[int, ...], object] = {}
+        self._contexts: dict[object, tuple[int, ...]] = {}
+        self._root = None
+
+    def prob(self, context: Sequence[int], token: int) -> float:
+        """P(token | last ``order - 1`` tokens of ``context``); ``token`` may be the
+        end-of-sentence index ``len(ALPHABET)``."""
+        ctx = tuple(context)[len(context) - (self.order - 1) :] if self.order > 1 else ()
+        return math.exp(self._logprob(ctx, token))
+
+    def _logprob(self, ctx: tuple[int, ...], tok: int) -> float:
+        key = (ctx, tok)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        p = 1.0 / self._vocab
+        for n in range(0, len(ctx) + 1):  # lower orders first
+            h = ctx[len(ctx) - n :]
+            counts = self._counts.get(h)
+            if not counts:
+                break
+            total, types = self._totals[h], len(counts)
+            p = (counts.get(tok, 0) + types * p) / (total + types)
+        lp = math.log(p)
+        self._cache[key] = lp
+        return lp
+
+    def _state(self, ctx: tuple[int, ...]):
+        state = self._states.get(ctx)
+        if state is None:
+            state = self._root.child(len(self._states) + 1)  # type: ignore[union-attr]
+            self._states[ctx] = state
+            self._contexts[state] = ctx
+        return state
+
+    # flashlight LM interface
+    def start(self, start_with_nothing: bool):
+        self._root = self._LMState()
+        self._states = {(): self._root}
+        self._contexts = {self._root: ()}
+        return self._root
+
+    def score(self, state, token_index: int):
+        ctx = self._contexts[state]
+        lp = self._logprob(ctx, token_index)
+        new = (ctx + (token_index,))[-(self.order - 1) :] if self.order > 1 else ()
+        return self._state(new), lp
+
+    def finish(self, state):
+        ctx = self._contexts[state]
+        return state, self._logprob(ctx, self._eos)

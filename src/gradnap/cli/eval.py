@@ -44,6 +44,18 @@ def register(subparsers) -> None:
         help="beam width; 0 = greedy only (default %(default)s)",
     )
     p.add_argument(
+        "--char-lm",
+        type=int,
+        default=0,
+        metavar="ORDER",
+        help="beam search with a character n-gram LM of this order trained on the "
+        "transcripts of the training split (default 0: no LM)",
+    )
+    p.add_argument("--lm-weight", type=float, default=0.5, help="LM weight (default %(default)s)")
+    p.add_argument(
+        "--word-score", type=float, default=0.0, help="score added per word (default %(default)s)"
+    )
+    p.add_argument(
         "--max-utterances",
         type=int,
         default=None,
@@ -73,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..corpus.librispeech import read_corpus
     from ..data import load_features, split_corpus
-    from ..decode import BeamDecoder
+    from ..decode import BeamDecoder, CharNgramLM
     from ..defaults import TRAIN
     from ..errors import GradnapError
     from ..evaluate import evaluate_model
@@ -90,8 +102,11 @@ def _run(args: argparse.Namespace) -> int:
         args.holdout_voice if args.holdout_voice is not None else meta.get("holdout_voices", [])
     )
     fraction = meta.get("heldout_fraction", TRAIN.heldout_fraction)
+    split = split_corpus(examples, voices, fraction)
+    lm = None
+    if args.char_lm > 0:
+        lm = CharNgramLM([e.utterance.text for e in split.train], order=args.char_lm)
     if args.split != "all":
-        split = split_corpus(examples, voices, fraction)
         parts = {
             "train": split.train,
             "valid": split.valid,
@@ -104,7 +119,13 @@ def _run(args: argparse.Namespace) -> int:
         examples = examples[: args.max_utterances]
     if not examples:
         raise GradnapError(f"--split {args.split}: no utterances of {args.corpus} in this split")
-    beam = BeamDecoder(beam_size=args.beam_size) if args.beam_size > 0 else None
+    beam = None
+    if args.beam_size > 0:
+        beam = BeamDecoder(
+            beam_size=args.beam_size, lm=lm, lm_weight=args.lm_weight if lm else 0.0,
+            word_score=args.word_score,
+        )  # fmt: skip
+    beam_name = f"beam {args.beam_size}" + (f" + {args.char_lm}-gram LM" if lm else "")
     res = evaluate_model(model, examples, beam=beam, progress=not args.no_progress)
 
     print(
@@ -112,12 +133,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     if corpus.problems:
         print(f"skipped {len(corpus.problems)} utterances of the corpus (see the log)")
-    print(f"{'':12s} {'CER':>8s} {'WER':>8s}")
-    print(f"{'greedy':12s} {100 * res.greedy.cer:7.2f}% {100 * res.greedy.wer:7.2f}%")
+    print(f"{'':22s} {'CER':>8s} {'WER':>8s}")
+    print(f"{'greedy':22s} {100 * res.greedy.cer:7.2f}% {100 * res.greedy.wer:7.2f}%")
     if res.beam is not None:
-        print(
-            f"{f'beam {args.beam_size}':12s} {100 * res.beam.cer:7.2f}% {100 * res.beam.wer:7.2f}%"
-        )
+        print(f"{beam_name:22s} {100 * res.beam.cer:7.2f}% {100 * res.beam.wer:7.2f}%")
     print()
     head = f"{'speaker':16s} {'utts':>5s} {'CER greedy':>11s}"
     if res.beam is not None:
@@ -138,7 +157,14 @@ def _run(args: argparse.Namespace) -> int:
             "split": args.split,
             "utterances": res.greedy.utterances,
             "greedy": {"cer": res.greedy.cer, "wer": res.greedy.wer},
-            "beam": {"cer": res.beam.cer, "wer": res.beam.wer, "size": args.beam_size}
+            "beam": {
+                "cer": res.beam.cer,
+                "wer": res.beam.wer,
+                "size": args.beam_size,
+                "char_lm_order": args.char_lm,
+                "lm_weight": args.lm_weight if lm else 0.0,
+                "word_score": args.word_score,
+            }
             if res.beam
             else None,
             "per_speaker": {
