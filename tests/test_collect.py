@@ -473,3 +473,34 @@ def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["collect", *common, "--layers", "layer99", "--out", str(out)]) == 2
     assert "layer99" in capsys.readouterr().err
+
+
+def _distributed_worker(rank, world, port, out):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    model = small_model()
+    r = gradnap_of(model, FrameEngine(model, LAYERS)).collect(small_data(), progress=False)
+    if rank == 0:
+        r.save(out)
+
+
+@pytest.mark.slow
+def test_torch_distributed_all_reduce_equals_one_process(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "dist.npz"
+    mp.spawn(_distributed_worker, args=(2, port, out), nprocs=2, join=True)
+    model = small_model()
+    single = gradnap_of(model, FrameEngine(model, LAYERS)).collect(small_data(), progress=False)
+    r = Result.load(out)
+    assert_same_sums(r, single)
+    assert r.meta["corpus"]["world_size"] == 2 and r.meta["corpus"]["shards"] == [[0, 1]]
+    assert r.meta["progress"]["utterances"] == single.meta["progress"]["utterances"]

@@ -36,6 +36,7 @@ from .audio import (
     seconds_to_frame,
 )
 from .checkpoint import load_model, save_checkpoint
+from .collect import GradNAP
 from .corpus.stats import corpus_stats
 from .corpus.synth import synthesize_corpus
 from .decode import BeamDecoder, greedy_decode
@@ -52,6 +53,7 @@ from .plots import (
     plot_silhouettes,
     save_figure,
 )
+from .results import Axes, Result, merge_results
 
 __all__ = [
     "__version__",
@@ -107,4 +109,8 @@ __all__ = [
     "transcribe",
     "corpus_stats",
     "synthesize_corpus",
+    "Axes",
+    "GradNAP",
+    "Result",
+    "merge_results",
 ]

@@ -542,7 +542,7 @@ class GradNAP:
 
             data = read_corpus(data)
         user_shard = parse_shard(shard)
-        dist = _distributed(distributed)
+        dist, own_group = _distributed(distributed)
         rank, world = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
         eff_shard = (user_shard[0] + user_shard[1] * rank, user_shard[1] * world)
         if checkpoint is not None and world > 1:
@@ -622,7 +622,11 @@ class GradNAP:
                 "start again without resuming"
             )
         if dist is not None:
-            self._all_reduce(dist, user_shard)
+            try:
+                self._all_reduce(dist, user_shard)
+            finally:
+                if own_group:
+                    dist.destroy_process_group()
         result = self.result(complete=True)
         rate = self.progress["examples"] / max(self.progress["seconds"], 1e-9)
         log.info(
@@ -776,22 +780,23 @@ class GradNAP:
 
 
 def _distributed(flag: bool | None):
-    """``torch.distributed`` when it is (or, under torchrun, can be) initialised, else None."""
+    """``(torch.distributed, created)`` when it is (or, under torchrun, can be) initialised,
+    else ``(None, False)``; ``created``: this call initialised the process group."""
     if flag is False:
-        return None
+        return None, False
     import torch.distributed as dist
 
     if not dist.is_available():
         if flag:
             raise GradnapError("torch.distributed is not available in this PyTorch build")
-        return None
+        return None, False
     if dist.is_initialized():
-        return dist
+        return dist, False
     if flag or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
-        return dist
-    return None
+        return dist, True
+    return None, False
 
 
 def collect(model: nn.Module, data: Any, **kwargs) -> Result:
