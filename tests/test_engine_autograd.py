@@ -29,12 +29,9 @@ def test_wav2letter_every_frame_equals_reference(target, frames):
     assert_engines_agree(eng, ref, torch.randn(N_FEATURES, frames))
 
 
-@pytest.mark.parametrize("vmap", [True, False])
-def test_repeated_input_fallback_equals_vmap(vmap):
+def test_batch_norm_dropout_model_in_small_batches():
     eng, ref = _pair(mixed_model(), ["input", "act1", "conv4", "out"], batch_frames=7)
-    eng._use_vmap = vmap
     assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 60))
-    assert eng._use_vmap == vmap
 
 
 @pytest.mark.parametrize("target", ["prob", "logprob"])
@@ -43,6 +40,12 @@ def test_log_softmax_model_with_inplace_relus(target):
     eng, ref = _pair(TorchaudioLike(), layers, target)
     assert eng.output == "log_probs"
     assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 33))
+
+
+def test_frozen_parameters():
+    model = tiny_wav2letter().requires_grad_(False)
+    eng, ref = _pair(model, ["layer2", "layer9"])
+    assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 40))
 
 
 def test_model_that_is_not_a_chain():

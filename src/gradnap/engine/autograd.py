@@ -1,13 +1,13 @@
 """The generic autograd engine: per-frame sensitivities of any ``nn.Module``, batched.
 
-Layers are captured with forward hooks by ``named_modules()`` name. The model runs once
-per utterance with gradients; for a chunk of ``m`` target frames one batched backward
-(``torch.autograd.grad(..., is_grads_batched=True)``, i.e. ``vmap`` over the backward
-pass) computes ``m`` vector-Jacobian products at once, seeded at the output column of
-each frame with ``d target / d output``. If the model has operations that ``vmap`` cannot
-batch, the engine falls back to repeating the input ``m`` times in the batch dimension and
-back-propagating the sum of each row's target (the model must then treat batch rows
-independently, which eval mode ensures for the usual layers).
+Layers are captured with forward hooks by ``named_modules()`` name. For a batch of ``m``
+target frames the input is repeated ``m`` times along the batch dimension, the model runs
+once with gradients, and one backward pass of ``sum_i target_i`` (row ``i`` seeded at its
+own frame's output column with ``d target / d output``) gives every row's sensitivities
+at once, as large batched GEMMs. The model must treat batch rows independently, which
+eval mode ensures for the usual layers. (Measured on a Wav2Letter: this is 2-5x faster
+than ``torch.autograd.grad(..., is_grads_batched=True)``, i.e. ``vmap`` over the
+backward pass of one forward.)
 
 The engine knows no geometry: windows cover whole layers (``W = T_l``, ``start = 0``).
 """
@@ -15,7 +15,6 @@ The engine knows no geometry: windows cover whole layers (``W = T_l``, ``start =
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,8 +30,9 @@ __all__ = ["AutogradEngine", "output_seeds"]
 
 log = logging.getLogger(__name__)
 
-#: Bytes of gradients one batched backward may hold (bounds the frames per batch).
-MAX_BATCH_BYTES = 512 * 2**20
+#: Bytes one batch may hold, counting three copies of every captured layer per frame
+#: (activations kept for the backward pass and gradients); bounds the frames per batch.
+MAX_BATCH_BYTES = 2**30
 
 
 def output_seeds(
@@ -95,7 +95,6 @@ class AutogradEngine:
         if batch_frames is not None and batch_frames < 1:
             raise GradnapError(f"batch_frames: must be at least 1, got {batch_frames}")
         self.batch_frames = batch_frames
-        self._use_vmap = True
         p = next(model.parameters(), None)
         self._device = p.device if p is not None else torch.device("cpu")
         self._dtype = p.dtype if p is not None else torch.float32
@@ -142,7 +141,7 @@ class AutogradEngine:
             raise GradnapError(f"sensitivities: frames must lie in 0..{t_out - 1}")
         if classes.numel() and (classes.min() < 0 or classes.max() >= n_cls):
             raise GradnapError(f"sensitivities: classes must lie in 0..{n_cls - 1}")
-        per_frame = sum(a.numel() for a in fwd.activations.values()) * state.x.element_size()
+        per_frame = 3 * sum(a.numel() for a in fwd.activations.values()) * state.x.element_size()
         batch = self.batch_frames or max(1, min(METHOD.chunk_frames, MAX_BATCH_BYTES // per_frame))
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
         for a in range(0, frames.shape[0], batch):
@@ -163,15 +162,11 @@ class AutogradEngine:
         """Gradients ``(m, C_l, T_l)`` for ``m`` frames in one batched backward."""
         seeds = output_seeds(state.y, self.output, self.target, frames, classes)  # (m, K)
         m = frames.shape[0]
-        if self._use_vmap:
-            try:
-                return self._batch_vmap(state, frames, seeds)
-            except (RuntimeError, NotImplementedError) as exc:
-                log.info("batched backward with vmap failed (%s); repeating the input instead", exc)
-                self._use_vmap = False
         x = state.x[None].expand(m, *state.x.shape).clone()
         with torch.enable_grad():
-            x.requires_grad_(INPUT_LAYER in self.layers)
+            # the input needs a gradient only when asked for, or to build a graph at all
+            frozen = not any(p.requires_grad for p in self.model.parameters())
+            x.requires_grad_(INPUT_LAYER in self.layers or frozen)
             y, acts = self._run(x)  # y (m, K, T')
             gy = torch.zeros_like(y)
             gy[torch.arange(m), :, frames] = seeds
@@ -179,22 +174,4 @@ class AutogradEngine:
         return {
             name: (g if g is not None else torch.zeros_like(acts[name])).detach()
             for name, g in zip(self.layers, grads, strict=True)
-        }
-
-    def _batch_vmap(
-        self, state: _AutogradState, frames: torch.Tensor, seeds: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        m = frames.shape[0]
-        with torch.enable_grad():
-            x = state.x[None].clone().requires_grad_(True)
-            y, acts = self._run(x)  # (1, K, T')
-            gy = y.new_zeros(m, *y.shape)
-            gy[torch.arange(m), 0, :, frames] = seeds
-            inputs = [acts[n] for n in self.layers]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                grads = torch.autograd.grad(y, inputs, gy, is_grads_batched=True, allow_unused=True)
-        return {
-            name: (g[:, 0] if g is not None else inp.new_zeros(m, *inp.shape[1:])).detach()
-            for name, g, inp in zip(self.layers, grads, inputs, strict=True)
         }
