@@ -12,6 +12,7 @@ reference ``*.phones.tsv``, e.g. from ``gradnap corpus synth``), force-aligns a 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import shutil
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--corpus", type=Path, help="corpus with reference timings")
     parser.add_argument(
+        "--dither", type=float, nargs="+", default=None, help="AlignmentConfig.dither"
+    )
+    parser.add_argument(
         "--no-window-centre", action="store_true", help="raw pocketsphinx frame boundaries"
     )
     args = parser.parse_args(argv)
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             reference.update(read_timings(path))
             path.unlink()
         config = AlignmentConfig(window_centre=not args.no_window_centre)
+        if args.dither is not None:
+            config = dataclasses.replace(config, dither=tuple(args.dither))
         report = align_corpus(work, jobs=args.jobs, config=config, progress=False)
         hypothesis = {}
         for path in sorted(work.glob("*/*/*.phones.tsv")):
@@ -118,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "mean_signed_error_ms": round(float(errors.mean() * 1000), 1),
         "within_20ms": round(float(np.mean(abs_ms <= 20)), 3),
         "window_centre": config.window_centre,
+        "dither": list(config.dither),
     }
     print(json.dumps(result))
     return 0

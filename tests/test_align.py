@@ -154,6 +154,42 @@ def test_align_flite_utterance_and_unknown_word(tmp_path, no_g2p):
     assert again == spans
 
 
+def test_result_does_not_depend_on_previous_utterances(tmp_path):
+    flite("the quick brown fox", "slt", tmp_path / "a.flac")
+    flite("she sells sea shells", "rms", tmp_path / "b.flac")
+    config = AlignmentConfig(dither=(10.0,))  # the decoder's running state matters here
+    aligner = Aligner(config)
+    first, _ = aligner.align_file(tmp_path / "a.flac", "the quick brown fox")
+    aligner.align_file(tmp_path / "b.flac", "she sells sea shells")
+    again, _ = aligner.align_file(tmp_path / "a.flac", "the quick brown fox")
+    fresh, _ = Aligner(config).align_file(tmp_path / "a.flac", "the quick brown fox")
+    assert first == again == fresh
+
+
+def test_failed_attempt_is_retried_with_the_next_dither(tmp_path, monkeypatch):
+    flite("the quick brown fox", "slt", tmp_path / "a.flac")
+    seen = []
+    decode = Aligner._decode
+
+    def flaky(self, decoder, data, text):
+        seen.append(np.frombuffer(data, dtype=np.int16)[:4800].std())  # the padding
+        if len(seen) == 1:
+            raise AlignmentError("the words could not be aligned to the audio")
+        return decode(decoder, data, text)
+
+    monkeypatch.setattr(Aligner, "_decode", flaky)
+    aligner = Aligner(AlignmentConfig(dither=(0.0, 10.0)))
+    spans, duration = aligner.align_file(tmp_path / "a.flac", "the quick brown fox")
+    check_spans(spans, duration)
+    assert aligner.retries == 1
+    assert seen[0] == 0.0 and 8.0 < seen[1] < 12.0  # silence, then noise of std 10
+    seen.clear()
+    once = Aligner(AlignmentConfig(dither=(0.0,)))  # a single attempt: its error is raised
+    with pytest.raises(AlignmentError, match="could not be aligned"):
+        once.align_file(tmp_path / "a.flac", "the quick brown fox")
+    assert once.retries == 0 and len(seen) == 1
+
+
 def test_g2p_pronounces_words_missing_from_dictionaries(tmp_path, monkeypatch):
     flite("the quick brown fox", "slt", tmp_path / "a.flac")
     calls = []

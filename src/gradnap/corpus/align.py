@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,10 @@ class Aligner:
         self.sample_rate = FEATURES.sample_rate
         #: Words pronounced by the lexicon (not pocketsphinx's dictionary): word -> source.
         self.added_words: dict[str, str] = {}
-        self._decoder = None
+        #: Attempts that failed before another attempt (dither) aligned the utterance.
+        self.retries = 0
+        self._decoder: Any = None
+        self._added: set[str] = set()  # words added to the current decoder
 
     def _new_decoder(self):
         from pocketsphinx import Decoder, get_model_path
@@ -112,7 +116,7 @@ class Aligner:
         )
         self._frate = int(decoder.config["frate"])
         self._wlen = float(decoder.config["wlen"])
-        self._added: set[str] = set()
+        self._added = set()
         return decoder
 
     @property
@@ -166,19 +170,44 @@ class Aligner:
             raise AlignmentError("transcript has no words")
         if duration == 0:
             raise AlignmentError("audio holds no samples")
-        try:
-            return self._align(pcm, words, duration)
-        except AlignmentError:
-            self._decoder = None  # a failed search leaves the decoder unusable
-            raise
-
-    def _align(self, pcm: np.ndarray, words: list[str], duration: float) -> list[PhoneSpan]:
         self.pronounce(words)
-        decoder = self.decoder
-        pad = np.zeros(round(self.config.pad_seconds * self.sample_rate), dtype=np.int16)
-        data = np.concatenate([pad, pcm, pad]).tobytes()
+        dithers = self.config.dither or (0.0,)
+        for attempt, dither in enumerate(dithers):
+            data = self._padded(pcm, dither).tobytes()
+            try:
+                segments = self._decode(self.decoder, data, " ".join(words))
+                return self._spans(segments, duration)
+            except AlignmentError as exc:
+                self._decoder = None  # a failed search leaves the decoder unusable
+                if attempt + 1 == len(dithers):
+                    raise
+                log.debug("dither %g: %s; trying again", dither, exc)
+                self.retries += 1
+        raise AssertionError("unreachable")
+
+    def _padded(self, pcm: np.ndarray, dither: float) -> np.ndarray:
+        """``(N,)`` int16 -> ``(N + 2 P,)`` int16: silence padding plus seeded noise."""
+        pad = round(self.config.pad_seconds * self.sample_rate)
+        if dither <= 0:
+            zeros = np.zeros(pad, dtype=np.int16)
+            return np.concatenate([zeros, pcm, zeros])
+        x = np.zeros(len(pcm) + 2 * pad, dtype=np.float64)
+        x[pad : pad + len(pcm)] = pcm
+        x += np.random.default_rng(len(pcm)).normal(0.0, dither, len(x))
+        return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+
+    @staticmethod
+    def _decode(decoder, data: bytes, text: str) -> list[tuple[str, int, int]]:
+        """Two passes (words, then phones) -> ``[(phone, start frame, frames)]``.
+
+        A first pass without search sets the decoder's running state (normalisation)
+        from this utterance, so that results do not depend on the previous utterance.
+        """
         try:
-            decoder.set_align_text(" ".join(words))
+            decoder.set_align_text(text)
+            decoder.start_utt()
+            decoder.process_raw(data, no_search=True, full_utt=True)
+            decoder.end_utt()
             decoder.start_utt()
             decoder.process_raw(data, full_utt=True)
             decoder.end_utt()
@@ -193,8 +222,7 @@ class Aligner:
             raise AlignmentError(f"pocketsphinx: {exc}") from None
         if alignment is None:
             raise AlignmentError("pocketsphinx returned no phone alignment")
-        segments = [(p.name, p.start, p.duration) for p in alignment.phones()]
-        return self._spans(segments, duration)
+        return [(p.name, p.start, p.duration) for p in alignment.phones()]
 
     def _spans(self, segments: list[tuple[str, int, int]], duration: float) -> list[PhoneSpan]:
         """Phone segments in (padded) frames -> contiguous spans in seconds of the audio."""
@@ -250,6 +278,8 @@ class AlignmentReport:
     corpus_problems: list[str] = field(default_factory=list)
     #: Words pronounced by CMUdict or G2P: word -> source.
     added_words: dict[str, str] = field(default_factory=dict)
+    #: Aligned utterances whose first attempt failed (aligned with another dither).
+    retried: int = 0
     #: Seconds of audio aligned (or attempted) and wall-clock seconds it took.
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -284,6 +314,8 @@ class AlignmentReport:
                 f"words not in pocketsphinx's dictionary: {by['cmudict']} from CMUdict, "
                 f"{by['g2p']} from G2P"
             )
+        if self.retried:
+            lines.append(f"{self.retried} aligned only on a second attempt (with dither)")
         for utt, msg in self.failed[:10]:
             lines.append(f"  failed {utt}: {msg}")
         if len(self.failed) > 10:
@@ -344,13 +376,14 @@ class _Result:
     error: str | None
     duration: float
     added_words: dict[str, str]
+    retried: bool = False
 
 
 def _align_task(task: tuple[str, Path, str]) -> _Result:
     utt_id, audio_path, text = task
     aligner = _WORKER
     assert aligner is not None, "worker not initialised"
-    before = len(aligner.added_words)
+    before, retries = len(aligner.added_words), aligner.retries
     try:
         samples = load_audio(audio_path)  # (N,)
     except GradnapError as exc:
@@ -364,7 +397,8 @@ def _align_task(task: tuple[str, Path, str]) -> _Result:
     except Exception as exc:  # never let one utterance stop the corpus
         spans, error = None, f"{audio_path}: unexpected {type(exc).__name__}: {exc}"
     added = dict(list(aligner.added_words.items())[before:])
-    return _Result(utt_id, audio_path.parent, spans, error, duration, added)
+    retried = spans is not None and aligner.retries > retries
+    return _Result(utt_id, audio_path.parent, spans, error, duration, added, retried)
 
 
 def _run_tasks(
@@ -455,6 +489,7 @@ def align_corpus(
                 report.failed.append((res.utt_id, res.error))
             else:
                 report.aligned += 1
+                report.retried += res.retried
             done[res.chapter_dir].append(res)
             if len(done[res.chapter_dir]) == pending[res.chapter_dir]:
                 _write_chapter(res.chapter_dir, done.pop(res.chapter_dir))
