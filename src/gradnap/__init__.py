@@ -37,8 +37,11 @@ from .audio import (
 )
 from .checkpoint import load_model, save_checkpoint
 from .collect import GradNAP
+from .corpus.align import Aligner, align_corpus
+from .corpus.librispeech import Corpus, Utterance, read_corpus
 from .corpus.stats import corpus_stats
 from .corpus.synth import synthesize_corpus
+from .corpus.timings import PhoneSpan, read_timings, write_timings
 from .decode import BeamDecoder, greedy_decode
 from .defaults import ALPHABET, BLANK_INDEX, FEATURES, NUM_CLASSES, PHONE_SET, FeatureConfig
 from .errors import GradnapError
@@ -113,4 +116,12 @@ __all__ = [
     "GradNAP",
     "Result",
     "merge_results",
+    "Aligner",
+    "Corpus",
+    "PhoneSpan",
+    "Utterance",
+    "align_corpus",
+    "read_corpus",
+    "read_timings",
+    "write_timings",
 ]
