@@ -276,6 +276,29 @@ def test_estimated_windows_for_a_model_without_known_geometry():
     assert nap.collect(small_data(3), progress=False).layer_info("3")["width"] == 3
 
 
+class Centred(nn.Module):
+    """Subtracts the utterance mean: every output frame depends on the whole input."""
+
+    def forward(self, x):
+        return x - x.mean(dim=2, keepdim=True)
+
+
+def test_window_estimation_failure_is_fatal_unless_widths_are_given():
+    model = small_model()
+    model.insert(0, Centred())  # layers shift by one: "2" and "4" are the ReLUs
+    layers = ["input", "2", "4"]
+    nap = GradNAP(model, layers, engine=FrameEngine(model, layers), examples="all", blank=4)
+    with pytest.raises(GradnapError, match="cannot estimate the window widths"):
+        nap.collect(small_data(), progress=False)  # a configuration error, not skipped
+    nap = GradNAP(
+        model, layers, engine=FrameEngine(model, layers), examples="all", blank=4,
+        window={"input": 13, "2": 5, "4": 1},
+    )  # fmt: skip
+    r = nap.collect(small_data(), progress=False)
+    assert r.meta["progress"]["skipped"] == 0
+    assert [r.layer_info(n)["width"] for n in layers] == [13, 5, 1]
+
+
 # --- corpus loop: skipping, sharding, merging, checkpoints -------------------------------------
 
 

@@ -11,16 +11,18 @@ with the corpus. Collection can checkpoint and resume, run on a shard of the cor
 all-reduce its accumulators under ``torchrun`` (``torch.distributed``, gloo on CPU).
 
 **Window widths.** ``W_l`` is the cone width of one output frame in layer ``l``
-(:meth:`gradnap.geometry.Geometry.cone_width`) when the model's geometry is known: the
-project's :class:`~gradnap.model.Wav2Letter`, torchaudio's ``Wav2Letter`` or any
-``nn.Sequential`` chain of ``Conv1d`` and elementwise modules. Otherwise give
-``window=`` (an int for every layer or ``{layer: W}``); layers left without a width are
-*estimated* once, before the first utterance, from the engine itself: a seeded
-``N(0, 1)`` input of growing length (256 .. 8192 frames) is run and ``W_l`` is the widest
-support (non-zero sensitivity) of 5 output frames around its middle; the estimate is
-rejected (an error asking for ``window=``) unless that support stays clear of the input's
-edges. Estimated layers have no cone, so ``t*`` is searched over the whole utterance,
-and their jump (input frames per position, for the ms axis) is ``T_in / T_l``.
+(:meth:`gradnap.geometry.Geometry.cone_width`) when the model's geometry is known: any
+chain of ``Conv1d`` and elementwise modules that :func:`gradnap.engine.chain.extract_chain`
+accepts (the project's :class:`~gradnap.model.Wav2Letter`, torchaudio's ``Wav2Letter``).
+``window=`` (an int for every layer or ``{layer: W}``) overrides it. For other models the
+geometry is *estimated* once, before the first utterance, from the engine itself: a
+seeded ``N(0, 1)`` input of growing length (256 .. 8192 frames) is run and ``W_l`` is the
+widest support (non-zero sensitivity) of 5 output frames around its middle; the estimate
+is accepted only when that support stays clear of the input's edges (else an error asks
+for ``window=``). Layers without a known geometry have no cone, so ``t*`` is searched
+over the whole utterance; their jump (input frames per position, for the ms axis) is
+``T_in / T_l`` of the probe, and the output clock (for the phoneme grouping) is the
+probe's input-support centre of an output frame.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from .results import FORMAT, FORMAT_VERSION, Result, build_arrays
 
 __all__ = [
     "GradNAP",
+    "UtteranceError",
     "collect",
     "model_geometry",
     "model_identity",
@@ -157,6 +160,11 @@ def _item_id(utterance: Any, i: int) -> str:
 
 def _is_corpus(data) -> bool:
     return hasattr(data, "utterances") and hasattr(data, "audio") and hasattr(data, "root")
+
+
+class UtteranceError(GradnapError):
+    """One utterance cannot be used (unreadable, malformed, too short for the model): it
+    is skipped and counted. Other errors (configuration, geometry) stop the run."""
 
 
 class GradNAP:
@@ -307,10 +315,18 @@ class GradNAP:
 
     # --- geometry -----------------------------------------------------------------------
 
-    def _init_layers(self, fwd: ForwardPass, n_features: int) -> None:
+    def _init_layers(self, fwd: ForwardPass, n_features: int, n_frames: int) -> None:
         info: dict[str, dict] = {}
         if self.chain is None:  # jumps and the clock are estimated even for given widths
-            estimated, self._clock = self._estimate(n_features)
+            try:
+                estimated, self._clock = self._estimate(n_features)
+            except GradnapError:
+                if any(name not in self.windows for name in self.layers):
+                    raise
+                log.warning("no geometry: time axes of the window offsets are unknown")
+                jumps = {n: n_frames / fwd.activations[n].shape[1] for n in self.layers}
+                estimated = {n: (self.windows[n], jumps[n]) for n in self.layers}
+                self._clock = FrameClock(n_frames / fwd.probs.shape[1], 0.0, self.features)
         else:
             estimated, self._clock = {}, FrameClock.from_geometry(self.chain[0], self.features)
         for name in self.layers:
@@ -383,35 +399,37 @@ class GradNAP:
     def add(self, utterance: Any, features: torch.Tensor | np.ndarray, progress=None) -> int:
         """Add one utterance; returns its number of examples.
 
-        ``features``: ``(F, T)``. Raises :class:`GradnapError` (nothing added) when the
+        ``features``: ``(F, T)``. Raises :class:`UtteranceError` (nothing added) when the
         features are unusable or the model cannot process them.
         """
         uid = _item_id(utterance, self.progress["utterances"])
         x = torch.as_tensor(features, dtype=torch.float32)
         if x.ndim != 2:
-            raise GradnapError(f"{uid}: features must be (F, T), got shape {tuple(x.shape)}")
+            raise UtteranceError(f"{uid}: features must be (F, T), got shape {tuple(x.shape)}")
         if self._n_features is not None and x.shape[0] != self._n_features:
-            raise GradnapError(f"{uid}: {x.shape[0]} feature bins, expected {self._n_features}")
+            raise UtteranceError(f"{uid}: {x.shape[0]} feature bins, expected {self._n_features}")
         if not bool(torch.isfinite(x).all()):
-            raise GradnapError(f"{uid}: features contain NaN or infinity")
+            raise UtteranceError(f"{uid}: features contain NaN or infinity")
         try:
             fwd = self.engine.forward(x)
-        except GradnapError:
-            raise
+        except GradnapError as exc:
+            raise UtteranceError(f"{uid}: {exc}") from exc
         except (RuntimeError, ValueError) as exc:
-            raise GradnapError(f"{uid}: the model cannot process it ({exc})") from exc
+            raise UtteranceError(f"{uid}: the model cannot process it ({exc})") from exc
         probs = fwd.probs
         if probs.ndim != 2 or probs.shape[1] == 0:
-            raise GradnapError(f"{uid}: no output frame (input of {x.shape[1]} frames too short?)")
+            raise UtteranceError(
+                f"{uid}: no output frame (input of {x.shape[1]} frames too short?)"
+            )
         if not bool(torch.isfinite(probs).all()):
-            raise GradnapError(f"{uid}: model output is not finite")
+            raise UtteranceError(f"{uid}: model output is not finite")
         if probs.shape[0] <= self.blank:
             raise GradnapError(
                 f"blank index {self.blank} but the model has {probs.shape[0]} classes; pass blank="
             )
         frames, classes = select_examples(probs, self.examples, self.blank)
         if self._layer_info is None:
-            self._init_layers(fwd, x.shape[0])
+            self._init_layers(fwd, x.shape[0], x.shape[1])
             self._n_features = int(x.shape[0])
         if self.chain is not None:  # the geometry must match what the model computes
             geom, index = self.chain
@@ -488,7 +506,10 @@ class GradNAP:
                     continue
 
                 def load(utt=utt):
-                    return log_mel(data.audio(utt, self.features), self.features)
+                    try:
+                        return log_mel(data.audio(utt, self.features), self.features)
+                    except GradnapError as exc:
+                        raise UtteranceError(str(exc)) from exc
 
                 yield i, utt, load
             return
@@ -503,7 +524,7 @@ class GradNAP:
                 kind = type(item).__name__
 
                 def load(i=i, kind=kind):
-                    raise GradnapError(f"item {i}: expected (utterance, features), got {kind}")
+                    raise UtteranceError(f"item {i}: expected (utterance, features), got {kind}")
 
             yield i, utt, (None if i < start or i % n != s else load)
 
@@ -588,7 +609,7 @@ class GradNAP:
                         break
                     try:
                         self.add(utt, load(), progress=bar)
-                    except GradnapError as exc:
+                    except UtteranceError as exc:  # also raised by audio loading
                         self._skip(str(exc))
                     done_here += 1
                     since_ckpt += 1
@@ -669,6 +690,7 @@ class GradNAP:
                 "blank": self.blank,
                 "engine": type(self.engine).__name__,
                 "frame_seconds": self.features.frame_seconds,
+                "n_features": self._n_features,
                 "features": dataclasses.asdict(self.features),
             },
             "clock": self._clock.to_json() if self._clock else None,
@@ -725,9 +747,7 @@ class GradNAP:
         self._layer_info = {d["name"]: d for d in m["layers"]}
         clock = m.get("clock") or {}
         self._clock = FrameClock(clock.get("stride", 1.0), clock.get("offset", 0.0), self.features)
-        self._n_features = (
-            int(m["layers"][0]["channels"]) if self.layers[0] == INPUT_LAYER else None
-        )
+        self._n_features = m["options"].get("n_features")
         self.progress = dict(m["progress"])
         self.problems = list(m.get("problems", []))
         log.info("resuming %s after %d items", path, self.progress["items_done"])

@@ -79,6 +79,7 @@ class Result:
         self.meta = meta
         self.arrays = arrays
         self._layers = {d["name"]: d for d in meta["layers"]}
+        self._cache: dict[tuple, np.ndarray] = {}  # per (layer, grouping) means and scales
 
     # --- file -------------------------------------------------------------------------------
 
@@ -239,7 +240,11 @@ class Result:
         self._check_layer(layer)
         g = ALL if grouping is None else grouping
         self._check_grouping(g)
-        return dataset_mean(self._sums(layer, g, "act_sum"), self._sums(layer, g, "count"))
+        mean = self._cached(
+            ("mean", layer, g),
+            lambda: dataset_mean(self._sums(layer, g, "act_sum"), self._sums(layer, g, "count")),
+        )
+        return mean.copy()
 
     def profile(
         self,
@@ -274,23 +279,32 @@ class Result:
             )
         return self._profile(layer, grouping, gi, kind)
 
+    def _cached(self, key: tuple, compute) -> np.ndarray:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
     def _profile(self, layer: str, grouping: str, gi: int, kind: str) -> np.ndarray:
         if kind in ("nap",):
             sorted_sum = self._sums(layer, grouping, "sorted_sum")
             sorted_count = self._sums(layer, grouping, "sorted_count")
-            std = neuron_std(
-                self._sums(layer, grouping, "act_sum").sum(axis=0),
-                self._sums(layer, grouping, "act_sqsum").sum(axis=0),
-                self._sums(layer, grouping, "count").sum(axis=0),
+            std = self._cached(
+                ("std", layer, grouping),
+                lambda: neuron_std(
+                    self._sums(layer, grouping, "act_sum").sum(axis=0),
+                    self._sums(layer, grouping, "act_sqsum").sum(axis=0),
+                    self._sums(layer, grouping, "count").sum(axis=0),
+                ),
             )
-            return nap_profile(
-                sorted_sum[gi], sorted_count[gi], dataset_mean(sorted_sum, sorted_count), std
+            sorted_mean = self._cached(
+                ("sorted_mean", layer, grouping), lambda: dataset_mean(sorted_sum, sorted_count)
             )
+            return nap_profile(sorted_sum[gi], sorted_count[gi], sorted_mean, std)
         act_sum = self._sums(layer, grouping, "act_sum")
         count = self._sums(layer, grouping, "count")
         if kind == "gradient":
             return mean_profile(self._sums(layer, grouping, "grad_sum")[gi], count[gi])
-        mean = dataset_mean(act_sum, count)
+        mean = self._cached(("mean", layer, grouping), lambda: dataset_mean(act_sum, count))
         if kind == "activation":
             return mean_profile(act_sum[gi], count[gi], mean)
         if kind == "navai":
