@@ -178,10 +178,12 @@ def test_failed_attempt_is_retried_with_the_next_dither(tmp_path, monkeypatch):
         return decode(decoder, data, text)
 
     monkeypatch.setattr(Aligner, "_decode", flaky)
+    monkeypatch.setattr(lexicon, "default_g2p", lambda: lambda word: ["K", "W", "IH", "K"])
     aligner = Aligner(AlignmentConfig(dither=(0.0, 10.0)))
-    spans, duration = aligner.align_file(tmp_path / "a.flac", "the quick brown fox")
+    # "quikk" is added to the first decoder and again to the one made after the failure.
+    spans, duration = aligner.align_file(tmp_path / "a.flac", "the quikk brown fox")
     check_spans(spans, duration)
-    assert aligner.retries == 1
+    assert aligner.retries == 1 and aligner.added_words == {"quikk": "g2p"}
     assert seen[0] == 0.0 and 8.0 < seen[1] < 12.0  # silence, then noise of std 10
     seen.clear()
     once = Aligner(AlignmentConfig(dither=(0.0,)))  # a single attempt: its error is raised

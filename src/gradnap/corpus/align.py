@@ -170,9 +170,9 @@ class Aligner:
             raise AlignmentError("transcript has no words")
         if duration == 0:
             raise AlignmentError("audio holds no samples")
-        self.pronounce(words)
         dithers = self.config.dither or (0.0,)
         for attempt, dither in enumerate(dithers):
+            self.pronounce(words)  # again after a failure: the decoder is a new one
             data = self._padded(pcm, dither).tobytes()
             try:
                 segments = self._decode(self.decoder, data, " ".join(words))
