@@ -118,3 +118,17 @@ def test_output_frame_seconds():
 def test_unknown_config():
     with pytest.raises(GradnapError, match="paper"):
         build_model("nope")
+
+
+def test_initialisation_keeps_the_signal_scale():
+    # He initialisation: post-ReLU activations keep their scale through the stack
+    # (PyTorch's default Conv1d init shrinks them ~30x over eleven layers).
+    model = build_model("default", seed=0)
+    x = torch.randn(2, 128, 300)
+    stds = []
+    with torch.no_grad():
+        for block in model:
+            x = block(x)
+            stds.append(float(x.std()))
+    assert min(stds) > 0.25 * stds[0]
+    assert all(float(b.conv.bias.abs().max()) == 0 for b in model)

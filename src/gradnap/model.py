@@ -121,10 +121,27 @@ class Wav2Letter(nn.Sequential):
             in_ch = out_ch
         super().__init__(blocks)
         self.config = config
+        self.reset_parameters()
         #: Feature settings the model expects (a checkpoint sets them).
         self.features: FeatureConfig = FEATURES
         #: Training metadata from a checkpoint (empty for a new model).
         self.metadata: dict = {}
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """He (Kaiming) normal initialisation for the ReLU layers, its linear-gain variant
+        for a last layer without ReLU, zero biases.
+
+        Without normalisation layers PyTorch's default Conv1d initialisation shrinks the
+        signal about tenfold every two layers (output ~1/30 of the input after eleven
+        layers), so CTC training sits long on the all-blank plateau; this keeps the
+        activations' scale through the stack.
+        """
+        for block in self:
+            conv = block.conv
+            gain = "relu" if hasattr(block, "relu") else "linear"
+            nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity=gain)
+            nn.init.zeros_(conv.bias)
 
     @property
     def geometry(self) -> Geometry:
