@@ -83,6 +83,10 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
     )
 
 
+#: 0.3 s of 16-bit digital silence at 16 kHz (see :meth:`Aligner._decode`).
+_RESET = bytes(2 * 4800)
+
+
 class Aligner:
     """A pocketsphinx forced aligner for one process (not thread-safe).
 
@@ -200,13 +204,14 @@ class Aligner:
     def _decode(decoder, data: bytes, text: str) -> list[tuple[str, int, int]]:
         """Two passes (words, then phones) -> ``[(phone, start frame, frames)]``.
 
-        A first pass without search sets the decoder's running state (normalisation)
-        from this utterance, so that results do not depend on the previous utterance.
+        pocketsphinx carries some state from the end of one utterance into the next;
+        0.3 s of digital silence processed first (without search) resets it to the same
+        state every time, so results do not depend on the previous utterance.
         """
         try:
             decoder.set_align_text(text)
             decoder.start_utt()
-            decoder.process_raw(data, no_search=True, full_utt=True)
+            decoder.process_raw(_RESET, no_search=True, full_utt=True)
             decoder.end_utt()
             decoder.start_utt()
             decoder.process_raw(data, full_utt=True)
