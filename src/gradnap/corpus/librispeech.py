@@ -61,6 +61,7 @@ class Corpus:
     problems: list[str] = field(default_factory=list)
     #: Characters removed from transcripts by normalisation.
     removed_chars: int = 0
+    _recorded: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -70,9 +71,10 @@ class Corpus:
 
     def skip(self, message: str) -> None:
         """Record a skipped utterance (logged as a warning; recorded once)."""
-        if message in self.problems:
+        if message in self._recorded:
             return
         log.warning("skipped: %s", message)
+        self._recorded.add(message)
         self.problems.append(message)
 
     def audio(self, utt: Utterance, config: FeatureConfig = FEATURES) -> np.ndarray:
