@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         "within_20ms": round(float(np.mean(abs_ms <= 20)), 3),
         "window_centre": config.window_centre,
         "dither": list(config.dither),
+        "cpus": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),  # other jobs on the machine
     }
     print(json.dumps(result))
     return 0
