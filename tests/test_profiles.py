@@ -12,6 +12,7 @@ from gradnap.profiles import (
     nap_profile,
     navai_profile,
     neuron_std,
+    recrop,
     select_examples,
 )
 
@@ -135,6 +136,14 @@ def test_align_searches_only_the_cone_inside_the_utterance():
     act = torch.ones(1, 6)
     a = align(act, g, start, 3, input_layer=False, search=(torch.tensor([0]), torch.tensor([2])))
     assert a.centre.tolist() == [2]
+
+
+def test_recrop_cuts_a_whole_layer_window_to_the_cone():
+    g = torch.arange(1.0, 7.0).reshape(1, 1, 6)  # positions 0..5 hold 1..6
+    out = recrop(g, torch.tensor([0]), torch.tensor([-2]), 4)  # positions -2..1
+    assert out.tolist() == [[[0.0, 0.0, 1.0, 2.0]]]
+    out = recrop(g, torch.tensor([0]), torch.tensor([3]), 4)  # positions 3..6
+    assert out.tolist() == [[[4.0, 5.0, 6.0, 0.0]]]
 
 
 # --- accumulation ---------------------------------------------------------------------------

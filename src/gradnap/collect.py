@@ -54,6 +54,7 @@ from .profiles import (
     Positions,
     align,
     chunk_stats,
+    recrop,
     select_examples,
 )
 from .results import FORMAT, FORMAT_VERSION, Result, build_arrays
@@ -453,14 +454,17 @@ class GradNAP:
                 stats = {}
                 for name in self.layers:
                     win = wins[name]
-                    search = None
+                    grads, start, search = win.grads.detach(), win.start, None
                     if self.chain is not None:
                         geom, index = self.chain
                         search = geom.cone(fr, index[name])
+                        width = geom.cone_width(index[name])
+                        if grads.shape[2] != width:  # e.g. whole-layer windows: cut to the cone
+                            grads, start = recrop(grads, start, search[0], width), search[0]
                     aligned = align(
                         positions[name],
-                        win.grads.detach(),
-                        win.start,
+                        grads,
+                        start,
                         self._layer_info[name]["width"],
                         input_layer=name == INPUT_LAYER,
                         search=search,

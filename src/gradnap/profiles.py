@@ -44,6 +44,7 @@ __all__ = [
     "Aligned",
     "Positions",
     "align",
+    "recrop",
     "ChunkStats",
     "chunk_stats",
     "LayerSums",
@@ -131,6 +132,19 @@ class Positions:
             if need > self.pad:
                 self._build(max(need, 2 * self.pad))
         return self._at.unfold(0, width, 1).index_select(0, start + self.pad)
+
+
+def recrop(grads: torch.Tensor, start: torch.Tensor, lo: torch.Tensor, width: int) -> torch.Tensor:
+    """Window ``grads`` ``(n, C, We)`` (column 0 at position ``start[i]``) re-cut to
+    ``width`` columns starting at position ``lo[i]``: ``(n, C, width)``, zeros where the
+    old window has no column (e.g. a whole-layer window cut down to the cone)."""
+    n, C, We = grads.shape
+    k = (lo - start)[:, None] + torch.arange(width)  # (n, width) old columns
+    inside = (k >= 0) & (k < We)
+    out = grads.gather(2, k.clamp(0, We - 1)[:, None, :].expand(n, C, width))
+    if not bool(inside.all()):
+        out.mul_(inside[:, None, :].to(out.dtype))
+    return out
 
 
 def align(
@@ -389,7 +403,11 @@ class GroupingSums:
         self.examples[group] += n
         g = torch.tensor([group])
         for layer, sums in self.layers.items():
-            sums.add_parts(g, {k: v.sum(dim=0, keepdim=True) for k, v in parts[layer].items()})
+            # in float64: the rows' order (group numbering) differs between runs and shards
+            total = {
+                k: v.to(torch.float64).sum(dim=0, keepdim=True) for k, v in parts[layer].items()
+            }
+            sums.add_parts(g, total)
 
     # --- arrays (the result file) -------------------------------------------------------
 
