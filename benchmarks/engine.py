@@ -18,7 +18,9 @@ output frame a target), measured in one process:
   with the same threading as the engine (``--workers`` single-threaded GEMMs at once);
 - ``ceiling_fraction`` = ``cone_fps / ceiling_fps``; GEMM and engine runs alternate and
   the fraction is the median of the per-round ratios, so a shared machine's load affects
-  both alike;
+  both alike. The same fraction per CPU-second (cone FLOPs per CPU-second of the
+  process over GEMM FLOPs per CPU-second of a GEMM thread), which other processes on the
+  machine disturb much less, is printed on stderr;
 - ``collect_fps``: frames/s of :class:`gradnap.collect.GradNAP` end to end (features,
   engine, alignment, accumulators for graphemes and phonemes, ``examples="all"``) on a
   small corpus synthesized with flite (``null`` when flite is missing or ``--no-collect``).
@@ -69,10 +71,11 @@ def run_utterance(engine, x: torch.Tensor, chunk: int, limit: int | None = None)
     return t1 - t0, time.perf_counter() - t1, n, classes.shape[0]
 
 
-def gemm_rate(engine: ConeEngine, workers: int, seconds: float = 1.0) -> float:
+def gemm_rate(engine: ConeEngine, workers: int, seconds: float = 1.0) -> tuple[float, float]:
     """GFLOP/s of ``torch.matmul`` on the layers' weight shapes (see the module doc):
     ``workers`` threads with one intra-op thread each, all at once (0: one thread with
-    torch's intra-op threads)."""
+    torch's intra-op threads). Returns (wall-clock rate of all threads together, rate
+    per CPU-second)."""
     shapes = []
     geom = engine.geometry
     for i, st in enumerate(engine.chain.stages[1:], start=1):
@@ -81,28 +84,35 @@ def gemm_rate(engine: ConeEngine, workers: int, seconds: float = 1.0) -> float:
     total = sum(f for *_, f in shapes)
     mats = {(ci, co): (torch.randn(ci, co), torch.randn(co, GEMM_COLUMNS)) for ci, co, _ in shapes}
 
-    def rate_of(ci: int, co: int, budget: float) -> float:
+    def rate_of(ci: int, co: int, budget: float) -> tuple[float, float]:
         a, b = mats[(ci, co)]
         out = torch.empty(ci, GEMM_COLUMNS)
         torch.matmul(a, b, out=out)
-        reps, t0 = 0, time.perf_counter()
+        reps, t0, c0 = 0, time.perf_counter(), time.thread_time()
         while True:
             torch.matmul(a, b, out=out)
             reps += 1
             dt = time.perf_counter() - t0
             if dt >= budget and reps >= 2:
-                return 2.0 * ci * co * GEMM_COLUMNS * reps / dt
+                fl = 2.0 * ci * co * GEMM_COLUMNS * reps
+                return fl / dt, fl / max(time.thread_time() - c0, 1e-9)
 
-    def weighted(budget: float) -> float:
+    def weighted(budget: float) -> tuple[float, float]:
         # time per unit of cone work = sum over layers of (share / rate)
-        inv = sum((f / total) / rate_of(ci, co, budget * f / total) for ci, co, f in shapes)
-        return 1.0 / inv
+        rates = [(f / total, rate_of(ci, co, budget * f / total)) for ci, co, f in shapes]
+        wall = 1.0 / sum(share / r[0] for share, r in rates)
+        cpu = 1.0 / sum(share / r[1] for share, r in rates)
+        return wall, cpu
 
-    if workers == 0:  # torch's intra-op threads
-        return weighted(seconds) / 1e9
+    if workers == 0:  # torch's intra-op threads: CPU time of the whole process
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        wall, _ = weighted(seconds)
+        cpu = wall * (time.perf_counter() - t0) / (time.process_time() - c0)
+        return wall / 1e9, cpu / 1e9
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    rates = [0.0] * workers
+    rates = [(0.0, 0.0)] * workers
 
     def work(w: int) -> None:
         rates[w] = weighted(seconds)
@@ -115,7 +125,7 @@ def gemm_rate(engine: ConeEngine, workers: int, seconds: float = 1.0) -> float:
             t.join()
     finally:
         torch.set_num_threads(threads)
-    return sum(rates) / 1e9
+    return sum(r[0] for r in rates) / 1e9, statistics.mean(r[1] for r in rates) / 1e9
 
 
 def profile_chunk(engine: ConeEngine, x: torch.Tensor, chunk: int) -> None:
@@ -174,21 +184,30 @@ def bench_config(name: str, args) -> dict:
     log(f"[{name}] {n_in} input frames, cone {flops / 1e6:.0f} MFLOP/frame, workers={workers}")
 
     run_utterance(cone, x, args.chunk, limit=args.chunk)  # warm-up
-    cone_times, ratios, rates = [], [], []
+    cone_times, ratios, rates, cpu_ratios = [], [], [], []
     for r in range(args.repeats):
-        rate = gemm_rate(cone, workers, seconds=args.gemm_seconds)
+        rate, cpu_rate = gemm_rate(cone, workers, seconds=args.gemm_seconds)
+        c0 = time.process_time()
         t_fwd, t_bwd, n, t_out = run_utterance(cone, x, args.chunk)
+        cpu = time.process_time() - c0
         fps = t_out / (t_fwd + t_bwd)
         cone_times.append((t_fwd, t_bwd))
         rates.append(rate)
         ratios.append(fps / (rate * 1e9 / flops))
+        cpu_ratios.append(flops * t_out / cpu / (cpu_rate * 1e9))
         log(
             f"[{name}] round {r}: GEMM {rate:.1f} GFLOP/s, cone {fps:.1f} frames/s "
             f"(forward {t_fwd:.2f} s, backward {t_bwd:.2f} s, {t_out} frames), "
-            f"cone GEMM-part {flops * t_out / t_bwd / 1e9:.1f} GFLOP/s"
+            f"cone backward {flops * t_out / t_bwd / 1e9:.1f} GFLOP/s; per CPU-second: "
+            f"GEMM {cpu_rate:.1f} GFLOP, cone {flops * t_out / cpu / 1e9:.1f} GFLOP "
+            f"(fraction {cpu_ratios[-1]:.2f}; CPU {cpu:.1f} s, wall {t_fwd + t_bwd:.1f} s)"
         )
     cone_fps = statistics.median(t_out / (a + b) for a, b in cone_times)
     rate = statistics.median(rates)
+    log(
+        f"[{name}] ceiling fraction: wall-clock {statistics.median(ratios):.3f}, "
+        f"per CPU-second {statistics.median(cpu_ratios):.3f}"
+    )
     if args.profile:
         profile_chunk(cone, x, args.chunk)
 

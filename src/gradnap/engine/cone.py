@@ -208,7 +208,17 @@ class ConeEngine:
                 f"input: {x.shape[-1]} frames are too few for the model "
                 f"(it needs at least {self._min_frames()})"
             )
-        vals = chain.forward(x[None])  # [stage][j] (1, C_i, T_i)
+        workers = self.resolved_workers()
+        if workers == 0:
+            vals = chain.forward(x[None])  # [stage][j] (1, C_i, T_i)
+        else:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(workers) as pool:
+                    vals = self._sliced_forward(x[None], pool, workers)
+            finally:
+                torch.set_num_threads(threads)
         lengths = [v[0].shape[-1] for v in vals]
         t_out = lengths[L]
         offset, deriv, suffix = [], [], {}
@@ -241,6 +251,41 @@ class ConeEngine:
             acts[name] = x if name == INPUT_LAYER else vals[i][j][0]
         state = _ConeState(deriv, suffix, offset, lengths, probs)
         return ForwardPass(acts, probs, state)
+
+    def _sliced_forward(
+        self, x: torch.Tensor, pool: ThreadPoolExecutor, workers: int
+    ) -> list[list[torch.Tensor]]:
+        """:meth:`Chain.forward` with each convolution split into ``workers`` time slices
+        of its output, one per single-threaded worker. ``x``: ``(1, F, T)``."""
+        out: list[list[torch.Tensor]] = []
+        a = x
+        for st in self.chain.stages:
+            if st.weight is None:
+                z = a
+            else:
+                spec = st.spec
+                assert spec is not None
+                xp = F.pad(a, (spec.pad_left, spec.pad_right))
+                t_out = spec.output_length(a.shape[-1])
+                parts = min(workers, max(1, t_out // 32))
+                bounds = [t_out * w // parts for w in range(parts + 1)]
+
+                def conv(lo_hi, xp=xp, st=st, spec=spec):
+                    lo, hi = lo_hi
+                    seg = xp[:, :, lo * spec.stride : (hi - 1) * spec.stride + spec.span]
+                    return F.conv1d(
+                        seg, st.weight, st.bias, stride=spec.stride, dilation=spec.dilation
+                    )
+
+                pieces = list(pool.map(conv, zip(bounds, bounds[1:], strict=False)))
+                z = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
+            vals = [z]
+            for f in st.pointwise:
+                u = vals[-1].clone() if getattr(f, "inplace", False) else vals[-1]
+                vals.append(f(u))
+            out.append(vals)
+            a = vals[-1]
+        return out
 
     def _long_enough(self, frames: int) -> bool:
         """Whether every layer has at least one position for ``frames`` input frames."""
@@ -311,9 +356,12 @@ class ConeEngine:
                 results = list(pool.map(lambda fc: self._backward(state, *fc), parts))
         finally:
             torch.set_num_threads(threads)
+        # concatenate in the native (C, W, n) layout (a plain copy), return (n, C, W) views
         return {
             name: Window(
-                torch.cat([r[name].grads for r in results]),
+                torch.cat([r[name].grads.permute(1, 2, 0) for r in results], dim=2).permute(
+                    2, 0, 1
+                ),
                 torch.cat([r[name].start for r in results]),
             )
             for name in self.layers
