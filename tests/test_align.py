@@ -289,3 +289,24 @@ def test_cli_help():
     with pytest.raises(SystemExit) as info:
         main(["corpus", "align", "--help"])
     assert info.value.code == 0
+
+
+@pytest.mark.slow
+def test_alignment_agrees_with_synthesized_corpus(tmp_path):
+    """The same check on `gradnap corpus synth` output (its phones.tsv is the reference)."""
+    from gradnap.corpus.synth import synthesize_corpus
+
+    root = tmp_path / "synth"
+    synthesize_corpus(root, utterances=12, seed=3, voices=["flite"], jobs=1, progress=False)
+    reference = {}
+    for path in root.glob("*/*/*.phones.tsv"):
+        reference.update(read_timings(path))
+        path.rename(path.with_suffix(".reference"))
+    report = align_corpus(root, jobs=1, progress=False)
+    assert report.aligned == len(reference) == 12 and not report.failed
+    hypothesis = {}
+    for path in root.glob("*/*/*.phones.tsv"):
+        hypothesis.update(read_timings(path))
+    errors = np.concatenate([boundary_errors(reference[u], hypothesis[u]) for u in reference])
+    assert errors.size > 0.5 * sum(len(s) for s in reference.values())
+    assert np.median(np.abs(errors)) <= 0.020
