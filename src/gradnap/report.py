@@ -10,13 +10,19 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fileio import atomic_write_bytes, atomic_write_text
+import numpy as np
 
-__all__ = ["Report"]
+from .defaults import REPORT, ReportConfig
+from .errors import GradnapError
+from .fileio import atomic_write_bytes, atomic_write_text
+from .results import INPUT
+
+__all__ = ["Report", "build_report"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,9 @@ class Report:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)
-        self.items.append(_Item("figure", {"name": name, "png": buf.getvalue(), "caption": caption}))
+        self.items.append(
+            _Item("figure", {"name": name, "png": buf.getvalue(), "caption": caption})
+        )
 
     def table(self, header: list[str], rows: list[list[object]], caption: str = "") -> None:
         self.items.append(_Item("table", {"header": header, "rows": rows, "caption": caption}))
@@ -100,7 +108,9 @@ class Report:
                     for row in p["rows"]
                 )
                 cap = f"<caption>{html.escape(p['caption'])}</caption>" if p["caption"] else ""
-                parts.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                parts.append(
+                    f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+                )
         parts.append("</body></html>")
         index = out_dir / "index.html"
         atomic_write_text(index, "\n".join(parts) + "\n")
@@ -113,4 +123,202 @@ def _fmt(value: object) -> str:
         return "undefined"
     if isinstance(value, float):
         return "undefined" if value != value else f"{value:.3f}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------
+# The paper's report
+
+
+def _pick_layers(result, model, config: ReportConfig) -> tuple[str | None, str | None]:
+    """(action-potential layer, dendrogram layer) by the rules of :class:`ReportConfig`."""
+    hidden = [name for name in result.layers if name != INPUT]
+    action = config.action_layer
+    if action is None and hidden:
+        action = "layer2" if "layer2" in hidden else hidden[min(1, len(hidden) - 1)]
+    dendro = config.dendrogram_layer
+    if dendro is None and hidden:
+        dendro = hidden[-2] if len(hidden) >= 2 else hidden[-1]
+    for name in (action, dendro):
+        if name is not None and name not in result.layers:
+            raise GradnapError(
+                f"layer {name!r} is not in the result; its layers: {', '.join(result.layers)}"
+            )
+    return action, dendro
+
+
+def _examples(result, grouping: str, groups) -> str:
+    counts = result.counts(grouping)
+    return ", ".join(f"{g}: {counts.get(g, 0)}" for g in groups)
+
+
+def build_report(
+    result,
+    out_dir: str | Path,
+    *,
+    model=None,
+    config: ReportConfig = REPORT,
+    title: str = "GradNAP report",
+    notes: list[str] | None = None,
+) -> Path:
+    """Write the paper's figures and tables for ``result`` into ``out_dir``.
+
+    ``result``: a :class:`~gradnap.results.Result` or the path of a result file.
+    ``model``: the model the result was collected on, for the optimal inputs (without it
+    the action-potential plots show no optimal input). Figures whose groups or layers the
+    result lacks are skipped with a note in the report. Returns the path of index.html.
+    """
+    from . import analysis, plots
+    from .results import Result
+
+    if not isinstance(result, Result):
+        result = Result.load(result)
+    out_dir = Path(out_dir)
+    report = Report(title)
+    meta = result.meta
+    report.heading("Run")
+    report.pre(result.summary())
+    for line in notes or []:
+        report.text(line)
+    skipped: list[str] = []
+    action_layer, dendro_layer = _pick_layers(result, model, config)
+
+    # Input-layer GradNAPs beside NAvAI (paper Fig. 2).
+    if INPUT in result.layers and config.input_grouping in result.groupings:
+        kept = set(result.groups(config.input_grouping))
+        groups = [g for g in config.input_groups if g in kept]
+        skipped += [
+            f"input GradNAP of {g}: fewer than {result.min_count} examples or absent"
+            for g in config.input_groups
+            if g not in kept
+        ]
+        if groups:
+            axes = result.axes(INPUT)
+            fig = plots.plot_input_gradnaps(
+                {g: result.profile(INPUT, g, config.input_grouping) for g in groups},
+                {g: result.profile(INPUT, g, config.input_grouping, kind="navai") for g in groups},
+                times_ms=axes.offsets_ms,
+                freqs=axes.frequencies_hz,
+            )
+            report.heading("Input-layer GradNAPs")
+            report.figure(
+                "input_gradnaps",
+                fig,
+                f"Input-layer GradNAPs (left) and NAvAIs (right) of {config.input_grouping}s "
+                f"{', '.join(groups)}: mean aligned spectrogram minus the dataset mean, masked by "
+                f"the normalised mean |gradient| (GradNAP) or unmasked (NAvAI); time relative to "
+                f"the alignment centre. Examples: {_examples(result, config.input_grouping, groups)}.",
+            )
+
+    # Action potentials with optimal inputs (paper Fig. 3).
+    if action_layer is not None and config.action_grouping in result.groupings:
+        kept = set(result.groups(config.action_grouping))
+        axes = result.axes(action_layer)
+        shown = False
+        for g in config.action_groups:
+            if g not in kept:
+                skipped.append(f"action potentials of {g}: fewer than {result.min_count} examples")
+                continue
+            profile = result.profile(action_layer, g, config.action_grouping)
+            optimal = None
+            if model is not None:
+                optimal = analysis.optimal_input_for_profile(model, action_layer, profile)
+            if not shown:
+                report.heading(f"Action potentials in {action_layer}")
+                shown = True
+            fig = plots.plot_action_potentials(
+                profile,
+                times_ms=axes.offsets_ms,
+                optimal=optimal,
+                freqs=result.axes(INPUT).frequencies_hz if INPUT in result.layers else None,
+                group=g,
+                layer=action_layer,
+            )
+            opt_text = ""
+            if optimal is not None:
+                opt_text = (
+                    f" Right: optimal input of those neurons ({optimal.config.steps} Adam steps, "
+                    f"loss {optimal.losses[0]:.3g} -> {optimal.losses[-1]:.3g})."
+                )
+            report.figure(
+                f"action_potentials_{action_layer}_{g}",
+                fig,
+                f"GradNAP of {config.action_grouping} {g} in {action_layer} "
+                f"({result.counts(config.action_grouping).get(g, 0)} examples): every neuron "
+                f"over window time, the 5 most responsive (|r_n|) coloured.{opt_text}",
+            )
+
+    # Clustering and silhouettes (paper Fig. 4, Table).
+    groupings = [g for g in config.cluster_groupings if g in result.groupings]
+    groupings += [f"chance_{g}" for g in groupings if f"chance_{g}" in result.groupings]
+    if groupings:
+        profiles = {
+            g: {layer: result.profiles(layer, g) for layer in result.layers} for g in groupings
+        }
+        table = analysis.silhouette_table(profiles)
+        report.heading("Clustering: silhouette scores per layer")
+        fig = plots.plot_silhouettes(table)
+        n_groups = {g: len(result.groups(g)) for g in groupings}
+        report.figure(
+            "silhouettes",
+            fig,
+            "Mean silhouette score over the dendrogram cuts at the 75-95th percentiles of the "
+            "pairwise Euclidean distances of the GradNAPs (complete linkage), per layer; "
+            "dashed: the same groupings with random labels (chance level). Groups: "
+            + ", ".join(f"{g} {n}" for g, n in n_groups.items())
+            + ".",
+        )
+        rows = []
+        for layer in table.layers:
+            row: list[object] = [layer]
+            for g in groupings:
+                c = table.clusterings[g].get(layer)
+                row.append(None if c is None or c.n_defined == 0 else c.mean_silhouette)
+                row.append(0 if c is None else c.n_defined)
+            rows.append(row)
+        header = ["layer"]
+        for g in groupings:
+            header += [g, "defined cuts"]
+        report.table(
+            header, rows, "Mean silhouette per layer (undefined: every cut gave 1 or n clusters)"
+        )
+        (out_dir / "silhouettes.json").parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            out_dir / "silhouettes.json", json.dumps(table.to_dict(), indent=1, default=_json)
+        )
+
+        if dendro_layer is not None and config.dendrogram_grouping in groupings:
+            clustering = table.clusterings[config.dendrogram_grouping][dendro_layer]
+            fig = plots.plot_dendrogram(
+                clustering, config.dendrogram_percentile, layer=dendro_layer
+            )
+            report.heading(f"Dendrogram of {dendro_layer}")
+            report.figure(
+                f"dendrogram_{dendro_layer}",
+                fig,
+                f"Complete-linkage dendrogram of the {len(clustering.groups)} "
+                f"{config.dendrogram_grouping} GradNAPs in {dendro_layer}, coloured by the "
+                f"clusters of the cut at the {config.dendrogram_percentile:g}th percentile.",
+            )
+    if skipped:
+        report.heading("Not shown")
+        report.pre("\n".join(skipped))
+    report.heading("Provenance")
+    report.pre(
+        json.dumps(
+            {k: meta.get(k) for k in ("model", "corpus", "options", "version")},
+            indent=1,
+            default=_json,
+        )
+    )
+    return report.write(out_dir)
+
+
+def _json(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and value != value:
+        return None
     return str(value)

@@ -1,0 +1,41 @@
+"""``gradnap demo``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from ..defaults import DEMO
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="run the paper end to end on the embedded default (synthesized corpus, shipped model)",
+        description=(
+            "Synthesize (or reuse) an analysis corpus, load the shipped default model, collect "
+            "GradNAPs for graphemes and phonemes in every layer, run every analysis and write an "
+            "HTML report."
+        ),
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="report directory (default: <cache>/demo)"
+    )
+    p.add_argument("--utterances", type=int, default=DEMO.utterances, help="analysis corpus size")
+    p.add_argument("--seed", type=int, default=DEMO.seed, help="analysis corpus seed")
+    p.add_argument("--model", default=DEMO.model, help="checkpoint file or 'default'")
+    p.add_argument(
+        "--corpus", type=Path, default=None, help="use this corpus instead of synthesizing"
+    )
+    p.add_argument("--jobs", type=int, default=None, help="synthesis worker processes")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    config = dataclasses.replace(DEMO, utterances=args.utterances, seed=args.seed, model=args.model)
+    result = run_demo(args.out, config=config, corpus_dir=args.corpus, jobs=args.jobs)
+    print(result.summary())
+    return 0
