@@ -186,3 +186,42 @@ class CollectConfig:
 
 
 COLLECT = CollectConfig()
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the paper report (``gradnap report``, ``gradnap demo``) shows."""
+
+    #: Phonemes whose input-layer GradNAPs are shown (the paper's Fig. 2).
+    input_groups: tuple[str, ...] = ("AA", "AE", "IY", "UW", "T")
+    input_grouping: str = "phoneme"
+    #: Groups and layer of the action-potential plots (the paper's Fig. 3); layer ``None``
+    #: = "layer2" when the model has it, else the second layer after the input.
+    action_groups: tuple[str, ...] = ("AE", "T")
+    action_grouping: str = "phoneme"
+    action_layer: str | None = None
+    #: Dendrogram: layer ``None`` = the last hidden layer; grouping; percentile cut.
+    dendrogram_layer: str | None = None
+    dendrogram_grouping: str = "phoneme"
+    dendrogram_percentile: float = 85.0
+    #: Groupings compared by silhouette, each with its chance level ``chance_<grouping>``.
+    cluster_groupings: tuple[str, ...] = ("grapheme", "phoneme")
+
+
+REPORT = ReportConfig()
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``gradnap demo``: the analysis corpus and the model."""
+
+    #: Utterances of the analysis corpus (synthesized; sentences differ from training's).
+    utterances: int = 400
+    #: Seed of the analysis corpus; the shipped model was trained on seed 1.
+    seed: int = 1000
+    model: str = "default"
+    #: Seed of the random-label (chance level) groupings.
+    chance_seed: int = 0
+
+
+DEMO = DemoConfig()
