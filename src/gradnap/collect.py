@@ -33,6 +33,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,22 @@ def _item_id(utterance: Any, i: int) -> str:
 
 def _is_corpus(data) -> bool:
     return hasattr(data, "utterances") and hasattr(data, "audio") and hasattr(data, "root")
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run the alignment and accumulation with one intra-op thread: they are hundreds of
+    small memory-bound operations per chunk, for which a second thread adds more
+    synchronisation than speed (and stalls badly on a busy machine)."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 class UtteranceError(GradnapError):
@@ -450,7 +467,7 @@ class GradNAP:
         for s in range(0, n, self.chunk_frames):
             fr, cl = frames[s : s + self.chunk_frames], classes[s : s + self.chunk_frames]
             wins = self.engine.sensitivities(fwd, fr, cl)  # engines may need autograd
-            with torch.no_grad():
+            with torch.no_grad(), _one_thread():
                 stats = {}
                 for name in self.layers:
                     win = wins[name]
