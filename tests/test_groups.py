@@ -36,8 +36,9 @@ def test_frame_clock_from_geometry():
 
 
 def test_grapheme_labels():
-    labels = GraphemeGrouping().labels(utt(), np.array([0, 1, 2]), np.array([0, 26, 28]), CLOCK)
-    assert labels == ["a", "_", "<b>"]
+    frames = np.arange(4)
+    labels = GraphemeGrouping().labels(utt(), frames, np.array([0, 26, 28, 39]), CLOCK)
+    assert labels == ["a", "_", "<b>", "39"]  # a class beyond gradnap's alphabet: its index
 
 
 def test_phoneme_at_the_frame_centre_time():

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .audio import class_label, frame_to_seconds
-from .defaults import FEATURES, FeatureConfig
+from .defaults import FEATURES, NUM_CLASSES, FeatureConfig
 from .errors import GradnapError
 from .geometry import Geometry
 
@@ -104,13 +104,14 @@ class Grouping(Protocol):
 
 
 class GraphemeGrouping:
-    """The predicted grapheme (:func:`gradnap.audio.class_label`)."""
+    """The predicted grapheme (:func:`gradnap.audio.class_label`; a model with more
+    classes than gradnap's alphabet gets the class index as label for the others)."""
 
     name = "grapheme"
     kind = "builtin"
 
     def labels(self, utterance, frames, classes, clock) -> list[str | None]:
-        return [class_label(int(k)) for k in classes]
+        return [class_label(k) if 0 <= k < NUM_CLASSES else str(k) for k in classes.tolist()]
 
 
 class PhonemeGrouping:
