@@ -115,6 +115,7 @@ def gemm_rate(engine: ConeEngine, workers: int, seconds: float = 1.0) -> tuple[f
     rates = [(0.0, 0.0)] * workers
 
     def work(w: int) -> None:
+        torch.set_num_threads(1)  # per thread: new threads start with OpenMP's default
         rates[w] = weighted(seconds)
 
     try:

@@ -139,6 +139,8 @@ def test_errors():
         cone.sensitivities(fwd, torch.tensor([0]), torch.tensor([5]))
     with pytest.raises(GradnapError, match="unknown target"):
         ConeEngine(model, ["input"], target="probability")
+    empty = cone.sensitivities(fwd, torch.tensor([], dtype=torch.int64), torch.tensor([]))
+    assert empty["input"].grads.shape == (0, N_FEATURES, 194)
 
 
 def test_unsupported_models_are_refused():
@@ -180,3 +182,31 @@ def test_kernel_stride_dilation_combinations(specs):
     cone, ref = _pair(model, layers, "logprob")
     for frames in (30, 41, 80):
         assert_engines_agree(cone, ref, torch.randn(N_FEATURES, frames))
+
+
+def _compare_frames(model, frames_in, frames, layers=None):
+    layers = layers or default_layers(model)
+    cone, ref = _pair(model, layers)
+    x = torch.randn(model.config.n_features, frames_in)
+    fwd, rfwd = cone.forward(x), ref.forward(x)
+    frames = torch.tensor(frames)
+    classes = fwd.probs.argmax(0)[frames]
+    got, want = cone.sensitivities(fwd, frames, classes), ref.sensitivities(rfwd, frames, classes)
+    for name in layers:
+        err = rel_err(expand(got[name], want[name].grads.shape[-1]), want[name].grads)
+        assert err <= 1e-4, f"{name}: {err:.3g}"
+
+
+def test_default_config_model():
+    from gradnap.model import build_model
+
+    torch.manual_seed(0)
+    _compare_frames(build_model("default", seed=0), 301, [0, 1, 75, 148, 149])
+
+
+@pytest.mark.slow
+def test_paper_config_model():
+    from gradnap.model import build_model
+
+    torch.manual_seed(0)
+    _compare_frames(build_model("paper", seed=0), 1251, [0, 97, 312, 624])

@@ -127,6 +127,16 @@ class _TapWeights:
         return out
 
 
+def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:
+    """Worker threads that each run torch with one intra-op thread.
+
+    The setting must be made in every thread: a new thread starts with OpenMP's default
+    thread count whatever the caller set, so without it every worker's GEMMs would run
+    on all cores at once (oversubscription).
+    """
+    return ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+
+
 def cone_flops(chain: Chain) -> float:
     """Multiply-add FLOPs (2 per MAC) of one frame's cone backward, input layer included."""
     geom = chain.geometry
@@ -215,7 +225,7 @@ class ConeEngine:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                with ThreadPoolExecutor(workers) as pool:
+                with _single_threaded_pool(workers) as pool:
                     vals = self._sliced_forward(x[None], pool, workers)
             finally:
                 torch.set_num_threads(threads)
@@ -342,29 +352,40 @@ class ConeEngine:
             raise GradnapError(f"sensitivities: classes must lie in 0..{n_cls - 1}")
         workers = self.resolved_workers()
         n = frames.shape[0]
+        if n == 0:
+            return {
+                name: Window(
+                    fwd.probs.new_zeros(0, fwd.activations[name].shape[0], self._width[i]),
+                    frames.clone(),
+                )
+                for name, (i, _) in self._pos.items()
+            }
         if workers == 0:
             return self._backward(state, frames, classes)
         parts_n = max(1, min(workers, n // 8))  # at least 8 frames per worker
         bounds = [n * w // parts_n for w in range(parts_n + 1)]
-        parts = [(frames[a:b], classes[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             if parts_n == 1:
                 return self._backward(state, frames, classes)
-            with ThreadPoolExecutor(parts_n) as pool:
-                results = list(pool.map(lambda fc: self._backward(state, *fc), parts))
+            # each worker writes its frames' columns of one (C, W, n) buffer per layer
+            bufs = {
+                name: fwd.probs.new_empty(fwd.activations[name].shape[0], self._width[i], n)
+                for name, (i, _) in self._pos.items()
+            }
+
+            def work(ab: tuple[int, int]) -> None:
+                a, b = ab
+                self._backward(state, frames[a:b], classes[a:b], bufs, a)
+
+            with _single_threaded_pool(parts_n) as pool:
+                list(pool.map(work, zip(bounds, bounds[1:], strict=False)))
         finally:
             torch.set_num_threads(threads)
-        # concatenate in the native (C, W, n) layout (a plain copy), return (n, C, W) views
         return {
-            name: Window(
-                torch.cat([r[name].grads.permute(1, 2, 0) for r in results], dim=2).permute(
-                    2, 0, 1
-                ),
-                torch.cat([r[name].start for r in results]),
-            )
-            for name in self.layers
+            name: Window(bufs[name].permute(2, 0, 1), frames * self._step[i] + self._lo0[i])
+            for name, (i, _) in self._pos.items()
         }
 
     def resolved_workers(self) -> int:
@@ -375,11 +396,18 @@ class ConeEngine:
 
     @torch.no_grad()
     def _backward(
-        self, state: _ConeState, frames: torch.Tensor, classes: torch.Tensor
+        self,
+        state: _ConeState,
+        frames: torch.Tensor,
+        classes: torch.Tensor,
+        into: dict[str, torch.Tensor] | None = None,
+        column: int = 0,
     ) -> dict[str, Window]:
         """The cone backward for ``n`` frames. Gradients live in position-major layout
         ``(C, W, n)`` (frames innermost) so every transposed convolution is a few large
-        GEMMs; returned windows are ``(n, C, W)`` views of it."""
+        GEMMs; returned windows are ``(n, C, W)`` views of it. With ``into`` (layer ->
+        ``(C, W, N)`` buffer), each layer's result is copied to columns ``column ..
+        column + n - 1`` of its buffer instead (and the returned dict is empty)."""
         chain = self.chain
         L = chain.num_stages
         by_stage: dict[int, list[tuple[str, int]]] = {}
@@ -402,7 +430,10 @@ class ConeEngine:
                     gw = g * self._cut(state.deriv[i], idx, width)  # type: ignore[arg-type]
                 else:
                     gw = g * self._cut(state.suffix[(i, j)], idx, width)
-                out[name] = Window(gw.permute(2, 0, 1), start)  # (n, C, W)
+                if into is not None:
+                    into[name][:, :, column : column + n].copy_(gw)
+                else:
+                    out[name] = Window(gw.permute(2, 0, 1), start)  # (n, C, W)
             if i == 0:
                 break
             d = state.deriv[i]
@@ -410,7 +441,7 @@ class ConeEngine:
             assert d is not None and weights is not None
             gz = torch.mul(g, self._cut(d, idx, width)).contiguous()  # (C_i, W_i, n)
             g = weights.backward(gz.view(gz.shape[0], width * n))  # (C_{i-1}, W_{i-1}, n)
-        return {name: out[name] for name in self.layers}
+        return {name: out[name] for name in self.layers if name in out}
 
     @staticmethod
     def _cut(padded: torch.Tensor, idx: torch.Tensor, width: int) -> torch.Tensor:
