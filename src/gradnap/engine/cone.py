@@ -24,8 +24,9 @@ result equals autograd on the whole utterance up to float rounding.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -127,6 +128,20 @@ class _TapWeights:
         return out
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread in the calling thread for the duration of the context."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:
     """Worker threads that each run torch with one intra-op thread.
 
@@ -212,7 +227,6 @@ class ConeEngine:
             raise GradnapError(f"input: expected a (features, frames) tensor, got {tuple(x.shape)}")
         x = x.to(self._device, self._dtype)
         chain = self.chain
-        L = chain.num_stages
         if not self._long_enough(x.shape[-1]):
             raise GradnapError(
                 f"input: {x.shape[-1]} frames are too few for the model "
@@ -220,15 +234,18 @@ class ConeEngine:
             )
         workers = self.resolved_workers()
         if workers == 0:
-            vals = chain.forward(x[None])  # [stage][j] (1, C_i, T_i)
-        else:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with _single_threaded_pool(workers) as pool:
-                    vals = self._sliced_forward(x[None], pool, workers)
-            finally:
-                torch.set_num_threads(threads)
+            return self._forward(x, chain.forward(x[None]))
+        # with workers, everything runs single-threaded: the convolutions in time slices
+        # on the workers, the many small elementwise operations in this thread
+        with _one_thread():
+            with _single_threaded_pool(workers) as pool:
+                vals = self._sliced_forward(x[None], pool, workers)
+            return self._forward(x, vals)
+
+    def _forward(self, x: torch.Tensor, vals: list[list[torch.Tensor]]) -> ForwardPass:
+        """Derivatives, padding and the :class:`ForwardPass` from the chain's values."""
+        chain = self.chain
+        L = chain.num_stages
         lengths = [v[0].shape[-1] for v in vals]
         t_out = lengths[L]
         offset, deriv, suffix = [], [], {}
@@ -364,9 +381,7 @@ class ConeEngine:
             return self._backward(state, frames, classes)
         parts_n = max(1, min(workers, n // 8))  # at least 8 frames per worker
         bounds = [n * w // parts_n for w in range(parts_n + 1)]
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with _one_thread():
             if parts_n == 1:
                 return self._backward(state, frames, classes)
             # each worker writes its frames' columns of one (C, W, n) buffer per layer
@@ -381,8 +396,6 @@ class ConeEngine:
 
             with _single_threaded_pool(parts_n) as pool:
                 list(pool.map(work, zip(bounds, bounds[1:], strict=False)))
-        finally:
-            torch.set_num_threads(threads)
         return {
             name: Window(bufs[name].permute(2, 0, 1), frames * self._step[i] + self._lo0[i])
             for name, (i, _) in self._pos.items()
