@@ -244,8 +244,6 @@ def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
     return ChunkStats(act, grad, count, sq, sorted_act, sorted_count)
 
 
-_FIELDS_CWG = ("act_sum", "grad_sum", "sorted_sum")  # (G, C, W) float64
-_FIELDS_WG = ("count", "sorted_count")  # (G, W) int64
 _FIELDS = ("act_sum", "grad_sum", "count", "act_sqsum", "sorted_sum", "sorted_count")
 
 
