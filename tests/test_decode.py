@@ -136,3 +136,9 @@ def test_beam_with_char_lm_prefers_known_spelling():
     assert BeamDecoder(beam_size=16).decode(lp) == "aa"
     lm = CharNgramLM(["ab"] * 20 + ["ba"], order=2)
     assert BeamDecoder(beam_size=16, lm=lm, lm_weight=1.0).decode(lp) == "ab"
+
+
+def test_greedy_normalises_spaces():
+    path = [SP, SP, A, SP, B, SP, SP, BB, SP]
+    assert greedy_decode(peaked(path)) == "a b"
+    assert greedy_decode_batch(peaked(path)[None], [len(path)]) == ["a b"]

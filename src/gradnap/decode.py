@@ -36,8 +36,14 @@ def ctc_collapse(indices: Sequence[int], blank: int = BLANK_INDEX) -> list[int]:
     return out
 
 
+def _words(text: str) -> str:
+    """Whitespace normalised: no leading, trailing or repeated spaces."""
+    return " ".join(text.split())
+
+
 def greedy_decode(scores: torch.Tensor, length: int | None = None) -> str:
-    """Best-path text of one utterance.
+    """Best-path text of one utterance (spaces normalised: no leading, trailing or
+    repeated spaces).
 
     ``scores``: ``(K, T')`` probabilities, log-probabilities or logits (only the argmax
     per frame matters); ``length``: frames to use (default all).
@@ -47,14 +53,14 @@ def greedy_decode(scores: torch.Tensor, length: int | None = None) -> str:
             f"greedy_decode: expected (K, T') scores, got shape {tuple(scores.shape)}"
         )
     best = scores[:, :length].argmax(dim=0)  # (T',)
-    return decode_indices(ctc_collapse(best.tolist()))
+    return _words(decode_indices(ctc_collapse(best.tolist())))
 
 
 def greedy_decode_batch(scores: torch.Tensor, lengths: Sequence[int] | torch.Tensor) -> list[str]:
     """Best-path texts of a batch: ``scores`` ``(B, K, T')``, ``lengths`` ``(B,)`` frames."""
     best = scores.argmax(dim=1)  # (B, T')
     return [
-        decode_indices(ctc_collapse(row[: int(n)].tolist()))
+        _words(decode_indices(ctc_collapse(row[: int(n)].tolist())))
         for row, n in zip(best, lengths, strict=True)
     ]
 
@@ -123,8 +129,7 @@ class BeamDecoder:
 
     def decode(self, log_probs: torch.Tensor, length: int | None = None) -> str:
         """Best text for one utterance; ``log_probs`` ``(K, T')`` (log-softmax output)."""
-        text = decode_indices(self.decode_indices(log_probs[:, :length]))
-        return " ".join(text.split())
+        return _words(decode_indices(self.decode_indices(log_probs[:, :length])))
 
     def decode_batch(
         self, log_probs: torch.Tensor, lengths: Sequence[int] | torch.Tensor

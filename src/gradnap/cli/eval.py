@@ -138,13 +138,13 @@ def _run(args: argparse.Namespace) -> int:
     if res.beam is not None:
         print(f"{beam_name:22s} {100 * res.beam.cer:7.2f}% {100 * res.beam.wer:7.2f}%")
     print()
-    head = f"{'speaker':16s} {'utts':>5s} {'CER greedy':>11s}"
+    head = f"{'speaker':20s} {'utts':>5s} {'CER greedy':>11s}"
     if res.beam is not None:
         head += f" {'CER beam':>9s}"
     print(head)
     for spk in sorted(res.per_speaker_greedy):
         g = res.per_speaker_greedy[spk]
-        line = f"{spk:16s} {g.utterances:5d} {100 * g.cer:10.2f}%"
+        line = f"{spk:20s} {g.utterances:5d} {100 * g.cer:10.2f}%"
         if res.beam is not None:
             line += f" {100 * res.per_speaker_beam[spk].cer:8.2f}%"
         print(line)
