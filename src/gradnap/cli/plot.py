@@ -1,0 +1,123 @@
+"""``gradnap plot KIND RESULT --out FILE``: single figures from a result file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..defaults import REPORT
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "plot",
+        help="draw one figure from a result file (input, action, silhouettes, dendrogram)",
+        description="Draw one of the paper's figures from a result file into a PNG (or PDF, SVG).",
+    )
+    sub = p.add_subparsers(dest="plot_kind", metavar="KIND", required=True)
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("result", type=Path, help="result file written by 'gradnap collect'")
+        q.add_argument("--out", type=Path, required=True, help="image file to write")
+
+    q = sub.add_parser("input", help="input-layer GradNAPs beside NAvAIs")
+    common(q)
+    q.add_argument("--groups", default=",".join(REPORT.input_groups), help="comma-separated groups")
+    q.add_argument("--grouping", default=REPORT.input_grouping)
+    q.set_defaults(func=_input)
+
+    q = sub.add_parser("action", help="action potentials of a layer beside the optimal input")
+    common(q)
+    q.add_argument("--group", required=True)
+    q.add_argument("--grouping", default=None, help="needed when several groupings have the group")
+    q.add_argument("--layer", required=True, help="a layer of the result (named_modules() name)")
+    q.add_argument("--model", default=None, help="model file or 'default' (for the optimal input)")
+    q.set_defaults(func=_action)
+
+    q = sub.add_parser("silhouettes", help="silhouette scores per layer for several groupings")
+    common(q)
+    q.add_argument("--groupings", default=None, help="default: every grouping except 'all'")
+    q.set_defaults(func=_silhouettes)
+
+    q = sub.add_parser("dendrogram", help="dendrogram of one layer, coloured by a cut")
+    common(q)
+    q.add_argument("--layer", required=True)
+    q.add_argument("--grouping", default=REPORT.dendrogram_grouping)
+    q.add_argument("--percentile", type=float, default=REPORT.dendrogram_percentile)
+    q.set_defaults(func=_dendrogram)
+
+
+def _split(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _save(fig, path: Path) -> int:
+    from ..plots import save_figure
+
+    save_figure(fig, path)
+    print(f"figure: {path}")
+    return 0
+
+
+def _input(args: argparse.Namespace) -> int:
+    from ..plots import plot_input_gradnaps
+    from ..results import INPUT, Result
+
+    result = Result.load(args.result)
+    groups = _split(args.groups)
+    axes = result.axes(INPUT)
+    fig = plot_input_gradnaps(
+        {g: result.profile(INPUT, g, args.grouping) for g in groups},
+        {g: result.profile(INPUT, g, args.grouping, kind="navai") for g in groups},
+        times_ms=axes.offsets_ms,
+        freqs=axes.frequencies_hz,
+    )
+    return _save(fig, args.out)
+
+
+def _action(args: argparse.Namespace) -> int:
+    from ..analysis import optimal_input_for_profile
+    from ..checkpoint import load_model
+    from ..plots import plot_action_potentials
+    from ..results import INPUT, Result
+
+    result = Result.load(args.result)
+    profile = result.profile(args.layer, args.group, args.grouping)
+    optimal = None
+    if args.model:
+        optimal = optimal_input_for_profile(load_model(args.model), args.layer, profile)
+    fig = plot_action_potentials(
+        profile,
+        times_ms=result.axes(args.layer).offsets_ms,
+        optimal=optimal,
+        freqs=result.axes(INPUT).frequencies_hz if INPUT in result.layers else None,
+        group=args.group,
+        layer=args.layer,
+    )
+    return _save(fig, args.out)
+
+
+def _silhouettes(args: argparse.Namespace) -> int:
+    from ..analysis import silhouette_table
+    from ..groups import ALL
+    from ..plots import plot_silhouettes
+    from ..results import Result
+
+    result = Result.load(args.result)
+    names = _split(args.groupings) if args.groupings else [g for g in result.groupings if g != ALL]
+    table = silhouette_table(
+        {g: {layer: result.profiles(layer, g) for layer in result.layers} for g in names}
+    )
+    print(table.to_markdown())
+    return _save(plot_silhouettes(table), args.out)
+
+
+def _dendrogram(args: argparse.Namespace) -> int:
+    from ..plots import plot_dendrogram
+    from ..results import Result
+
+    result = Result.load(args.result)
+    fig = plot_dendrogram(
+        result.profiles(args.layer, args.grouping), args.percentile, layer=args.layer
+    )
+    return _save(fig, args.out)
