@@ -222,6 +222,8 @@ class DemoConfig:
     model: str = "default"
     #: Seed of the random-label (chance level) groupings.
     chance_seed: int = 0
+    #: Groups with fewer examples are left out (DESIGN §1.5).
+    min_count: int = METHOD.min_count
 
 
 DEMO = DemoConfig()

@@ -1,0 +1,60 @@
+"""``gradnap demo`` end to end on a tiny configuration."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from gradnap.defaults import DEMO
+from gradnap.demo import chance_groupings, run_demo
+from gradnap.model import ModelConfig, Wav2Letter
+from gradnap.results import Result
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    torch.manual_seed(0)
+    model = Wav2Letter(ModelConfig("tiny", (6,) * 8 + (10, 10, 29))).eval()
+    config = replace(DEMO, utterances=8, seed=5, min_count=1)
+    out = run_demo(
+        tmp_path / "report",
+        config=config,
+        corpus_dir=tmp_path / "corpus",
+        model=model,
+        progress=False,
+    )
+    assert out.index.is_file() and out.result_file.is_file()
+    result = Result.load(out.result_file)
+    assert {"grapheme", "phoneme", "chance_grapheme", "chance_phoneme"} <= set(result.groupings)
+    assert result.meta["progress"]["utterances"] == 8
+    html = out.index.read_text()
+    assert "silhouette" in html.lower() and html.count("<figure") >= 3
+    assert set(out.timings) == {"corpus", "collect", "report", "total"}
+    # second run reuses the corpus (no re-synthesis) and gives the same accumulators
+    again = run_demo(
+        tmp_path / "report2",
+        config=config,
+        corpus_dir=tmp_path / "corpus",
+        model=model,
+        progress=False,
+    )
+    r2 = Result.load(again.result_file)
+    key = next(k for k in result.arrays if k.endswith("act_sum"))
+    assert torch.equal(torch.from_numpy(result.arrays[key]), torch.from_numpy(r2.arrays[key]))
+
+
+def test_chance_groupings_follow_corpus_frequencies():
+    from gradnap.corpus.timings import PhoneSpan
+
+    class U:
+        def __init__(self, uid, text, phones):
+            self.id, self.text, self.phones = uid, text, phones
+
+    corpus = [U("a", "aab", (PhoneSpan("AA", 0, 0.3), PhoneSpan("T", 0.3, 0.4)))]
+    g, p = chance_groupings(corpus, seed=3)
+    assert g.__name__ == "chance_grapheme" and p.__name__ == "chance_phoneme"
+    assert set(g.choices) == {"a", "b"} and set(p.choices) == {"AA", "T"}
+    labels = [p(corpus[0], f) for f in range(4000)]
+    share = labels.count("AA") / len(labels)
+    assert 0.70 < share < 0.80  # AA lasts 3/4 of the time
+    assert labels == [p(corpus[0], f) for f in range(4000)]  # seeded

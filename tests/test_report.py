@@ -1,0 +1,126 @@
+"""The HTML report, the paper report builder and the CLI around them (tiny models)."""
+
+import base64
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from gradnap.collect import GradNAP
+from gradnap.corpus.timings import PhoneSpan
+from gradnap.model import ModelConfig, Wav2Letter
+from gradnap.report import Report, build_report
+from gradnap.results import Result
+
+
+class Utt:
+    def __init__(self, uid, n_frames):
+        self.id = uid
+        self.speaker = "s"
+        # alternating phones, 0.1 s each, covering the utterance
+        dur = n_frames * 0.008
+        edges = np.arange(0.0, dur + 1e-9, 0.1)
+        if edges[-1] < dur:
+            edges = np.append(edges, dur)
+        names = ["AA", "AE", "T", "IY", "UW"]
+        self.phones = tuple(
+            PhoneSpan(names[i % len(names)], float(a), float(b))
+            for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))
+        )
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return Wav2Letter(ModelConfig("tiny", (6,) * 8 + (10, 10, 29))).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    model = tiny_model()
+    g = torch.Generator().manual_seed(1)
+    data = [
+        (Utt(f"u{i}", 150 + 7 * i), torch.randn(128, 150 + 7 * i, generator=g)) for i in range(6)
+    ]
+    nap = GradNAP(model, groups=("grapheme", "phoneme"), min_count=1, examples="all")
+    return model, nap.collect(data, progress=False)
+
+
+def test_report_embeds_figures_and_escapes(tmp_path):
+    import matplotlib.figure
+
+    fig = matplotlib.figure.Figure()
+    fig.add_subplot().plot([0, 1], [1, 0])
+    r = Report("a <title>")
+    r.heading("h & h")
+    r.figure("line", fig, "caption <b>")
+    r.table(["layer", "score"], [["x", 0.5], ["y", None], ["z", float("nan")]])
+    index = r.write(tmp_path / "rep")
+    html = index.read_text()
+    assert "a &lt;title&gt;" in html and "caption &lt;b&gt;" in html
+    png = (tmp_path / "rep" / "line.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    embedded = re.search(r'src="data:image/png;base64,([^"]+)"', html).group(1)
+    assert base64.b64decode(embedded) == png
+    assert html.count("undefined") == 2 and "0.500" in html
+    assert "http" not in html  # opens offline: nothing to fetch
+
+
+def test_build_report_has_every_figure(tiny_result, tmp_path):
+    model, result = tiny_result
+    index = build_report(result, tmp_path, model=model)
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert "input_gradnaps.png" in names and "silhouettes.png" in names
+    assert "action_potentials_layer2_AE.png" in names and "action_potentials_layer2_T.png" in names
+    assert "dendrogram_layer10.png" in names
+    html = index.read_text()
+    assert html.count("<figure") == len(names)
+    assert "optimal input" in html  # model given: optimal inputs drawn
+    assert (tmp_path / "silhouettes.json").is_file()
+
+
+def test_build_report_from_file_without_model_and_missing_groups(tiny_result, tmp_path):
+    from dataclasses import replace
+
+    from gradnap.defaults import REPORT
+
+    _, result = tiny_result
+    path = result.save(tmp_path / "r.npz")
+    config = replace(REPORT, input_groups=("AA", "ZH"), action_groups=("ZH",))
+    index = build_report(Result.load(path), tmp_path / "rep", config=config)
+    html = index.read_text()
+    assert "input GradNAP of ZH" in html and "action potentials of ZH" in html
+    assert not list((tmp_path / "rep").glob("action_potentials_*"))
+
+
+def test_build_report_unknown_layer_lists_layers(tiny_result, tmp_path):
+    from dataclasses import replace
+
+    from gradnap.defaults import REPORT
+    from gradnap.errors import GradnapError
+
+    _, result = tiny_result
+    with pytest.raises(GradnapError, match="layer1, layer2"):
+        build_report(result, tmp_path, config=replace(REPORT, action_layer="nope"))
+
+
+def test_report_and_plot_cli(tiny_result, tmp_path):
+    from gradnap.cli import main
+
+    _, result = tiny_result
+    path = result.save(tmp_path / "r.npz")
+    assert main(["report", str(path), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "index.html").is_file()
+    for kind, extra in [
+        ("input", ["--groups", "AA,T"]),
+        ("action", ["--layer", "layer2", "--group", "AE", "--grouping", "phoneme"]),
+        ("silhouettes", []),
+        ("dendrogram", ["--layer", "layer3"]),
+    ]:
+        out = tmp_path / f"{kind}.png"
+        assert main(["plot", kind, str(path), "--out", str(out), *extra]) == 0
+        assert out.read_bytes()[:4] == b"\x89PNG"
+    assert (
+        main(["plot", "dendrogram", str(path), "--out", str(tmp_path / "x.png"), "--layer", "zz"])
+        == 2
+    )
