@@ -5,8 +5,9 @@ output frame a target), measured in one process:
 
 - ``cone_fps``: frames/s of the cone engine, end to end per utterance (its no-grad
   forward plus the cone backward of every frame in chunks of ``--chunk`` frames);
-- ``autograd_fps``: frames/s of the generic autograd engine, from its forward plus one
-  batched backward of ``--autograd-frames`` frames, extrapolated to all frames;
+- ``autograd_fps``: frames/s of the generic autograd engine (its strategy chosen by its
+  own calibration on a first run), from the time per frame of ``--autograd-frames``
+  frames plus the per-utterance fixed cost (forward, graph), extrapolated to all frames;
 - ``reference_fps``: frames/s of the per-frame reference (one forward with a graph, one
   full backward per frame), from ``--reference-frames`` frames, extrapolated likewise;
 - ``speedup_vs_reference`` = ``cone_fps / reference_fps``;
@@ -71,6 +72,25 @@ def run_utterance(engine, x: torch.Tensor, chunk: int, limit: int | None = None)
     return t1 - t0, time.perf_counter() - t1, n, classes.shape[0]
 
 
+def extrapolated_fps(engine, x: torch.Tensor, frames: int, t_out: int, tag: str) -> float:
+    """Frames/s of a slow engine over a whole utterance from a few frames: the forward
+    pass and the first call (which may build a graph) are fixed costs; the time per frame
+    is that of a second call on ``frames`` more frames."""
+    t0 = time.perf_counter()
+    fwd = engine.forward(x)
+    classes = fwd.probs.argmax(0)
+    first = torch.arange(0, 1)
+    engine.sensitivities(fwd, first, classes[first])
+    t1 = time.perf_counter()
+    more = torch.arange(1, 1 + frames)
+    engine.sensitivities(fwd, more, classes[more])
+    t2 = time.perf_counter()
+    per_frame = (t2 - t1) / frames
+    fixed = (t1 - t0) - per_frame
+    log(f"{tag}: {fixed:.2f} s per utterance + {per_frame:.3f} s per frame ({frames} timed)")
+    return t_out / (fixed + per_frame * t_out)
+
+
 def gemm_rate(engine: ConeEngine, workers: int, seconds: float = 1.0) -> tuple[float, float]:
     """GFLOP/s of ``torch.matmul`` on the layers' weight shapes (see the module doc):
     ``workers`` threads with one intra-op thread each, all at once (0: one thread with
@@ -127,6 +147,39 @@ def gemm_rate(engine: ConeEngine, workers: int, seconds: float = 1.0) -> tuple[f
     finally:
         torch.set_num_threads(threads)
     return sum(r[0] for r in rates) / 1e9, statistics.mean(r[1] for r in rates) / 1e9
+
+
+def square_gemm_rate(workers: int, seconds: float = 1.0) -> float:
+    """GFLOP/s of 2048 x 2048 matrix products with the engine's threading."""
+    a = torch.randn(2048, 2048)
+    flop = 2.0 * 2048**3
+
+    def run() -> float:
+        torch.matmul(a, a)
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or reps < 2:
+            torch.matmul(a, a)
+            reps += 1
+        return flop * reps / (time.perf_counter() - t0)
+
+    if workers == 0:
+        return run() / 1e9
+    rates = [0.0] * workers
+
+    def work(w: int) -> None:
+        torch.set_num_threads(1)
+        rates[w] = run()
+
+    threads = torch.get_num_threads()
+    try:
+        ts = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        torch.set_num_threads(threads)
+    return sum(rates) / 1e9
 
 
 def profile_chunk(engine: ConeEngine, x: torch.Tensor, chunk: int) -> None:
@@ -209,18 +262,22 @@ def bench_config(name: str, args) -> dict:
         f"[{name}] ceiling fraction: wall-clock {statistics.median(ratios):.3f}, "
         f"per CPU-second {statistics.median(cpu_ratios):.3f}"
     )
+    square = square_gemm_rate(workers)
+    log(
+        f"[{name}] for context: 2048x2048 GEMM {square:.1f} GFLOP/s -> "
+        f"{square * 1e9 / flops:.1f} frames/s; cone at {cone_fps * flops / square / 1e9:.2f} of it"
+    )
     if args.profile:
         profile_chunk(cone, x, args.chunk)
 
     auto = AutogradEngine(model, layers, batch_frames=args.autograd_frames)
-    t_fwd, t_bwd, n, _ = run_utterance(auto, x, args.autograd_frames, args.autograd_frames)
-    autograd_fps = t_out / (t_fwd + t_bwd * t_out / n)
-    log(f"[{name}] autograd: forward {t_fwd:.2f} s, {n} frames in {t_bwd:.2f} s")
+    run_utterance(auto, x, args.autograd_frames, args.autograd_frames)  # calibrates
+    choice = auto.calibration.choose(t_out) if auto.calibration else auto.strategy
+    autograd_fps = extrapolated_fps(auto, x, args.autograd_frames, t_out, f"[{name}] autograd")
+    log(f"[{name}] autograd strategy: {choice}")
 
     ref = ReferenceEngine(model, layers)
-    t_fwd, t_bwd, n, _ = run_utterance(ref, x, args.reference_frames, args.reference_frames)
-    reference_fps = t_out / (t_fwd + t_bwd * t_out / n)
-    log(f"[{name}] reference: forward {t_fwd:.2f} s, {n} frames in {t_bwd:.2f} s")
+    reference_fps = extrapolated_fps(ref, x, args.reference_frames, t_out, f"[{name}] reference")
     del auto, ref
 
     cfps = None

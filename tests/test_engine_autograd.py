@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -27,6 +29,28 @@ def test_wav2letter_every_frame_equals_reference(target, frames):
     eng, ref = _pair(tiny_wav2letter(), target=target, batch_frames=64)
     torch.manual_seed(frames)
     assert_engines_agree(eng, ref, torch.randn(N_FEATURES, frames))
+
+
+@pytest.mark.parametrize("strategy", ["batch", "per_frame", "auto"])
+def test_strategies_equal_the_reference(strategy):
+    eng, ref = _pair(tiny_wav2letter(), ["input", "layer4", "layer11"], strategy=strategy)
+    assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 90))
+    assert (eng.calibration is not None) == (strategy == "auto")
+    if strategy == "auto":
+        assert list(eng.calibrations) == [round(math.log2(45))]  # 45 output frames
+        assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 61))  # same class: the choice
+        assert len(eng.calibrations) == 1
+        assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 300))  # a new length class
+        assert len(eng.calibrations) == 2
+
+
+def test_calibration_choice():
+    from gradnap.engine.autograd import _Calibration
+
+    # per frame: 1 s backward + 10 s forward shared by the frames; batched: 2 s a frame
+    cal = _Calibration(graph_forward=10.0, per_frame=1.0, batch=2.0, frames=100)
+    assert cal.choose(100) == "per_frame"
+    assert cal.choose(5) == "batch"
 
 
 def test_batch_norm_dropout_model_in_small_batches():
@@ -95,6 +119,8 @@ def test_errors():
     model = tiny_wav2letter()
     with pytest.raises(GradnapError, match="batch_frames"):
         AutogradEngine(model, ["input"], batch_frames=0)
+    with pytest.raises(GradnapError, match="strategy"):
+        AutogradEngine(model, ["input"], strategy="vmap")
     eng = AutogradEngine(model, ["input"])
     fwd = eng.forward(torch.randn(N_FEATURES, 20))
     with pytest.raises(GradnapError, match="frames must lie"):

@@ -210,3 +210,19 @@ def test_paper_config_model():
 
     torch.manual_seed(0)
     _compare_frames(build_model("paper", seed=0), 1251, [0, 97, 312, 624])
+
+
+def test_elementwise_operations_on_the_input():
+    # batch norm with no convolution before it stays an elementwise map of stage 0
+    torch.manual_seed(2)
+    bn = nn.BatchNorm1d(N_FEATURES)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    model = nn.Sequential(
+        bn, nn.Tanh(), nn.Conv1d(N_FEATURES, 4, 3, padding=1), nn.ReLU(), nn.Conv1d(4, 5, 1)
+    ).eval()
+    chain = extract_chain(model)
+    assert chain.positions["0"] == (0, 1) and chain.positions["1"] == (0, 2)
+    cone, ref = _pair(model, ["input", "0", "1", "3"], "logprob")
+    assert_engines_agree(cone, ref, torch.randn(N_FEATURES, 21))

@@ -1,13 +1,24 @@
 """The generic autograd engine: per-frame sensitivities of any ``nn.Module``, batched.
 
-Layers are captured with forward hooks by ``named_modules()`` name. For a batch of ``m``
-target frames the input is repeated ``m`` times along the batch dimension, the model runs
-once with gradients, and one backward pass of ``sum_i target_i`` (row ``i`` seeded at its
-own frame's output column with ``d target / d output``) gives every row's sensitivities
-at once, as large batched GEMMs. The model must treat batch rows independently, which
-eval mode ensures for the usual layers. (Measured on a Wav2Letter: this is 2-5x faster
-than ``torch.autograd.grad(..., is_grads_batched=True)``, i.e. ``vmap`` over the
-backward pass of one forward.)
+Layers are captured with forward hooks by ``named_modules()`` name. Two exact strategies:
+
+- ``"batch"``: for a batch of ``m`` target frames the input is repeated ``m`` times along
+  the batch dimension, the model runs once with gradients, and one backward pass of
+  ``sum_i target_i`` (row ``i`` seeded at its own frame's output column with
+  ``d target / d output``) gives every row's sensitivities at once, as large batched
+  GEMMs. The model must treat batch rows independently, which eval mode ensures for the
+  usual layers. (Measured on a Wav2Letter: 2-5x faster than
+  ``torch.autograd.grad(..., is_grads_batched=True)``, i.e. ``vmap`` over the backward
+  pass of one forward.) Costs one forward and one backward per frame.
+- ``"per_frame"``: one forward with a graph per utterance, then one backward per frame
+  (``retain_graph=True``). Costs one backward per frame, unbatched.
+
+Batching wins on short utterances and small models (batch-1 GEMMs are small), the
+per-frame backward on long utterances of big models (it saves the repeated forward).
+``"auto"`` (default) times both on the first frames of the first utterance of each length
+class (output frames rounded to a power of two) and then picks, per utterance, the
+cheaper one from that calibration (the forward being shared by the utterance's frames);
+the choice changes speed, never results.
 
 The engine knows no geometry: windows cover whole layers (``W = T_l``, ``start = 0``).
 """
@@ -15,6 +26,8 @@ The engine knows no geometry: windows cover whole layers (``W = T_l``, ``start =
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,10 +75,33 @@ def output_seeds(
     return g
 
 
+STRATEGIES = ("auto", "batch", "per_frame")
+
+
 @dataclass
 class _AutogradState:
     x: torch.Tensor  # (F, T)
     y: torch.Tensor  # (K, T') model output (no graph)
+    #: For the per-frame strategy: target values (K, T') with their graph, and the layer
+    #: tensors in that graph (built on first use).
+    graph: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+
+
+@dataclass
+class _Calibration:
+    """Seconds measured on the first utterance (of ``frames`` output frames)."""
+
+    graph_forward: float  # one forward with a graph
+    per_frame: float  # one per-frame backward
+    batch: float  # one frame of the batch strategy
+    frames: int
+
+    def choose(self, frames: int) -> str:
+        """The cheaper strategy for an utterance of ``frames`` output frames (all costs
+        scale with its length; the graph forward is shared by its frames)."""
+        scale = frames / self.frames
+        per_frame = scale * (self.per_frame + self.graph_forward / max(frames, 1))
+        return "per_frame" if per_frame < scale * self.batch else "batch"
 
 
 class AutogradEngine:
@@ -76,6 +112,7 @@ class AutogradEngine:
     ``logprob`` or ``logit``. ``output``: the model's output kind (default
     ``model.output_kind``, else logits). ``batch_frames``: frames per batched backward
     (default: as many as fit in :data:`MAX_BATCH_BYTES`, at most ``METHOD.chunk_frames``).
+    ``strategy``: ``"auto"``, ``"batch"`` or ``"per_frame"`` (module docstring).
     """
 
     def __init__(
@@ -85,6 +122,7 @@ class AutogradEngine:
         target: str = METHOD.target,
         output: str | None = None,
         batch_frames: int | None = None,
+        strategy: str = "auto",
     ) -> None:
         model.eval()
         self.model = model
@@ -95,6 +133,12 @@ class AutogradEngine:
         if batch_frames is not None and batch_frames < 1:
             raise GradnapError(f"batch_frames: must be at least 1, got {batch_frames}")
         self.batch_frames = batch_frames
+        if strategy not in STRATEGIES:
+            raise GradnapError(f"strategy: {strategy!r}; choose from {', '.join(STRATEGIES)}")
+        self.strategy = strategy
+        #: Length class (log2 of output frames, rounded) -> calibration.
+        self.calibrations: dict[int, _Calibration] = {}
+        self.calibration: _Calibration | None = None
         p = next(model.parameters(), None)
         self._device = p.device if p is not None else torch.device("cpu")
         self._dtype = p.dtype if p is not None else torch.float32
@@ -143,18 +187,88 @@ class AutogradEngine:
             raise GradnapError(f"sensitivities: classes must lie in 0..{n_cls - 1}")
         per_frame = 3 * sum(a.numel() for a in fwd.activations.values()) * state.x.element_size()
         batch = self.batch_frames or max(1, min(METHOD.chunk_frames, MAX_BATCH_BYTES // per_frame))
-        parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
-        for a in range(0, frames.shape[0], batch):
-            fr, cl = frames[a : a + batch], classes[a : a + batch]
-            grads = self._batch(state, fr, cl)
-            for name in self.layers:
-                parts[name].append(grads[name])
+        parts: list[dict[str, torch.Tensor]] = []
+        n = frames.shape[0]
+        done = 0
+        length_class = round(math.log2(max(t_out, 1)))
+        if self.strategy == "auto" and length_class not in self.calibrations and n >= 2:
+            done = self._calibrate(state, frames, classes, batch, parts)
+            self.calibrations[length_class] = self.calibration  # type: ignore[assignment]
+        strategy = self.strategy
+        if strategy == "auto":
+            cal = self.calibrations.get(length_class)
+            strategy = cal.choose(t_out) if cal is not None else "batch"
+        if strategy == "per_frame":
+            if done < n:
+                parts.append(self._per_frame(state, frames[done:], classes[done:]))
+        else:
+            for a in range(done, n, batch):
+                parts.append(self._batch(state, frames[a : a + batch], classes[a : a + batch]))
         out = {}
         for name in self.layers:
             c, t = fwd.activations[name].shape
-            g = torch.cat(parts[name]) if parts[name] else state.x.new_zeros(0, c, t)
+            gs = [p[name] for p in parts]
+            g = torch.cat(gs) if gs else state.x.new_zeros(0, c, t)
             out[name] = Window(g, torch.zeros(g.shape[0], dtype=torch.int64, device=g.device))
         return out
+
+    def _calibrate(
+        self,
+        state: _AutogradState,
+        frames: torch.Tensor,
+        classes: torch.Tensor,
+        batch: int,
+        parts: list[dict[str, torch.Tensor]],
+    ) -> int:
+        """Time both strategies on the first frames (results kept in ``parts``); returns
+        the number of frames done."""
+        k1 = 1 if frames.shape[0] < 4 else 2
+        t0 = time.perf_counter()
+        self._graph(state)
+        t1 = time.perf_counter()
+        parts.append(self._per_frame(state, frames[:k1], classes[:k1]))
+        t2 = time.perf_counter()
+        kb = min(batch, frames.shape[0] - k1)
+        parts.append(self._batch(state, frames[k1 : k1 + kb], classes[k1 : k1 + kb]))
+        t3 = time.perf_counter()
+        t_out = state.y.shape[1]
+        #: The latest calibration.
+        self.calibration = _Calibration(t1 - t0, (t2 - t1) / k1, (t3 - t2) / kb, t_out)
+        log.info(
+            "autograd engine: %.3f s per frame batched (%d frames), %.3f s per-frame backward "
+            "+ %.3f s forward per utterance of %d frames: %s",
+            self.calibration.batch,
+            kb,
+            self.calibration.per_frame,
+            self.calibration.graph_forward,
+            t_out,
+            self.calibration.choose(t_out),
+        )
+        return k1 + kb
+
+    def _graph(self, state: _AutogradState) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The utterance's forward graph for the per-frame strategy (built once)."""
+        if state.graph is None:
+            x = state.x.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                y, acts = self._run(x[None])
+                values = target_values(y[0], self.output, self.target)  # (K, T')
+            # (F, T) for the input, (1, C_l, T_l) for layers: the tensors in the graph
+            inputs = [x if n == INPUT_LAYER else acts[n] for n in self.layers]
+            state.graph = (values, inputs)
+        return state.graph
+
+    def _per_frame(
+        self, state: _AutogradState, frames: torch.Tensor, classes: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Gradients ``(m, C_l, T_l)``, one backward pass per frame over the shared graph."""
+        values, inputs = self._graph(state)
+        rows: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        for t, k in zip(frames.tolist(), classes.tolist(), strict=True):
+            grads = torch.autograd.grad(values[k, t], inputs, retain_graph=True, allow_unused=True)
+            for r, g, inp in zip(rows, grads, inputs, strict=True):
+                r.append((torch.zeros_like(inp) if g is None else g).reshape(inp.shape[-2:]))
+        return {name: torch.stack(r) for name, r in zip(self.layers, rows, strict=True)}
 
     def _batch(
         self, state: _AutogradState, frames: torch.Tensor, classes: torch.Tensor
