@@ -44,6 +44,13 @@ from .corpus.synth import synthesize_corpus
 from .corpus.timings import PhoneSpan, read_timings, write_timings
 from .decode import BeamDecoder, greedy_decode
 from .defaults import ALPHABET, BLANK_INDEX, FEATURES, NUM_CLASSES, PHONE_SET, FeatureConfig
+from .engine import (
+    AutogradEngine,
+    ConeEngine,
+    ReferenceEngine,
+    default_layers,
+    make_engine,
+)
 from .errors import GradnapError
 from .evaluate import evaluate_model, transcribe
 from .geometry import ConvSpec, Geometry
@@ -124,4 +131,9 @@ __all__ = [
     "read_corpus",
     "read_timings",
     "write_timings",
+    "AutogradEngine",
+    "ConeEngine",
+    "ReferenceEngine",
+    "default_layers",
+    "make_engine",
 ]
