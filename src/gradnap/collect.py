@@ -362,7 +362,10 @@ class GradNAP:
             info[name] = d
         self._layer_info = info
         shapes = {name: (d["channels"], d["width"]) for name, d in info.items()}
-        self._sums = {g.name: GroupingSums(g.name, shapes, self.naps) for g in self.groupings}
+        self._sums = {
+            g.name: GroupingSums(g.name, shapes, self.naps, getattr(g, "size_hint", 0))
+            for g in self.groupings
+        }
 
     def _estimate(self, n_features: int) -> tuple[dict[str, tuple[int, float]], FrameClock]:
         """Window width and jump of every layer, and the output clock, from the engine
@@ -786,7 +789,10 @@ class GradNAP:
         if self._layer_info is None:
             self._layer_info, self._clock, self._n_features = ref
             shapes = {n: (d["channels"], d["width"]) for n, d in self._layer_info.items()}
-            self._sums = {g.name: GroupingSums(g.name, shapes, self.naps) for g in self.groupings}
+            self._sums = {
+                g.name: GroupingSums(g.name, shapes, self.naps, getattr(g, "size_hint", 0))
+                for g in self.groupings
+            }
         assert self._sums is not None
         labels: list = [None] * world
         dist.all_gather_object(labels, {n: (s.labels, s.unlabelled) for n, s in self._sums.items()})

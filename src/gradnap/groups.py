@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .audio import class_label, frame_to_seconds
-from .defaults import FEATURES, NUM_CLASSES, FeatureConfig
+from .defaults import FEATURES, NUM_CLASSES, PHONE_SET, FeatureConfig
 from .errors import GradnapError
 from .geometry import Geometry
 
@@ -109,6 +109,8 @@ class GraphemeGrouping:
 
     name = "grapheme"
     kind = "builtin"
+    #: Expected number of groups (accumulators are allocated for them up front).
+    size_hint = NUM_CLASSES
 
     def labels(self, utterance, frames, classes, clock) -> list[str | None]:
         return [class_label(k) if 0 <= k < NUM_CLASSES else str(k) for k in classes.tolist()]
@@ -119,6 +121,7 @@ class PhonemeGrouping:
 
     name = "phoneme"
     kind = "builtin"
+    size_hint = len(PHONE_SET)
 
     def labels(self, utterance, frames, classes, clock) -> list[str | None]:
         phones = getattr(utterance, "phones", None)
@@ -152,6 +155,7 @@ class AllGrouping:
 
     name = ALL
     kind = "builtin"
+    size_hint = 1
 
     def labels(self, utterance, frames, classes, clock) -> list[str | None]:
         return [ALL] * len(frames)

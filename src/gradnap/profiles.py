@@ -345,7 +345,15 @@ class GroupingSums:
     """Accumulators of one grouping: labels in order of first appearance, example counts
     per group, examples without a label, and :class:`LayerSums` per layer."""
 
-    def __init__(self, name: str, layer_shapes: dict[str, tuple[int, int]], naps: bool = True):
+    def __init__(
+        self,
+        name: str,
+        layer_shapes: dict[str, tuple[int, int]],
+        naps: bool = True,
+        size_hint: int = 0,
+    ):
+        """``size_hint``: expected number of groups (room is made for them up front; more
+        groups grow the accumulators)."""
         self.name = name
         self.labels: list[str] = []
         self.index: dict[str, int] = {}
@@ -353,7 +361,7 @@ class GroupingSums:
         self.unlabelled = 0
         self.naps = naps
         self.layers = {
-            layer: LayerSums.zeros(0, c, w, naps) for layer, (c, w) in layer_shapes.items()
+            layer: LayerSums.zeros(size_hint, c, w, naps) for layer, (c, w) in layer_shapes.items()
         }
 
     def group_ids(self, labels: list[str | None]) -> torch.Tensor:
