@@ -183,16 +183,25 @@ def square_gemm_rate(workers: int, seconds: float = 1.0) -> float:
 
 
 def profile_chunk(engine: ConeEngine, x: torch.Tensor, chunk: int) -> None:
+    """torch.profiler table of the cone backward of two chunks, by operator and shape.
+
+    Profiled with one worker in the calling thread (the profiler does not follow the
+    worker threads); the work is the same.
+    """
     from torch.profiler import ProfilerActivity, profile
 
-    fwd = engine.forward(x)
+    single = ConeEngine(engine.model, engine.layers, engine.target, workers=1)
+    fwd = single.forward(x)
     classes = fwd.probs.argmax(0)
     frames = torch.arange(min(chunk, classes.shape[0]))
-    engine.sensitivities(fwd, frames, classes[frames])
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    single.sensitivities(fwd, frames, classes[frames])
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(2):
-            engine.sensitivities(fwd, frames, classes[frames])
-    log(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+            single.sensitivities(fwd, frames, classes[frames])
+    table = prof.key_averages(group_by_input_shape=True).table(
+        sort_by="self_cpu_time_total", row_limit=16, max_name_column_width=20
+    )
+    log(table)
 
 
 def collect_fps(model, utterances: int, workers: int | None, chunk: int) -> float | None:
