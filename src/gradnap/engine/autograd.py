@@ -77,6 +77,9 @@ def output_seeds(
 
 STRATEGIES = ("auto", "batch", "per_frame")
 
+#: Frames a call must have for the "auto" strategy to calibrate on it.
+CALIBRATION_FRAMES = 8
+
 
 @dataclass
 class _AutogradState:
@@ -191,7 +194,8 @@ class AutogradEngine:
         n = frames.shape[0]
         done = 0
         length_class = round(math.log2(max(t_out, 1)))
-        if self.strategy == "auto" and length_class not in self.calibrations and n >= 2:
+        calibrate = length_class not in self.calibrations and n >= CALIBRATION_FRAMES
+        if self.strategy == "auto" and calibrate:
             done = self._calibrate(state, frames, classes, batch, parts)
             self.calibrations[length_class] = self.calibration  # type: ignore[assignment]
         strategy = self.strategy
@@ -221,30 +225,36 @@ class AutogradEngine:
         parts: list[dict[str, torch.Tensor]],
     ) -> int:
         """Time both strategies on the first frames (results kept in ``parts``); returns
-        the number of frames done."""
-        k1 = 1 if frames.shape[0] < 4 else 2
-        t0 = time.perf_counter()
+        the number of frames done (at least :data:`CALIBRATION_FRAMES`). Each strategy
+        first runs once untimed (one-time costs of new shapes); then two per-frame
+        backward passes and one batch are timed."""
+        clock = time.perf_counter
+        t0 = clock()
         self._graph(state)
-        t1 = time.perf_counter()
-        parts.append(self._per_frame(state, frames[:k1], classes[:k1]))
-        t2 = time.perf_counter()
-        kb = min(batch, frames.shape[0] - k1)
-        parts.append(self._batch(state, frames[k1 : k1 + kb], classes[k1 : k1 + kb]))
-        t3 = time.perf_counter()
+        graph_forward = clock() - t0
+        parts.append(self._per_frame(state, frames[:1], classes[:1]))  # warm-up
+        t0 = clock()
+        parts.append(self._per_frame(state, frames[1:3], classes[1:3]))
+        per_frame = (clock() - t0) / 2
+        parts.append(self._batch(state, frames[3:5], classes[3:5]))  # warm-up
+        kb = min(batch, frames.shape[0] - 5)
+        t0 = clock()
+        parts.append(self._batch(state, frames[5 : 5 + kb], classes[5 : 5 + kb]))
+        per_batched = (clock() - t0) / kb
         t_out = state.y.shape[1]
         #: The latest calibration.
-        self.calibration = _Calibration(t1 - t0, (t2 - t1) / k1, (t3 - t2) / kb, t_out)
+        self.calibration = _Calibration(graph_forward, per_frame, per_batched, t_out)
         log.info(
             "autograd engine: %.3f s per frame batched (%d frames), %.3f s per-frame backward "
             "+ %.3f s forward per utterance of %d frames: %s",
-            self.calibration.batch,
+            per_batched,
             kb,
-            self.calibration.per_frame,
-            self.calibration.graph_forward,
+            per_frame,
+            graph_forward,
             t_out,
             self.calibration.choose(t_out),
         )
-        return k1 + kb
+        return 5 + kb
 
     def _graph(self, state: _AutogradState) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The utterance's forward graph for the per-frame strategy (built once)."""

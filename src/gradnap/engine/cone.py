@@ -14,8 +14,11 @@ DESIGN §4. For a model that is a chain of Conv1d layers and elementwise operati
    position-major, ``(C, W, n)`` with the frames innermost, so that the transposed
    convolution is one GEMM per kernel tap (``W[:, :, j].T @ gZ`` into a column slice of
    the output; strided layers per stride phase) — or a single GEMM when the cone is one
-   position wide (the k=1 and k=32 layers of Wav2Letter). The window of stage ``i`` for frame ``tau`` starts at
-   ``Geometry.cone(tau, i)[0]`` and is ``Geometry.cone_width(i)`` wide.
+   position wide (the k=1 and k=32 layers of Wav2Letter). The window of stage ``i`` for
+   frame ``tau`` starts at ``Geometry.cone(tau, i)[0]`` and is ``Geometry.cone_width(i)``
+   wide.
+3. With ``workers``, the frames of a chunk are split between single-threaded worker
+   threads that write into shared result buffers (see :class:`ConeEngine`).
 
 Positions outside the utterance are zero in ``D`` and zeroed in returned windows, so the
 result equals autograd on the whole utterance up to float rounding.
