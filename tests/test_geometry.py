@@ -42,3 +42,9 @@ def test_geometry_matches_autograd(layers):
     lo, hi = geom.cone(frame, 0)
     assert (lo, hi) == empirical_cone(convs, n_in, frame)
     assert geom.receptive_field(len(convs)) == hi - lo + 1
+
+
+def test_empty_intermediate_layer_gives_empty_output():
+    geom = Geometry((ConvSpec(5, 1, 1, 0, 0), ConvSpec(3, 1, 1, 1, 1)))
+    assert geom.output_length(4) == 0  # layer 1 has no position; padding cannot revive it
+    assert geom.output_length(5) == 1

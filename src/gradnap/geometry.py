@@ -103,6 +103,8 @@ class Geometry:
     def output_length(self, length: int, layer: int | None = None) -> int:
         """Positions of ``layer`` (default: the output) for ``length`` input frames."""
         for spec in self.layers[: self.num_layers if layer is None else layer]:
+            if length <= 0:  # an empty layer stays empty, padding or not
+                return 0
             length = spec.output_length(length)
         return length
 
