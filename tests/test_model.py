@@ -131,4 +131,4 @@ def test_initialisation_keeps_the_signal_scale():
             x = block(x)
             stds.append(float(x.std()))
     assert min(stds) > 0.25 * stds[0]
-    assert all(float(b.conv.bias.abs().max()) == 0 for b in model)
+    assert all(float(b.conv.bias.detach().abs().max()) == 0 for b in model)
