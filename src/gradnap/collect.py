@@ -466,7 +466,10 @@ class GradNAP:
         labels = {g.name: g.labels(utterance, fr_np, cl_np, self._clock) for g in self.groupings}
         gids = {name: self._sums[name].group_ids(lab) for name, lab in labels.items()}
         n = int(frames.numel())
-        positions = {name: Positions(fwd.activations[name].detach()) for name in self.layers}
+        positions = {  # padded once for windows reaching 1.5 widths past the ends
+            name: Positions(fwd.activations[name].detach(), pad=2 * self._layer_info[name]["width"])
+            for name in self.layers
+        }
         for s in range(0, n, self.chunk_frames):
             fr, cl = frames[s : s + self.chunk_frames], classes[s : s + self.chunk_frames]
             wins = self.engine.sensitivities(fwd, fr, cl)  # engines may need autograd
