@@ -176,7 +176,12 @@ def align(
         raise GradnapError(
             f"align: activations have {positions.channels} channels, sensitivities {C}"
         )
-    grads = grads.contiguous()  # engines may hand out other layouts (e.g. frames innermost)
+    if not grads.is_contiguous():  # engines may hand out other layouts
+        inner = grads.permute(1, 2, 0)  # (C, We, n)
+        if inner.is_contiguous():  # frames innermost (the cone engine): a 2-D transpose
+            grads = inner.view(C * We, n).T.contiguous().view(n, C, We)  # is ~2x faster
+        else:
+            grads = grads.contiguous()
     start = start.to(torch.int64)
     pos = start[:, None] + torch.arange(We)  # (n, We)
     ok = (pos >= 0) & (pos < T)
