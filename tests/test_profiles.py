@@ -124,6 +124,29 @@ def test_align_cone_window_equals_whole_layer_window():
             assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
+def test_align_takes_frames_innermost_windows_as_they_are():
+    """The cone engine hands out (n, C, We) views of (C, We, n) buffers: same result."""
+    gen = torch.Generator().manual_seed(3)
+    C, T, We, n = 3, 12, 5, 4
+    act = torch.rand(C, T, generator=gen)
+    buf = torch.randn(C, We, n, generator=gen)  # frames innermost
+    view = buf.permute(2, 0, 1)  # (n, C, We), not contiguous
+    assert not view.is_contiguous()
+    start = torch.tensor([-2, 0, 4, 9])
+    for input_layer in (False, True):
+        a = align(act, view, start, 4, input_layer=input_layer)
+        b = align(act, view.contiguous(), start, 4, input_layer=input_layer)
+        assert a.centre.tolist() == b.centre.tolist()
+        for name in ("act", "grad", "valid"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+        # the crop really is the window shifted to the centre (zero outside it)
+        for i in range(n):
+            for j in range(4):
+                col = int(a.centre[i]) - 2 + j - int(start[i])
+                want = view[i, :, col] if 0 <= col < We and a.valid[i, j] else torch.zeros(C)
+                assert torch.equal(a.grad[i, :, j], want)
+
+
 def test_align_searches_only_the_cone_inside_the_utterance():
     # negative activations (no ReLU): padding (score 0) must never win over real positions
     act = -torch.ones(1, 6)
