@@ -15,7 +15,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 CACHE=${GRADNAP_CACHE:-$HOME/.cache/gradnap}
 CORPUS=$CACHE/corpora/train
 RUN=$CACHE/runs/default
-EPOCHS=${EPOCHS:-24}
+EPOCHS=${EPOCHS:-20}
 THREADS=${THREADS:-2}
 HOLDOUT_VOICE=awb
 gradnap() { "$PYTHON" -m gradnap "$@"; }

@@ -171,3 +171,19 @@ def test_torchaudio_bad_layouts():
     del state["acoustic_model.20.weight"], state["acoustic_model.20.bias"]
     with pytest.raises(GradnapError, match="x.pt: torchaudio Wav2Letter layers"):
         from_torchaudio_state_dict(state, "x.pt")
+
+
+def test_shipped_default_checkpoint():
+    path = ckpt.DEFAULT_CHECKPOINT
+    assert path.is_file() and path.stat().st_size < 20e6
+    model = load_model("default")
+    assert model.config.name == "default"
+    assert model.config.channels == build_model("default").config.channels
+    assert model.features == FEATURES
+    assert model.metadata["holdout_voices"] and model.metadata["history"]
+    assert load_checkpoint("default")["dtype"] == "float16"
+    x = torch.randn(1, 128, 120)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (1, 29, model.geometry.output_length(120))
+    assert torch.isfinite(out).all()
