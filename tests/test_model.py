@@ -132,3 +132,10 @@ def test_initialisation_keeps_the_signal_scale():
             stds.append(float(x.std()))
     assert min(stds) > 0.25 * stds[0]
     assert all(float(b.conv.bias.detach().abs().max()) == 0 for b in model)
+
+
+def test_output_frame_time_matches_docstring():
+    from gradnap.model import CONFIGS
+
+    c = CONFIGS["default"]
+    assert abs(c.output_frame_seconds(10) - (2 * 10 + 1.5) * 0.008) < 1e-12

@@ -86,7 +86,7 @@ class ModelConfig:
 
         ``frame``: int, float or array of output-frame indices; returns the same shape.
         For the default configs (stride 2, receptive field 194) frame ``tau`` is centred
-        on input frame ``2 * tau - 0.5``, i.e. ``(2 * tau - 0.5) * 8`` ms.
+        on input frame ``2 * tau + 1.5``, i.e. ``(2 * tau + 1.5) * 8`` ms.
         """
         g = self.geometry
         return frame_to_seconds(g.centre(frame, g.num_layers), features)
