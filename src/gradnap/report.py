@@ -130,7 +130,7 @@ def _fmt(value: object) -> str:
 # The paper's report
 
 
-def _pick_layers(result, model, config: ReportConfig) -> tuple[str | None, str | None]:
+def _pick_layers(result, config: ReportConfig) -> tuple[str | None, str | None]:
     """(action-potential layer, dendrogram layer) by the rules of :class:`ReportConfig`."""
     hidden = [name for name in result.layers if name != INPUT]
     action = config.action_layer
@@ -181,7 +181,7 @@ def build_report(
     for line in notes or []:
         report.text(line)
     skipped: list[str] = []
-    action_layer, dendro_layer = _pick_layers(result, model, config)
+    action_layer, dendro_layer = _pick_layers(result, config)
 
     # Input-layer GradNAPs beside NAvAI (paper Fig. 2).
     if INPUT in result.layers and config.input_grouping in result.groupings:
@@ -282,7 +282,6 @@ def build_report(
         report.table(
             header, rows, "Mean silhouette per layer (undefined: every cut gave 1 or n clusters)"
         )
-        (out_dir / "silhouettes.json").parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
             out_dir / "silhouettes.json", json.dumps(table.to_dict(), indent=1, default=_json)
         )
