@@ -22,7 +22,7 @@ from .errors import GradnapError
 from .fileio import atomic_write_bytes, atomic_write_text
 from .results import INPUT
 
-__all__ = ["Report", "build_report"]
+__all__ = ["Report", "action_figure", "build_report", "input_figure", "result_silhouettes"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,48 @@ def _examples(result, grouping: str, groups) -> str:
     return ", ".join(f"{g}: {counts.get(g, 0)}" for g in groups)
 
 
+def input_figure(result, groups, grouping: str):
+    """Input-layer GradNAPs of ``groups`` beside their NAvAIs (paper Fig. 2)."""
+    from .plots import plot_input_gradnaps
+
+    axes = result.axes(INPUT)
+    return plot_input_gradnaps(
+        {g: result.profile(INPUT, g, grouping) for g in groups},
+        {g: result.profile(INPUT, g, grouping, kind="navai") for g in groups},
+        times_ms=axes.offsets_ms,
+        freqs=axes.frequencies_hz,
+    )
+
+
+def action_figure(result, layer: str, group: str, grouping: str | None, model=None):
+    """Action potentials of ``group`` in ``layer`` beside the optimal input of its top
+    neurons (paper Fig. 3); no optimal input without ``model``. Returns
+    ``(figure, optimal input or None)``."""
+    from .analysis import optimal_input_for_profile
+    from .plots import plot_action_potentials
+
+    profile = result.profile(layer, group, grouping)
+    optimal = None if model is None else optimal_input_for_profile(model, layer, profile)
+    fig = plot_action_potentials(
+        profile,
+        times_ms=result.axes(layer).offsets_ms,
+        optimal=optimal,
+        freqs=result.axes(INPUT).frequencies_hz if INPUT in result.layers else None,
+        group=group,
+        layer=layer,
+    )
+    return fig, optimal
+
+
+def result_silhouettes(result, groupings):
+    """:func:`gradnap.analysis.silhouette_table` of ``groupings`` over every layer."""
+    from .analysis import silhouette_table
+
+    return silhouette_table(
+        {g: {layer: result.profiles(layer, g) for layer in result.layers} for g in groupings}
+    )
+
+
 def build_report(
     result,
     out_dir: str | Path,
@@ -168,7 +210,7 @@ def build_report(
     the action-potential plots show no optimal input). Figures whose groups or layers the
     result lacks are skipped with a note in the report. Returns the path of index.html.
     """
-    from . import analysis, plots
+    from . import plots
     from .results import Result
 
     if not isinstance(result, Result):
@@ -193,13 +235,7 @@ def build_report(
             if g not in kept
         ]
         if groups:
-            axes = result.axes(INPUT)
-            fig = plots.plot_input_gradnaps(
-                {g: result.profile(INPUT, g, config.input_grouping) for g in groups},
-                {g: result.profile(INPUT, g, config.input_grouping, kind="navai") for g in groups},
-                times_ms=axes.offsets_ms,
-                freqs=axes.frequencies_hz,
-            )
+            fig = input_figure(result, groups, config.input_grouping)
             report.heading("Input-layer GradNAPs")
             report.figure(
                 "input_gradnaps",
@@ -213,27 +249,15 @@ def build_report(
     # Action potentials with optimal inputs (paper Fig. 3).
     if action_layer is not None and config.action_grouping in result.groupings:
         kept = set(result.groups(config.action_grouping))
-        axes = result.axes(action_layer)
         shown = False
         for g in config.action_groups:
             if g not in kept:
                 skipped.append(f"action potentials of {g}: fewer than {result.min_count} examples")
                 continue
-            profile = result.profile(action_layer, g, config.action_grouping)
-            optimal = None
-            if model is not None:
-                optimal = analysis.optimal_input_for_profile(model, action_layer, profile)
             if not shown:
                 report.heading(f"Action potentials in {action_layer}")
                 shown = True
-            fig = plots.plot_action_potentials(
-                profile,
-                times_ms=axes.offsets_ms,
-                optimal=optimal,
-                freqs=result.axes(INPUT).frequencies_hz if INPUT in result.layers else None,
-                group=g,
-                layer=action_layer,
-            )
+            fig, optimal = action_figure(result, action_layer, g, config.action_grouping, model)
             opt_text = ""
             if optimal is not None:
                 opt_text = (
@@ -252,10 +276,7 @@ def build_report(
     groupings = [g for g in config.cluster_groupings if g in result.groupings]
     groupings += [f"chance_{g}" for g in groupings if f"chance_{g}" in result.groupings]
     if groupings:
-        profiles = {
-            g: {layer: result.profiles(layer, g) for layer in result.layers} for g in groupings
-        }
-        table = analysis.silhouette_table(profiles)
+        table = result_silhouettes(result, groupings)
         report.heading("Clustering: silhouette scores per layer")
         fig = plots.plot_silhouettes(table)
         n_groups = {g: len(result.groups(g)) for g in groupings}

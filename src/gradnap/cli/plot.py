@@ -60,54 +60,33 @@ def _save(fig, path: Path) -> int:
 
 
 def _input(args: argparse.Namespace) -> int:
-    from ..plots import plot_input_gradnaps
-    from ..results import INPUT, Result
+    from ..report import input_figure
+    from ..results import Result
 
-    result = Result.load(args.result)
-    groups = _split(args.groups)
-    axes = result.axes(INPUT)
-    fig = plot_input_gradnaps(
-        {g: result.profile(INPUT, g, args.grouping) for g in groups},
-        {g: result.profile(INPUT, g, args.grouping, kind="navai") for g in groups},
-        times_ms=axes.offsets_ms,
-        freqs=axes.frequencies_hz,
+    return _save(
+        input_figure(Result.load(args.result), _split(args.groups), args.grouping), args.out
     )
-    return _save(fig, args.out)
 
 
 def _action(args: argparse.Namespace) -> int:
-    from ..analysis import optimal_input_for_profile
     from ..checkpoint import load_model
-    from ..plots import plot_action_potentials
-    from ..results import INPUT, Result
+    from ..report import action_figure
+    from ..results import Result
 
-    result = Result.load(args.result)
-    profile = result.profile(args.layer, args.group, args.grouping)
-    optimal = None
-    if args.model:
-        optimal = optimal_input_for_profile(load_model(args.model), args.layer, profile)
-    fig = plot_action_potentials(
-        profile,
-        times_ms=result.axes(args.layer).offsets_ms,
-        optimal=optimal,
-        freqs=result.axes(INPUT).frequencies_hz if INPUT in result.layers else None,
-        group=args.group,
-        layer=args.layer,
-    )
+    model = load_model(args.model) if args.model else None
+    fig, _ = action_figure(Result.load(args.result), args.layer, args.group, args.grouping, model)
     return _save(fig, args.out)
 
 
 def _silhouettes(args: argparse.Namespace) -> int:
-    from ..analysis import silhouette_table
     from ..groups import ALL
     from ..plots import plot_silhouettes
+    from ..report import result_silhouettes
     from ..results import Result
 
     result = Result.load(args.result)
     names = _split(args.groupings) if args.groupings else [g for g in result.groupings if g != ALL]
-    table = silhouette_table(
-        {g: {layer: result.profiles(layer, g) for layer in result.layers} for g in names}
-    )
+    table = result_silhouettes(result, names)
     print(table.to_markdown())
     return _save(plot_silhouettes(table), args.out)
 
