@@ -13,16 +13,16 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
 CACHE=${GRADNAP_CACHE:-$HOME/.cache/gradnap}
-CORPUS=$CACHE/corpora/train
-RUN=$CACHE/runs/default
-EPOCHS=${EPOCHS:-20}
+CORPUS=$CACHE/corpora/train16k
+RUN=$CACHE/runs/default16k
+EPOCHS=${EPOCHS:-15}
 THREADS=${THREADS:-2}
 HOLDOUT_VOICE=awb
 gradnap() { "$PYTHON" -m gradnap "$@"; }
 
-# 1. Corpus: 3,000 utterances, 15 voices (flite + eSpeak NG), seed 1.
+# 1. Corpus: 16,000 utterances (17 h), 15 voices (flite + eSpeak NG), seed 1.
 if ! grep -q '"complete": true' "$CORPUS/corpus.json" 2>/dev/null; then
-    gradnap corpus synth --out "$CORPUS" --utterances 3000 --seed 1
+    gradnap corpus synth --out "$CORPUS" --utterances 16000 --seed 1
 fi
 
 # 2. Train: all voices but awb; 5% of the sentences held out (valid / test halves).
@@ -31,8 +31,8 @@ RESUME=()
 if [ -f "$RUN/last.pt" ] && [ ! -f "$RUN/done" ]; then RESUME=(--resume); fi
 if [ ! -f "$RUN/done" ]; then
     gradnap train --corpus "$CORPUS" --config default --out "$RUN/default.pt" \
-        --run-dir "$RUN" --epochs "$EPOCHS" --lr 1e-3 --warmup-steps 200 \
-        --max-frames 6000 --max-batch 24 --seed 0 --holdout-voice "$HOLDOUT_VOICE" \
+        --run-dir "$RUN" --epochs "$EPOCHS" --lr 1e-3 --warmup-steps 300 \
+        --max-frames 8000 --max-batch 32 --seed 0 --holdout-voice "$HOLDOUT_VOICE" \
         --float16 --threads "$THREADS" "${RESUME[@]}"
     touch "$RUN/done"
 fi

@@ -137,6 +137,15 @@ class TrainConfig:
     #: Fraction of the sentences held out (half validation, half test).
     heldout_fraction: float = 0.05
     seed: int = 0
+    #: SpecAugment-style masking (:mod:`gradnap.augment`); 0 masks turns it off.
+    #: Per utterance: ``freq_masks`` bands of up to ``freq_mask_width`` mel bins and
+    #: ``time_masks`` spans of up to ``time_mask_width`` frames (and at most
+    #: ``time_mask_fraction`` of the utterance) are set to 0.
+    freq_masks: int = 2
+    freq_mask_width: int = 16
+    time_masks: int = 2
+    time_mask_width: int = 20
+    time_mask_fraction: float = 0.1
 
 
 TRAIN = TrainConfig()

@@ -4,6 +4,7 @@
 * Held out: whole voices (``holdout_voices``) and a fraction of the sentences
   (:func:`gradnap.data.split_corpus`); the validation half is scored (greedy CER) after
   every epoch.
+* SpecAugment-style masking of the training batches (:mod:`gradnap.augment`).
 * Adam with a linear warm-up and a cosine decay, CTC loss (blank = 28), gradient
   clipping; batches of similar length (:func:`gradnap.data.make_batches`) in an order
   fixed by ``seed`` and the epoch number.
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .augment import augments, spec_augment
 from .checkpoint import load_checkpoint, save_checkpoint
 from .corpus.librispeech import read_corpus
 from .data import Example, collate, load_features, make_batches, split_corpus
@@ -227,11 +229,15 @@ def train_examples(
             for bi in range(batch_done, len(batches)):
                 t0 = time.perf_counter()
                 batch = collate([train_set[i] for i in batches[bi]], geometry)
+                x = batch.features  # (B, F, T)
+                if augments(cfg):
+                    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+                    x = spec_augment(x, batch.input_lengths, cfg, gen)
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * lr_factor(
                         step, total_steps, cfg.warmup_steps, cfg.final_lr_fraction
                     )
-                logits, _ = model.forward_padded(batch.features, batch.input_lengths)  # (B, K, T')
+                logits, _ = model.forward_padded(x, batch.input_lengths)  # (B, K, T')
                 log_probs = torch.log_softmax(logits, dim=1).permute(2, 0, 1)  # (T', B, K)
                 loss = ctc(log_probs, batch.targets, batch.output_lengths, batch.target_lengths)
                 opt.zero_grad(set_to_none=True)
@@ -325,7 +331,8 @@ def train(
         )
     torch.set_num_threads(threads or min(4, os.cpu_count() or 1))
     corpus = read_corpus(corpus_dir)
-    examples = load_features(corpus, features, cache_dir=feature_cache, progress=progress)
+    cache_dir = Path(feature_cache) if feature_cache is not None else None
+    examples = load_features(corpus, features, cache_dir=cache_dir, progress=progress)
     if corpus.problems:
         log.warning("%s: %d utterances skipped", corpus_dir, len(corpus.problems))
     split = split_corpus(examples, holdout_voices, cfg.heldout_fraction, corpus.speakers())

@@ -71,6 +71,15 @@ def register(subparsers) -> None:
         default=TRAIN.heldout_fraction,
         help="fraction of sentences held out, half validation, half test (default %(default)s)",
     )
+    for flag, field, what in (
+        ("--freq-masks", "freq_masks", "SpecAugment frequency masks per utterance, 0 = off"),
+        ("--freq-mask-width", "freq_mask_width", "widest frequency mask in mel bins"),
+        ("--time-masks", "time_masks", "SpecAugment time masks per utterance, 0 = off"),
+        ("--time-mask-width", "time_mask_width", "widest time mask in frames"),
+    ):
+        p.add_argument(
+            flag, type=int, default=getattr(TRAIN, field), help=f"{what} (default %(default)s)"
+        )
     p.add_argument(
         "--run-dir",
         type=Path,
@@ -106,6 +115,10 @@ def _run(args: argparse.Namespace) -> int:
         grad_clip=args.grad_clip,
         heldout_fraction=args.heldout_fraction,
         seed=args.seed,
+        freq_masks=args.freq_masks,
+        freq_mask_width=args.freq_mask_width,
+        time_masks=args.time_masks,
+        time_mask_width=args.time_mask_width,
     )
     result = train(
         args.corpus,
