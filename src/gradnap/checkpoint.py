@@ -25,6 +25,7 @@ import logging
 import re
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,7 +65,7 @@ def _config_from_dict(d: dict, where: str) -> ModelConfig:
     if unknown:
         raise GradnapError(f"{where}: unknown model config fields {sorted(unknown)}")
     try:
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
         return ModelConfig(**kw)
     except TypeError as exc:
         raise GradnapError(f"{where}: bad model config ({exc})") from None
@@ -273,7 +274,7 @@ def from_state_dict(
 
 
 def _config_for_weights(
-    base: ModelConfig, weights: list, where: str, name: str, **overrides
+    base: ModelConfig, weights: list, where: str, name: str, **overrides: Any
 ) -> ModelConfig:
     kernels = tuple(int(w.shape[2]) for w in weights)
     if len(kernels) != len(base.kernels) or kernels != base.kernels:
@@ -287,7 +288,7 @@ def _config_for_weights(
                 f"layer {i} gives {weights[i - 1].shape[0]}"
             )
     channels = tuple(int(w.shape[0]) for w in weights)
-    kw = dict(
+    kw: dict[str, Any] = dict(
         name=name,
         channels=channels,
         kernels=kernels,

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -73,6 +73,20 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_PROBLEMS = COLLECT.max_problems
+
+
+class _Progress(TypedDict):
+    """:attr:`GradNAP.progress` (stored in results and checkpoints as ``progress``)."""
+
+    #: Items of the data passed (processed, skipped or outside the shard).
+    items_done: int
+    #: Chained hash of the ids of the items passed (checks a resumed run's data).
+    ids_hash: str
+    utterances: int
+    skipped: int
+    frames: int
+    examples: int
+    seconds: float
 
 
 def model_geometry(
@@ -112,7 +126,11 @@ def model_identity(model: nn.Module) -> dict:
     return {
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "name": getattr(cfg, "name", None) or type(model).__name__,
-        "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None,
+        "config": (
+            dataclasses.asdict(cfg)
+            if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)
+            else None
+        ),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "weights_sha256": h.hexdigest(),
     }
@@ -252,7 +270,7 @@ class GradNAP:
         if isinstance(layers, str):
             layers = [s.strip() for s in layers.split(",") if s.strip()]
         if layers is not None:
-            layers = check_layers(model, layers)
+            layers = check_layers(model, list(layers))
         if isinstance(engine, str):
             from .engine import make_engine
 
@@ -307,7 +325,7 @@ class GradNAP:
         self._layer_info: dict[str, dict] | None = None
         self._clock: FrameClock | None = None
         self._n_features: int | None = None
-        self.progress = {
+        self.progress: _Progress = {
             "items_done": 0,
             "ids_hash": "",
             "utterances": 0,
@@ -462,6 +480,7 @@ class GradNAP:
                         f"predicts {geom.output_length(x.shape[1], index[name])}"
                     )
         assert self._sums is not None and self._clock is not None
+        assert self._layer_info is not None
         fr_np, cl_np = frames.numpy(), classes.numpy()
         labels = {g.name: g.labels(utterance, fr_np, cl_np, self._clock) for g in self.groupings}
         gids = {name: self._sums[name].group_ids(lab) for name, lab in labels.items()}
@@ -522,7 +541,7 @@ class GradNAP:
 
     def _items(
         self, data, start: int, shard: tuple[int, int]
-    ) -> Iterator[tuple[int, Any, Callable]]:
+    ) -> Iterator[tuple[int, Any, Callable[[], Any] | None]]:
         """``(index, utterance, load)`` of ``data`` from item ``start`` on, in ``shard``;
         items before ``start`` or outside the shard are passed with ``load=None``."""
         s, n = shard
@@ -541,19 +560,23 @@ class GradNAP:
                 yield i, utt, load
             return
         for i, item in enumerate(data):
+            loader: Callable[[], Any]
             if isinstance(item, tuple | list) and len(item) == 2:
                 utt, feats = item
 
-                def load(feats=feats):
+                def given(feats=feats):
                     return feats
+
+                loader = given
             else:
                 utt = None
                 kind = type(item).__name__
 
-                def load(i=i, kind=kind):
+                def malformed(i=i, kind=kind):
                     raise UtteranceError(f"item {i}: expected (utterance, features), got {kind}")
 
-            yield i, utt, (None if i < start or i % n != s else load)
+                loader = malformed
+            yield i, utt, (None if i < start or i % n != s else loader)
 
     def collect(
         self,
@@ -775,7 +798,8 @@ class GradNAP:
         clock = m.get("clock") or {}
         self._clock = FrameClock(clock.get("stride", 1.0), clock.get("offset", 0.0), self.features)
         self._n_features = m["options"].get("n_features")
-        self.progress = dict(m["progress"])
+        progress: _Progress = m["progress"]  # as :meth:`result` wrote it
+        self.progress = progress.copy()
         self.problems = list(m.get("problems", []))
         log.info("resuming %s after %d items", path, self.progress["items_done"])
 
@@ -816,14 +840,15 @@ class GradNAP:
                     dist.all_reduce(t[:g])
         gathered: list = [None] * world
         dist.all_gather_object(gathered, (self.progress, self.problems))
-        progress = {k: 0 for k in ("utterances", "skipped", "frames", "examples")}
-        for p, _ in gathered:
-            for k in progress:
-                progress[k] += p[k]
-        progress["seconds"] = max(p["seconds"] for p, _ in gathered)
-        progress["items_done"] = max(p["items_done"] for p, _ in gathered)
-        progress["ids_hash"] = ""
-        self.progress = progress
+        self.progress = {
+            "utterances": sum(p["utterances"] for p, _ in gathered),
+            "skipped": sum(p["skipped"] for p, _ in gathered),
+            "frames": sum(p["frames"] for p, _ in gathered),
+            "examples": sum(p["examples"] for p, _ in gathered),
+            "seconds": max(p["seconds"] for p, _ in gathered),
+            "items_done": max(p["items_done"] for p, _ in gathered),
+            "ids_hash": "",
+        }
         self.problems = [m for _, probs in gathered for m in probs][:MAX_PROBLEMS]
         self._corpus["shards"] = [list(user_shard)]
         self._corpus["world_size"] = world

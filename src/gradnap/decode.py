@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -182,7 +183,9 @@ class CharNgramLM(_lm_base()):  # type: ignore[misc]
         self._LMState = LMState
         self._states: dict[tuple[int, ...], object] = {}
         self._contexts: dict[object, tuple[int, ...]] = {}
-        self._root = None
+        #: The start state (a flashlight ``LMState``; the module has no types), set by
+        #: :meth:`start`.
+        self._root: Any = None
 
     def prob(self, context: Sequence[int], token: int) -> float:
         """P(token | last ``order - 1`` tokens of ``context``); ``token`` may be the
@@ -210,7 +213,7 @@ class CharNgramLM(_lm_base()):  # type: ignore[misc]
     def _state(self, ctx: tuple[int, ...]):
         state = self._states.get(ctx)
         if state is None:
-            state = self._root.child(len(self._states) + 1)  # type: ignore[union-attr]
+            state = self._root.child(len(self._states) + 1)
             self._states[ctx] = state
             self._contexts[state] = ctx
         return state

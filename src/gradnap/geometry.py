@@ -10,8 +10,15 @@ mapping) are derived from these numbers, never written by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["ConvSpec", "Geometry"]
+
+#: A position: an int, or a tensor of them (computed elementwise).
+_Pos = TypeVar("_Pos", int, "torch.Tensor")
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ class Geometry:
         """Input frames per output frame."""
         return self.jump(self.num_layers)
 
-    def span(self, start: int, stop: int, layer: int, to_layer: int = 0) -> tuple[int, int]:
+    def span(self, start: _Pos, stop: _Pos, layer: int, to_layer: int = 0) -> tuple[_Pos, _Pos]:
         """Positions of ``to_layer`` that positions ``[start, stop]`` of ``layer`` depend on.
 
         Returns an inclusive range ``(lo, hi)``; it may reach outside the utterance (padding).
@@ -91,8 +98,9 @@ class Geometry:
         lo, hi = self.span(0, 0, layer, 0)
         return hi - lo + 1
 
-    def cone(self, frame: int, layer: int) -> tuple[int, int]:
-        """Positions ``(lo, hi)`` (inclusive) of ``layer`` that output frame ``frame`` depends on."""
+    def cone(self, frame: _Pos, layer: int) -> tuple[_Pos, _Pos]:
+        """Positions ``(lo, hi)`` (inclusive) of ``layer`` that output frame ``frame`` depends on
+        (elementwise for a tensor of frames)."""
         return self.span(frame, frame, self.num_layers, layer)
 
     def cone_width(self, layer: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -139,7 +140,8 @@ class Wav2Letter(nn.Sequential):
         """
         for block in self:
             conv = block.conv
-            gain = "relu" if hasattr(block, "relu") else "linear"
+            assert isinstance(conv, nn.Conv1d) and conv.bias is not None  # built in __init__
+            gain: Literal["relu", "linear"] = "relu" if hasattr(block, "relu") else "linear"
             nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity=gain)
             nn.init.zeros_(conv.bias)
 

@@ -444,7 +444,7 @@ class GroupingSums:
                 layers.setdefault(layer, {})[field] = value
         shapes = {layer: tuple(f["act_sum"].shape[1:]) for layer, f in layers.items()}
         naps = all("sorted_sum" in f for f in layers.values()) and bool(layers)
-        self = cls(name, shapes, naps)  # type: ignore[arg-type]
+        self = cls(name, shapes, naps)
         self.labels = [str(s) for s in arrays["labels"].tolist()]
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.examples = torch.from_numpy(np.asarray(arrays["examples"], dtype=np.int64).copy())

@@ -109,7 +109,9 @@ class Result:
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez(buf, meta=np.array(json.dumps(self.meta, sort_keys=True)), **self.arrays)
+        meta = np.array(json.dumps(self.meta, sort_keys=True))
+        # allow_pickle=True is numpy's default; passing it keeps mypy from matching **arrays to it
+        np.savez(buf, allow_pickle=True, meta=meta, **self.arrays)
         return buf.getvalue()
 
     def save(self, path: str | Path) -> Path:
@@ -444,8 +446,8 @@ def merge_results(results: Iterable[Result | str | Path]) -> Result:
         log.warning("merge: the results come from %d different corpora", len(hashes))
         meta["corpus"] = {"merged": corpora, "hash": None, "shards": None}
     progress: dict = {}
-    for key in ("utterances", "skipped", "frames", "examples", "seconds"):
-        progress[key] = sum(r.meta.get("progress", {}).get(key, 0) for r in loaded)
+    for counter in ("utterances", "skipped", "frames", "examples", "seconds"):
+        progress[counter] = sum(r.meta.get("progress", {}).get(counter, 0) for r in loaded)
     meta["progress"] = progress
     meta["problems"] = [p for r in loaded for p in r.meta.get("problems", [])][:1000]
     meta["complete"] = all(r.complete for r in loaded)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +100,7 @@ def corpus_stats(root: str | Path) -> CorpusStats:
         except (OSError, ValueError) as exc:
             stats.problems.append(f"{manifest}: unreadable ({exc})")
     per: dict[str, list[float]] = {}
-    phone_seconds: Counter = Counter()
+    phone_seconds: defaultdict[str, float] = defaultdict(float)
     for utt in corpus:
         try:
             seconds = float(sf.info(str(utt.audio_path)).duration)

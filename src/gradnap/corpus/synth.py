@@ -344,10 +344,12 @@ def _chapter_done(chapter_dir: Path) -> bool:
 
 
 def _write_chapter(chapter_dir: Path, done: list[_Done]) -> None:
-    ok = sorted((d for d in done if d.spans is not None), key=lambda d: d.job.utt_id)
-    write_timings(timings_path(chapter_dir), {d.job.utt_id: d.spans for d in ok})
+    ok = sorted(
+        ((d.job, d.spans) for d in done if d.spans is not None), key=lambda js: js[0].utt_id
+    )
+    write_timings(timings_path(chapter_dir), {job.utt_id: spans for job, spans in ok})
     trans = chapter_dir / f"{chapter_dir.parent.name}-{chapter_dir.name}.trans.txt"
-    atomic_write_text(trans, "".join(f"{d.job.utt_id} {d.job.text.upper()}\n" for d in ok))
+    atomic_write_text(trans, "".join(f"{job.utt_id} {job.text.upper()}\n" for job, _ in ok))
 
 
 def _count(root: Path, speakers: Sequence[str]) -> tuple[dict[str, int], float]:

@@ -251,7 +251,9 @@ class ConeEngine:
         L = chain.num_stages
         lengths = [v[0].shape[-1] for v in vals]
         t_out = lengths[L]
-        offset, deriv, suffix = [], [], {}
+        offset: list[int] = []
+        deriv: list[torch.Tensor | None] = []
+        suffix: dict[tuple[int, int], torch.Tensor] = {}
         wanted = {p for p in self._pos.values()}
         for i, st in enumerate(chain.stages):
             lo = self._lo0[i]

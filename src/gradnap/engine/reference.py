@@ -76,10 +76,10 @@ class ReferenceEngine:
         state = fwd.state
         if not isinstance(state, _ReferenceState):
             raise GradnapError("sensitivities: the forward pass was not made by this engine")
-        frames = torch.as_tensor(frames, dtype=torch.int64).flatten().tolist()
-        classes = torch.as_tensor(classes, dtype=torch.int64).flatten().tolist()
+        frame_list = torch.as_tensor(frames, dtype=torch.int64).flatten().tolist()
+        class_list = torch.as_tensor(classes, dtype=torch.int64).flatten().tolist()
         rows: list[list[torch.Tensor]] = [[] for _ in self.layers]
-        for t, k in zip(frames, classes, strict=True):
+        for t, k in zip(frame_list, class_list, strict=True):
             grads = torch.autograd.grad(
                 state.values[k, t], state.inputs, retain_graph=True, allow_unused=True
             )
