@@ -178,6 +178,23 @@ def test_cluster_input_checks_and_layers():
     assert np.isfinite(out["C"].distances).all()
 
 
+def test_silhouette_table_of_any_profile_kind_labels_it_and_clusters_the_same():
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(3, 10)) * 4
+    per_layer = {
+        layer: {f"g{i}": (centres[i % 3] + rng.normal(size=10)).reshape(2, 5) for i in range(9)}
+        for layer in ("layer1", "layer2")
+    }
+    nap = silhouette_table({"grapheme": per_layer}, kind="nap")
+    plain = silhouette_table({"grapheme": per_layer})
+    assert nap.kind == "nap" and plain.kind == "gradnap"
+    expected = cluster_layers(per_layer)
+    for layer, c in expected.items():
+        np.testing.assert_array_equal(nap.clusterings["grapheme"][layer].scores, c.scores)
+    np.testing.assert_array_equal(nap.means("grapheme"), plain.means("grapheme"))
+    assert nap.to_dict() == plain.to_dict()  # the kind does not change the JSON format
+
+
 # ---------------------------------------------------------------- chance level
 
 

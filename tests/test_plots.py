@@ -16,6 +16,7 @@ from gradnap.plots import (
     plot_dendrogram,
     plot_input_gradnap,
     plot_input_gradnaps,
+    plot_naps,
     plot_silhouettes,
     save_figure,
 )
@@ -150,6 +151,87 @@ def test_silhouette_curves(tmp_path):
     # plain numbers work too
     fig2 = plot_silhouettes({"grapheme": {"a": 0.1, "b": None}, "random": {"a": 0.0, "b": 0.01}})
     assert_png(save_figure(fig2, tmp_path / "sil2.png"))
+
+
+def test_nap_heatmaps_share_a_symmetric_scale(tmp_path):
+    rng = np.random.default_rng(3)
+    naps = {g: rng.normal(size=(6, 10)) for g in ("AA", "T", "IY")}
+    naps["T"][2, 0] = -9.0  # the extreme of all panels, negative
+    fig = plot_naps(naps, layer="layer2", caption="3 phonemes")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 3 + 1  # three heatmaps, one shared colour bar
+    heat = fig.axes[:3]
+    assert [ax.get_title() for ax in heat] == ["AA", "T", "IY"]
+    for ax, g in zip(heat, naps, strict=True):
+        im = ax.images[0]
+        assert im.get_clim() == (-9.0, 9.0)  # centred on 0, one scale for all
+        assert im.get_cmap().name == "RdBu_r"
+        np.testing.assert_array_equal(im.get_array(), naps[g])  # neurons × ranks, unsorted rows
+        assert im.get_extent() == [0.5, 10.5, -0.5, 5.5]  # ranks 1..W, neurons 0..C-1
+    assert heat[0].get_ylabel() == "layer2 neuron"
+    assert "rank" in heat[0].get_xlabel()
+    assert fig.gradnap_meta == {"title": "NAPs of layer2", "caption": "3 phonemes"}
+    assert_png(save_figure(fig, tmp_path / "naps.png"))
+    # own limits per panel: one colour bar each
+    fig2 = plot_naps(naps, shared_limits=False)
+    assert len(fig2.axes) == 3 + 3
+    lo, hi = fig2.axes[0].images[0].get_clim()
+    assert lo == -hi == -np.abs(naps["AA"]).max()
+    # into given axes
+    host = Figure()
+    given = host.subplots(1, 2)
+    assert plot_naps({"a": naps["AA"], "b": naps["T"]}, axes=given) is host
+    with pytest.raises(GradnapError, match="expected 3 axes"):
+        plot_naps(naps, axes=given)
+    with pytest.raises(GradnapError, match="shape"):
+        plot_naps({"a": np.zeros((6, 10)), "b": np.zeros((6, 9))})
+    with pytest.raises(GradnapError, match="no groups"):
+        plot_naps({})
+
+
+def test_silhouette_curves_with_nap_baseline(tmp_path):
+    rng = np.random.default_rng(4)
+
+    def groups(sep):
+        centres = rng.normal(size=(3, 6))
+        return {
+            f"g{i}": (sep * centres[i % 3] + rng.normal(size=6)).reshape(2, 3) for i in range(9)
+        }
+
+    main = silhouette_table(
+        {
+            "grapheme": {"layer1": groups(3), "layer2": groups(1)},
+            "phoneme": {"layer1": groups(1), "layer2": groups(2)},
+            "chance_phoneme": {"layer1": groups(0), "layer2": groups(0)},
+        }
+    )
+    naps = silhouette_table(
+        {
+            "grapheme": {"layer1": groups(2), "layer2": groups(2), "layer3": groups(4)},
+            "chance_phoneme": {"layer1": groups(0), "layer2": groups(0), "layer3": groups(0)},
+        },
+        kind="nap",
+    )
+    fig = plot_silhouettes(main, baseline=naps, show_cuts=False)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["layer1", "layer2", "layer3"]
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    real, base = lines["grapheme (GradNAP)"], lines["grapheme (NAP)"]
+    assert real.get_linestyle() == "-" and base.get_linestyle() == ":"
+    assert to_hex(real.get_color()) == to_hex(base.get_color())  # same grouping, same colour
+    np.testing.assert_allclose(base.get_ydata(), naps.means("grapheme"))
+    assert np.isnan(real.get_ydata()[2])  # layer3 has no GradNAP score: a gap
+    chance = lines["chance_phoneme (NAP)"]
+    assert chance.get_linestyle() == "-."
+    assert to_hex(chance.get_color()) == to_hex(lines["phoneme (GradNAP)"].get_color())
+    assert lines["chance_phoneme (GradNAP)"].get_linestyle() == "--"
+    assert_png(save_figure(fig, tmp_path / "sil_nap.png"))
+    # a plain mapping as baseline, with its own name
+    fig2 = plot_silhouettes(
+        {"grapheme": {"a": 0.1}}, baseline={"grapheme": {"a": 0.3}}, baseline_name="NAvAI"
+    )
+    labels = [ln.get_label() for ln in fig2.axes[0].get_lines()]
+    assert "grapheme (NAvAI)" in labels and "grapheme" in labels
 
 
 def test_dendrogram_colours_the_clusters_of_the_cut(tmp_path):

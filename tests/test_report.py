@@ -2,6 +2,7 @@
 
 import base64
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from gradnap.collect import GradNAP
 from gradnap.corpus.timings import PhoneSpan
+from gradnap.defaults import REPORT
 from gradnap.model import ModelConfig, Wav2Letter
 from gradnap.report import Report, build_report
 from gradnap.results import Result
@@ -80,10 +82,6 @@ def test_build_report_has_every_figure(tiny_result, tmp_path):
 
 
 def test_build_report_from_file_without_model_and_missing_groups(tiny_result, tmp_path):
-    from dataclasses import replace
-
-    from gradnap.defaults import REPORT
-
     _, result = tiny_result
     path = result.save(tmp_path / "r.npz")
     config = replace(REPORT, input_groups=("AA", "ZH"), action_groups=("ZH",))
@@ -93,10 +91,84 @@ def test_build_report_from_file_without_model_and_missing_groups(tiny_result, tm
     assert not list((tmp_path / "rep").glob("action_potentials_*"))
 
 
-def test_build_report_unknown_layer_lists_layers(tiny_result, tmp_path):
-    from dataclasses import replace
+def test_nap_silhouettes_are_the_clustering_of_the_nap_profiles(tiny_result):
+    from gradnap.analysis import cluster_layers
+    from gradnap.report import result_silhouettes
 
-    from gradnap.defaults import REPORT
+    _, result = tiny_result
+    assert result.has_naps
+    table = result_silhouettes(result, ["grapheme", "phoneme"], kind="nap")
+    assert table.kind == "nap"
+    gradnap = result_silhouettes(result, ["grapheme", "phoneme"])
+    for grouping in ("grapheme", "phoneme"):
+        expected = cluster_layers(
+            {layer: result.profiles(layer, grouping, kind="nap") for layer in result.layers}
+        )
+        assert list(table.clusterings[grouping]) == result.layers
+        for layer, c in expected.items():
+            np.testing.assert_array_equal(table.clusterings[grouping][layer].scores, c.scores)
+        # NAPs are other profiles than GradNAPs: their distances differ
+        assert not np.allclose(
+            table.clusterings[grouping]["layer3"].distances,
+            gradnap.clusterings[grouping]["layer3"].distances,
+        )
+
+
+def test_build_report_nap_section(tiny_result, tmp_path):
+    import json
+
+    from gradnap.report import result_silhouettes
+
+    _, result = tiny_result
+    index = build_report(result, tmp_path, config=replace(REPORT, nap_layer="layer3"))
+    html = index.read_text()
+    assert "<h2>NAP baseline</h2>" in html and "no NAP sums" not in html
+    assert (tmp_path / "naps_layer3.png").is_file() and (tmp_path / "silhouettes_nap.png").is_file()
+    assert 'id="naps_layer3"' in html and 'id="silhouettes_nap"' in html
+    assert "NAP baseline: mean silhouette per layer" in html
+    saved = json.loads((tmp_path / "silhouettes_nap.json").read_text())
+    expected = result_silhouettes(result, list(saved), kind="nap")
+    assert list(saved) == ["grapheme", "phoneme"]
+    for grouping, per_layer in saved.items():
+        for layer, c in per_layer.items():
+            want = expected.clusterings[grouping][layer]
+            if want.n_defined:
+                assert c["mean_silhouette"] == pytest.approx(want.mean_silhouette)
+            else:
+                assert c["mean_silhouette"] is None
+    # the GradNAP silhouettes are not the NAP ones
+    assert json.loads((tmp_path / "silhouettes.json").read_text()) != saved
+
+
+def test_report_and_plots_without_naps_say_so(tmp_path):
+    from gradnap.cli import main
+    from gradnap.errors import GradnapError
+    from gradnap.report import nap_figure, result_silhouettes
+
+    g = torch.Generator().manual_seed(2)
+    data = [(Utt(f"v{i}", 160), torch.randn(128, 160, generator=g)) for i in range(2)]
+    nap = GradNAP(tiny_model(), groups=("phoneme",), min_count=1, examples="all", naps=False)
+    result = nap.collect(data, progress=False)
+    assert not result.has_naps
+    index = build_report(result, tmp_path / "rep")
+    html = index.read_text()
+    assert "<h2>NAP baseline</h2>" in html and "holds no NAP sums" in html
+    written = {f.name for f in (tmp_path / "rep").iterdir()}
+    assert not [n for n in written if n.startswith(("naps_", "silhouettes_nap"))]
+    assert 'id="silhouettes_nap"' not in html and 'id="naps_' not in html
+    assert (tmp_path / "rep" / "silhouettes.png").is_file()  # the rest is there
+    with pytest.raises(GradnapError, match="no NAP sums"):
+        nap_figure(result, "layer2", ["AA"], "phoneme")
+    with pytest.raises(GradnapError, match="no NAP sums"):
+        result_silhouettes(result, ["phoneme"], kind="nap")
+    path = result.save(tmp_path / "r.npz")
+    out = str(tmp_path / "x.png")
+    assert main(["plot", "naps", str(path), "--out", out, "--groups", "AA"]) == 2
+    assert main(["plot", "silhouettes", str(path), "--out", out, "--naps"]) == 2
+    assert main(["plot", "silhouettes", str(path), "--out", out]) == 0
+
+
+def test_build_report_unknown_layer_lists_layers(tiny_result, tmp_path):
     from gradnap.errors import GradnapError
 
     _, result = tiny_result
@@ -115,6 +187,9 @@ def test_report_and_plot_cli(tiny_result, tmp_path):
         ("input", ["--groups", "AA,T"]),
         ("action", ["--layer", "layer2", "--group", "AE", "--grouping", "phoneme"]),
         ("silhouettes", []),
+        ("silhouettes", ["--naps"]),
+        ("naps", ["--groups", "AA,T", "--layer", "layer3"]),
+        ("naps", []),
         ("dendrogram", ["--layer", "layer3"]),
     ]:
         out = tmp_path / f"{kind}.png"
@@ -124,3 +199,4 @@ def test_report_and_plot_cli(tiny_result, tmp_path):
         main(["plot", "dendrogram", str(path), "--out", str(tmp_path / "x.png"), "--layer", "zz"])
         == 2
     )
+    assert main(["plot", "naps", str(path), "--out", str(tmp_path / "y.png"), "--layer", "zz"]) == 2

@@ -60,6 +60,7 @@ from .plots import (
     plot_dendrogram,
     plot_input_gradnap,
     plot_input_gradnaps,
+    plot_naps,
     plot_silhouettes,
     save_figure,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "plot_dendrogram",
     "plot_input_gradnap",
     "plot_input_gradnaps",
+    "plot_naps",
     "plot_silhouettes",
     "save_figure",
     "BeamDecoder",

@@ -18,7 +18,10 @@ Clustering (§1.8)
     is *undefined* when the cut gives one cluster or ``n`` clusters (every group alone);
     such a cut is reported with ``silhouette=None`` and a reason, never given a value.
     The layer's score is the mean over the defined cuts; when no cut is defined it is
-    ``NaN`` and :attr:`LayerClustering.n_defined` is 0.
+    ``NaN`` and :attr:`LayerClustering.n_defined` is 0. Nothing here is specific to
+    GradNAPs: the same functions cluster any profiles of equal shape, e.g. the NAP
+    baseline (DESIGN §1.9, ``Result.profiles(layer, grouping, kind="nap")``), tabulated
+    with ``silhouette_table(..., kind="nap")``.
 
 Chance level
     The paper compares against profiles of randomly permuted labels. Accumulators hold
@@ -204,8 +207,8 @@ def _model_geometry(model: nn.Module, index: int) -> Geometry:
 def optimal_input(
     model: nn.Module,
     layer: str,
-    neurons: Sequence[int],
-    signs: Sequence[float] | None = None,
+    neurons: Sequence[int] | np.ndarray,
+    signs: Sequence[float] | np.ndarray | None = None,
     *,
     config: OptimalInputConfig = OPTIMAL_INPUT,
     seed: int = 0,
@@ -587,6 +590,8 @@ class SilhouetteTable:
 
     #: grouping -> layer -> clustering.
     clusterings: dict[str, dict[str, LayerClustering]]
+    #: Which profiles were clustered (a label: ``"gradnap"``, ``"nap"``, ...).
+    kind: str = "gradnap"
 
     @property
     def groupings(self) -> list[str]:
@@ -642,15 +647,21 @@ class SilhouetteTable:
 def silhouette_table(
     profiles: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
     percentiles: Sequence[float] = CLUSTER_PERCENTILES,
+    *,
+    kind: str = "gradnap",
 ) -> SilhouetteTable:
     """Cluster ``{grouping: {layer: {group: profile}}}`` and tabulate the silhouettes.
 
+    Profiles are ``(C_l, W_l)`` arrays of any kind, clustered the same way
+    (:func:`cluster_layers`); ``kind`` only labels the table (``"gradnap"``, or ``"nap"``
+    for the NAP baseline of DESIGN §1.9, whose columns are ranks instead of time).
     Typical groupings: ``"grapheme"``, ``"phoneme"`` and a chance level collected with
     :func:`random_label_grouping` (name it ``"chance"``; the plots draw groupings whose
     name starts with ``chance`` dashed).
     """
     return SilhouetteTable(
-        {g: cluster_layers(per_layer, percentiles) for g, per_layer in profiles.items()}
+        {g: cluster_layers(per_layer, percentiles) for g, per_layer in profiles.items()},
+        kind=kind,
     )
 
 

@@ -211,6 +211,8 @@ class ReportConfig:
     action_layer: str | None = None
     #: Dendrogram: layer ``None`` = the last hidden layer; grouping; percentile cut.
     dendrogram_layer: str | None = None
+    #: NAP baseline heatmaps: layer ``None`` = the action-potential layer.
+    nap_layer: str | None = None
     dendrogram_grouping: str = "phoneme"
     dendrogram_percentile: float = 85.0
     #: Groupings compared by silhouette, each with its chance level ``chance_<grouping>``.

@@ -20,6 +20,7 @@ import logging
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -41,6 +42,7 @@ __all__ = [
     "plot_input_gradnap",
     "plot_input_gradnaps",
     "plot_action_potentials",
+    "plot_naps",
     "plot_silhouettes",
     "plot_dendrogram",
     "save_figure",
@@ -53,6 +55,8 @@ CMAP = "RdBu_r"
 #: Frequencies (Hz) labelled on mel axes, where inside the range.
 HZ_TICKS = (250, 500, 1000, 2000, 3000, 4000, 6000)
 _TIME_LABEL = "time relative to alignment (ms)"
+#: How profile kinds (``SilhouetteTable.kind``) are named in legends.
+_KIND_NAMES = {"gradnap": "GradNAP", "nap": "NAP", "navai": "NAvAI"}
 
 
 # --------------------------------------------------------------------------------------
@@ -318,21 +322,96 @@ def plot_action_potentials(
 
 
 # --------------------------------------------------------------------------------------
+# NAPs (baseline, DESIGN §1.9)
+
+
+def plot_naps(
+    naps: Mapping[str, np.ndarray],
+    *,
+    layer: str = "",
+    shared_limits: bool = True,
+    title: str | None = None,
+    caption: str | None = None,
+    axes=None,
+) -> Figure:
+    """NAPs of a few groups of one layer as heatmaps, one panel per group (DESIGN §1.9).
+
+    ``naps``: group -> ``(C, W)`` NAP (``Result.profile(layer, group, grouping,
+    kind="nap")``): neurons × rank, rank 1 = each neuron's largest activation in the
+    aligned window (columns are ranks, not time). All groups must have the same shape.
+    Rows keep the neuron order, so panels compare neuron by neuron. Diverging colour map
+    centred on 0 with symmetric limits: with ``shared_limits`` (default) one limit
+    ``max |NAP|`` over all panels and one colour bar, so groups compare on one scale;
+    otherwise each panel has its own limit and colour bar. ``axes``: ``len(naps)`` axes.
+    """
+    if not naps:
+        raise GradnapError("plot_naps: no groups given")
+    groups = list(naps)
+    arrays = [np.asarray(naps[g], dtype=np.float64) for g in groups]
+    shape = arrays[0].shape
+    for g, a in zip(groups, arrays, strict=True):
+        if a.ndim != 2:
+            raise GradnapError(f"NAP of group {g!r}: expected (C, W), got shape {a.shape}")
+        if a.shape != shape:
+            raise GradnapError(
+                f"NAP of group {g!r} has shape {a.shape}, group {groups[0]!r} has {shape}"
+            )
+    c, w = shape
+    fig, axs, owned = _axes(axes, len(groups), 2.6 * len(groups) + 1.4, 3.8)
+    shared = _limit(np.stack(arrays)) if shared_limits else None
+    label = "NAP (mean sorted activation − dataset mean) / std"
+    images = []
+    for i, (ax, g, a) in enumerate(zip(axs, groups, arrays, strict=True)):
+        lim = shared if shared is not None else _limit(a)
+        im = ax.imshow(
+            a,
+            origin="lower",
+            aspect="auto",
+            cmap=CMAP,
+            vmin=-lim,
+            vmax=lim,
+            extent=(0.5, w + 0.5, -0.5, c - 0.5),
+            interpolation="auto",  # nearest when magnified, smoothed when many neurons
+        )
+        images.append(im)
+        ax.set_title(f"{g}", fontsize=10)
+        ax.set_xlabel("rank (1 = largest)")
+        if i == 0:
+            ax.set_ylabel(f"{layer} neuron".strip())
+        if shared is None:
+            fig.colorbar(im, ax=ax, label=label, shrink=0.9)
+    if shared is not None:
+        fig.colorbar(images[-1], ax=axs, label=label, shrink=0.9)
+    if title is None:
+        title = f"NAPs of {layer}" if layer else "NAPs"
+    return _finish(fig, owned, title, caption, axs[0])
+
+
+# --------------------------------------------------------------------------------------
 # silhouette curves
 
 
+def _table_layers(*tables) -> list[str]:
+    """Layers of silhouette tables in first-seen order."""
+    layers: dict[str, None] = {}
+    for table in tables:
+        if isinstance(table, SilhouetteTable):
+            table = table.clusterings
+        for per_layer in table.values():
+            layers.update(dict.fromkeys(per_layer))
+    return list(layers)
+
+
 def _silhouette_series(
-    table,
-) -> tuple[list[str], dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
-    """layers, grouping -> means (L,), grouping -> per-layer cut scores."""
+    table, names: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]], dict[str, int]]:
+    """grouping -> means over ``names`` (L,) (NaN: undefined or absent), grouping ->
+    per-layer cut scores, grouping -> number of layers it has but that are undefined."""
     if isinstance(table, SilhouetteTable):
         table = table.clusterings
-    layers: dict[str, None] = {}
-    for per_layer in table.values():
-        layers.update(dict.fromkeys(per_layer))
-    names = list(layers)
     means: dict[str, np.ndarray] = {}
     cuts: dict[str, list[np.ndarray]] = {}
+    undefined: dict[str, int] = {}
     for g, per_layer in table.items():
         m, c = [], []
         for layer in names:
@@ -345,12 +424,18 @@ def _silhouette_series(
                 c.append(np.zeros(0))
         means[g] = np.array(m, dtype=np.float64)
         cuts[g] = c
-    return names, means, cuts
+        present = np.array([layer in per_layer for layer in names], dtype=bool)
+        undefined[g] = int((np.isnan(means[g]) & present).sum())
+    return means, cuts, undefined
 
 
 def plot_silhouettes(
     table: SilhouetteTable | Mapping[str, Mapping[str, LayerClustering | float | None]],
     *,
+    baseline: SilhouetteTable
+    | Mapping[str, Mapping[str, LayerClustering | float | None]]
+    | None = None,
+    baseline_name: str | None = None,
     chance: Sequence[str] | None = None,
     show_cuts: bool = True,
     title: str | None = "Silhouette scores per layer",
@@ -362,10 +447,19 @@ def plot_silhouettes(
     ``table``: a :class:`SilhouetteTable` or ``{grouping: {layer: clustering or score}}``
     (``None``/NaN = undefined). Groupings named in ``chance`` (default: names starting with
     ``chance`` or ``random``) are drawn dashed, in the colour of the grouping their name
-    contains. Undefined points are not drawn (lines break there); with ``show_cuts`` each
-    defined cut's score is a small dot.
+    contains. Undefined points are not drawn (lines break there; the legend counts them,
+    layers a grouping lacks are gaps too but not counted); with ``show_cuts`` each defined
+    cut's score is a small dot.
+
+    ``baseline``: a second table of the same form computed on other profiles, e.g. the
+    NAP baseline (``silhouette_table(..., kind="nap")``, DESIGN §1.9). Its groupings are
+    drawn in the colour of the grouping of the same name (or the one their name contains)
+    with hollow square markers, dotted (chance groupings dash-dotted), and labelled
+    ``"<grouping> (<baseline_name>)"``; ``baseline_name`` defaults to the table's
+    ``kind`` ("NAP"). With a baseline, the main table's labels say its kind too
+    ("grapheme (GradNAP)"). The x axis holds the layers of both tables.
     """
-    layers, means, cuts = _silhouette_series(table)
+    layers = _table_layers(table, *([] if baseline is None else [baseline]))
     if not layers:
         raise GradnapError("plot_silhouettes: the table holds no layer")
     fig, axs, owned = _axes(None if ax is None else [ax], 1, max(6.0, 0.55 * len(layers) + 2), 4.0)
@@ -376,34 +470,60 @@ def plot_silhouettes(
             return name in chance
         return name.lower().startswith(("chance", "random"))
 
-    x = np.arange(len(layers))
+    def kind_name(t, default: str) -> str:
+        kind = getattr(t, "kind", None)
+        return default if kind is None else _KIND_NAMES.get(kind, kind)
+
+    series = [(*_silhouette_series(table, layers), False)]
+    if baseline is not None:
+        series.append((*_silhouette_series(baseline, layers), True))
+        main_name = kind_name(table, "")
+        base_name = baseline_name or kind_name(baseline, "baseline")
+
+    # one colour per real grouping; chance and baseline groupings take their owner's colour
     colours: dict[str, str] = {}
     n_col = 0
-    for g in means:
-        if not is_chance(g):
-            colours[g] = f"C{n_col % 10}"
-            n_col += 1
-    for g in means:
-        if is_chance(g):
+    for means, *_ in series:
+        for g in means:
+            if not is_chance(g) and g not in colours:
+                colours[g] = f"C{n_col % 10}"
+                n_col += 1
+    for means, *_ in series:
+        for g in means:
+            if g in colours:
+                continue
             owner = next((r for r in colours if r in g and not is_chance(r)), None)
             if owner is not None:
                 colours[g] = colours[owner]
             else:
                 colours[g] = "0.35" if n_col == 0 or g == "chance" else f"C{n_col % 10}"
                 n_col += 1
-    for g, m in means.items():
-        style = (
-            dict(ls="--", marker="o", ms=3, lw=1.2)
-            if is_chance(g)
-            else dict(marker="o", ms=5, lw=2)
-        )
-        undefined = int(np.isnan(m).sum())
-        label = g if not undefined else f"{g} ({undefined} layer(s) undefined)"
-        ax.plot(x, m, color=colours[g], label=label, **style)
-        if show_cuts:
-            for i, s in enumerate(cuts[g]):
-                s = s[np.isfinite(s)]
-                ax.plot(np.full(s.size, x[i]), s, ".", color=colours[g], alpha=0.35, ms=4)
+
+    x = np.arange(len(layers))
+    for means, cuts, n_undefined, is_base in series:
+        for g, m in means.items():
+            style: dict[str, Any]
+            if is_base:
+                style = dict(marker="s", mfc="none", ls="-." if is_chance(g) else ":")
+                style.update(dict(ms=3, lw=1.0) if is_chance(g) else dict(ms=5, lw=1.6))
+            elif is_chance(g):
+                style = dict(ls="--", marker="o", ms=3, lw=1.2)
+            else:
+                style = dict(marker="o", ms=5, lw=2)
+            undefined = n_undefined[g]
+            label = g
+            if baseline is not None:
+                suffix = base_name if is_base else main_name
+                label = f"{g} ({suffix})" if suffix else g
+            if undefined:
+                label = f"{label} ({undefined} layer(s) undefined)"
+            ax.plot(x, m, color=colours[g], label=label, **style)
+            if show_cuts:
+                dot: dict[str, Any] = dict(marker="s", mfc="none", ms=3) if is_base else {}
+                dot = {"marker": ".", "ms": 4, **dot}
+                for i, sc in enumerate(cuts[g]):
+                    sc = sc[np.isfinite(sc)]
+                    ax.plot(np.full(sc.size, x[i]), sc, ls="", color=colours[g], alpha=0.35, **dot)
     ax.axhline(0.0, color="k", lw=0.5)
     ax.set_xticks(x, layers, rotation=45, ha="right")
     ax.set_xlabel("layer")

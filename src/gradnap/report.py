@@ -22,7 +22,14 @@ from .errors import GradnapError
 from .fileio import atomic_write_bytes, atomic_write_text
 from .results import INPUT
 
-__all__ = ["Report", "action_figure", "build_report", "input_figure", "result_silhouettes"]
+__all__ = [
+    "Report",
+    "action_figure",
+    "build_report",
+    "input_figure",
+    "nap_figure",
+    "result_silhouettes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,20 +137,39 @@ def _fmt(value: object) -> str:
 # The paper's report
 
 
+_NO_NAPS = (
+    "this result holds no NAP sums (collected with naps=False / 'gradnap collect --no-naps'); "
+    "collect again with NAPs to see the NAP baseline"
+)
+
+
+def _default_layer(result) -> str | None:
+    """The default hidden layer: "layer2" when the result has it, else the second hidden
+    layer (the first if there is only one; ``None`` without hidden layers)."""
+    hidden = [name for name in result.layers if name != INPUT]
+    if not hidden:
+        return None
+    return "layer2" if "layer2" in hidden else hidden[min(1, len(hidden) - 1)]
+
+
+def _check_layer(result, name: str | None) -> None:
+    if name is not None and name not in result.layers:
+        raise GradnapError(
+            f"layer {name!r} is not in the result; its layers: {', '.join(result.layers)}"
+        )
+
+
 def _pick_layers(result, config: ReportConfig) -> tuple[str | None, str | None]:
     """(action-potential layer, dendrogram layer) by the rules of :class:`ReportConfig`."""
     hidden = [name for name in result.layers if name != INPUT]
     action = config.action_layer
-    if action is None and hidden:
-        action = "layer2" if "layer2" in hidden else hidden[min(1, len(hidden) - 1)]
+    if action is None:
+        action = _default_layer(result)
     dendro = config.dendrogram_layer
     if dendro is None and hidden:
         dendro = hidden[-2] if len(hidden) >= 2 else hidden[-1]
     for name in (action, dendro):
-        if name is not None and name not in result.layers:
-            raise GradnapError(
-                f"layer {name!r} is not in the result; its layers: {', '.join(result.layers)}"
-            )
+        _check_layer(result, name)
     return action, dendro
 
 
@@ -185,13 +211,55 @@ def action_figure(result, layer: str, group: str, grouping: str | None, model=No
     return fig, optimal
 
 
-def result_silhouettes(result, groupings):
-    """:func:`gradnap.analysis.silhouette_table` of ``groupings`` over every layer."""
+def nap_figure(result, layer: str | None, groups, grouping: str):
+    """NAPs (the baseline of DESIGN §1.9) of ``groups`` of ``grouping`` in ``layer``, one
+    heatmap ``(C, W)`` (neurons × rank) per group on one colour scale. ``layer=None``: the
+    report's default ("layer2", else the second hidden layer). Raises
+    :class:`GradnapError` when the result holds no NAPs."""
+    from .plots import plot_naps
+
+    if not result.has_naps:
+        raise GradnapError(_NO_NAPS)
+    layer = _default_layer(result) if layer is None else layer
+    if layer is None:
+        raise GradnapError("the result has no hidden layer; name the layer of the NAPs")
+    _check_layer(result, layer)
+    return plot_naps(
+        {g: result.profile(layer, g, grouping, kind="nap") for g in groups}, layer=layer
+    )
+
+
+def result_silhouettes(result, groupings, kind: str = "gradnap"):
+    """:func:`gradnap.analysis.silhouette_table` of ``groupings`` over every layer, on the
+    profiles of ``kind`` (``"gradnap"``, or ``"nap"`` for the NAP baseline; that raises
+    :class:`GradnapError` when the result holds no NAPs)."""
     from .analysis import silhouette_table
 
+    if kind == "nap" and not result.has_naps:
+        raise GradnapError(_NO_NAPS)
     return silhouette_table(
-        {g: {layer: result.profiles(layer, g) for layer in result.layers} for g in groupings}
+        {
+            g: {layer: result.profiles(layer, g, kind=kind) for layer in result.layers}
+            for g in groupings
+        },
+        kind=kind,
     )
+
+
+def _silhouette_rows(table, groupings) -> tuple[list[str], list[list[object]]]:
+    """Header and rows of a silhouette table: layer, then mean and defined cuts per grouping."""
+    rows = []
+    for layer in table.layers:
+        row: list[object] = [layer]
+        for g in groupings:
+            c = table.clusterings[g].get(layer)
+            row.append(None if c is None or c.n_defined == 0 else c.mean_silhouette)
+            row.append(0 if c is None else c.n_defined)
+        rows.append(row)
+    header = ["layer"]
+    for g in groupings:
+        header += [g, "defined cuts"]
+    return header, rows
 
 
 def build_report(
@@ -208,7 +276,11 @@ def build_report(
     ``result``: a :class:`~gradnap.results.Result` or the path of a result file.
     ``model``: the model the result was collected on, for the optimal inputs (without it
     the action-potential plots show no optimal input). Figures whose groups or layers the
-    result lacks are skipped with a note in the report. Returns the path of index.html.
+    result lacks are skipped with a note in the report. When the result holds NAPs, a
+    "NAP baseline" section shows the NAPs of the input figure's groups in
+    ``config.nap_layer`` (default: the action-potential layer) and the NAP silhouettes beside the GradNAP ones
+    (``silhouettes_nap.json``); without NAPs the section says so. Returns the path of
+    index.html.
     """
     from . import plots
     from .results import Result
@@ -224,6 +296,8 @@ def build_report(
         report.text(line)
     skipped: list[str] = []
     action_layer, dendro_layer = _pick_layers(result, config)
+    nap_layer = action_layer if config.nap_layer is None else config.nap_layer
+    _check_layer(result, nap_layer)
 
     # Input-layer GradNAPs beside NAvAI (paper Fig. 2).
     if INPUT in result.layers and config.input_grouping in result.groupings:
@@ -289,17 +363,7 @@ def build_report(
             + ", ".join(f"{g} {n}" for g, n in n_groups.items())
             + ".",
         )
-        rows = []
-        for layer in table.layers:
-            row: list[object] = [layer]
-            for g in groupings:
-                c = table.clusterings[g].get(layer)
-                row.append(None if c is None or c.n_defined == 0 else c.mean_silhouette)
-                row.append(0 if c is None else c.n_defined)
-            rows.append(row)
-        header = ["layer"]
-        for g in groupings:
-            header += [g, "defined cuts"]
+        header, rows = _silhouette_rows(table, groupings)
         report.table(
             header, rows, "Mean silhouette per layer (undefined: every cut gave 1 or n clusters)"
         )
@@ -319,6 +383,59 @@ def build_report(
                 f"Complete-linkage dendrogram of the {len(clustering.groups)} "
                 f"{config.dendrogram_grouping} GradNAPs in {dendro_layer}, coloured by the "
                 f"clusters of the cut at the {config.dendrogram_percentile:g}th percentile.",
+            )
+
+    # The NAP baseline (DESIGN §1.9): heatmaps and silhouettes beside the GradNAP ones.
+    report.heading("NAP baseline")
+    if not result.has_naps:
+        report.text(f"Not shown: {_NO_NAPS}.")
+    else:
+        report.text(
+            "NAPs (neuron activation profiles, the authors' earlier method): per neuron, the "
+            "activations in the aligned window sorted in descending order, averaged per group, "
+            "minus the dataset mean of the sorted activations and divided by the neuron's "
+            "standard deviation. Columns are ranks, not time, and no gradient is involved."
+        )
+        if nap_layer is not None and config.input_grouping in result.groupings:
+            kept = set(result.groups(config.input_grouping))
+            nap_groups = [g for g in config.input_groups if g in kept]
+            if nap_groups:
+                report.figure(
+                    f"naps_{nap_layer}",
+                    nap_figure(result, nap_layer, nap_groups, config.input_grouping),
+                    f"NAPs of {config.input_grouping}s {', '.join(nap_groups)} in {nap_layer}: "
+                    "each neuron's sorted activations (rank 1 = largest) averaged over the "
+                    "group, minus the dataset mean, divided by the neuron's standard deviation; "
+                    f"one colour scale. Examples: "
+                    f"{_examples(result, config.input_grouping, nap_groups)}.",
+                )
+            else:
+                skipped.append(f"NAPs in {nap_layer}: none of the input figure's groups")
+        if groupings:
+            nap_table = result_silhouettes(result, groupings, kind="nap")
+            fig = plots.plot_silhouettes(
+                table,
+                baseline=nap_table,
+                show_cuts=False,
+                title="Silhouette scores per layer: GradNAP vs NAP",
+            )
+            report.figure(
+                "silhouettes_nap",
+                fig,
+                "Mean silhouette score per layer of the GradNAPs (solid; dashed: chance level) "
+                "and of the NAPs of the same groups (dotted; dash-dotted: chance level), "
+                "clustered the same way (complete linkage, cuts at the 75-95th percentiles).",
+            )
+            header, rows = _silhouette_rows(nap_table, groupings)
+            report.table(
+                header,
+                rows,
+                "NAP baseline: mean silhouette per layer (undefined: every cut gave 1 or n "
+                "clusters)",
+            )
+            atomic_write_text(
+                out_dir / "silhouettes_nap.json",
+                json.dumps(nap_table.to_dict(), indent=1, default=_json),
             )
     if skipped:
         report.heading("Not shown")

@@ -11,7 +11,7 @@ from ..defaults import REPORT
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "plot",
-        help="draw one figure from a result file (input, action, silhouettes, dendrogram)",
+        help="draw one figure from a result file (input, action, naps, silhouettes, dendrogram)",
         description="Draw one of the paper's figures from a result file into a PNG (or PDF, SVG).",
     )
     sub = p.add_subparsers(dest="plot_kind", metavar="KIND", required=True)
@@ -34,9 +34,21 @@ def register(subparsers) -> None:
     q.add_argument("--model", default=None, help="model file or 'default' (for the optimal input)")
     q.set_defaults(func=_action)
 
+    q = sub.add_parser("naps", help="NAP heatmaps (baseline) of a few groups of one layer")
+    common(q)
+    q.add_argument("--groups", default=",".join(REPORT.input_groups), help="comma-separated groups")
+    q.add_argument("--grouping", default=REPORT.input_grouping)
+    q.add_argument("--layer", default=None, help="a layer of the result (default: as the report)")
+    q.set_defaults(func=_naps)
+
     q = sub.add_parser("silhouettes", help="silhouette scores per layer for several groupings")
     common(q)
     q.add_argument("--groupings", default=None, help="default: every grouping except 'all'")
+    q.add_argument(
+        "--naps",
+        action="store_true",
+        help="also draw the silhouettes of the NAP baseline (dotted) and print their table",
+    )
     q.set_defaults(func=_silhouettes)
 
     q = sub.add_parser("dendrogram", help="dendrogram of one layer, coloured by a cut")
@@ -78,6 +90,14 @@ def _action(args: argparse.Namespace) -> int:
     return _save(fig, args.out)
 
 
+def _naps(args: argparse.Namespace) -> int:
+    from ..report import nap_figure
+    from ..results import Result
+
+    fig = nap_figure(Result.load(args.result), args.layer, _split(args.groups), args.grouping)
+    return _save(fig, args.out)
+
+
 def _silhouettes(args: argparse.Namespace) -> int:
     from ..groups import ALL
     from ..plots import plot_silhouettes
@@ -86,9 +106,13 @@ def _silhouettes(args: argparse.Namespace) -> int:
 
     result = Result.load(args.result)
     names = _split(args.groupings) if args.groupings else [g for g in result.groupings if g != ALL]
+    baseline = result_silhouettes(result, names, kind="nap") if args.naps else None
     table = result_silhouettes(result, names)
     print(table.to_markdown())
-    return _save(plot_silhouettes(table), args.out)
+    if baseline is not None:
+        print("\nNAP baseline:")
+        print(baseline.to_markdown())
+    return _save(plot_silhouettes(table, baseline=baseline), args.out)
 
 
 def _dendrogram(args: argparse.Namespace) -> int:
