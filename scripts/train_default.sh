@@ -51,3 +51,6 @@ done
 # 4. Ship it.
 cp "$RUN/default.pt" src/gradnap/data/default.pt
 echo "default checkpoint: src/gradnap/data/default.pt ($(du -h src/gradnap/data/default.pt | cut -f1))"
+
+# 5. The model card's tables (training curve, CER/WER, per voice).
+"$PYTHON" scripts/model_card_tables.py "$RUN"
