@@ -20,7 +20,7 @@ import numpy as np
 from .defaults import REPORT, ReportConfig
 from .errors import GradnapError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .results import INPUT
+from .results import INPUT, NO_NAPS
 
 __all__ = [
     "Report",
@@ -137,12 +137,6 @@ def _fmt(value: object) -> str:
 # The paper's report
 
 
-_NO_NAPS = (
-    "this result holds no NAP sums (collected with naps=False / 'gradnap collect --no-naps'); "
-    "collect again with NAPs to see the NAP baseline"
-)
-
-
 def _default_layer(result) -> str | None:
     """The default hidden layer: "layer2" when the result has it, else the second hidden
     layer (the first if there is only one; ``None`` without hidden layers)."""
@@ -219,7 +213,7 @@ def nap_figure(result, layer: str | None, groups, grouping: str):
     from .plots import plot_naps
 
     if not result.has_naps:
-        raise GradnapError(_NO_NAPS)
+        raise GradnapError(NO_NAPS)
     layer = _default_layer(result) if layer is None else layer
     if layer is None:
         raise GradnapError("the result has no hidden layer; name the layer of the NAPs")
@@ -236,7 +230,7 @@ def result_silhouettes(result, groupings, kind: str = "gradnap"):
     from .analysis import silhouette_table
 
     if kind == "nap" and not result.has_naps:
-        raise GradnapError(_NO_NAPS)
+        raise GradnapError(NO_NAPS)
     return silhouette_table(
         {
             g: {layer: result.profiles(layer, g, kind=kind) for layer in result.layers}
@@ -388,7 +382,7 @@ def build_report(
     # The NAP baseline (DESIGN §1.9): heatmaps and silhouettes beside the GradNAP ones.
     report.heading("NAP baseline")
     if not result.has_naps:
-        report.text(f"Not shown: {_NO_NAPS}.")
+        report.text(f"Not shown: {NO_NAPS}.")
     else:
         report.text(
             "NAPs (neuron activation profiles, the authors' earlier method): per neuron, the "

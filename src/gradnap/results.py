@@ -40,6 +40,11 @@ FORMAT = "gradnap-result"
 FORMAT_VERSION = 1
 #: Kinds of profile :meth:`Result.profile` computes.
 PROFILE_KINDS = ("gradnap", "navai", "nap", "activation", "gradient")
+#: Why a result without NAP sums cannot give NAPs (the error and the report say this).
+NO_NAPS = (
+    "this result holds no NAP sums (collected with naps=False / 'gradnap collect --no-naps'); "
+    "collect again with NAPs to see the NAP baseline"
+)
 INPUT = "input"
 
 
@@ -232,7 +237,7 @@ class Result:
         key = _key(grouping, layer, field)
         if key not in self.arrays:
             if field.startswith("sorted"):
-                raise GradnapError("this result holds no NAP sums (collected with naps=False)")
+                raise GradnapError(NO_NAPS)
             raise GradnapError(f"result lacks {key}")
         return self.arrays[key]
 
