@@ -21,13 +21,16 @@ def _pct(x: float) -> str:
 
 def main(run: Path) -> None:
     meta = load_checkpoint(run / "default.pt")["metadata"]
-    print("| epoch | train loss | valid loss | valid CER | valid WER | training time | lr |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| epoch | train loss (CTC, per char) | valid loss (nats/utt) | valid CER | valid WER "
+        "| cumulative training time | utt/s | learning rate at epoch end |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for h in meta["history"]:
         print(
             f"| {h['epoch']} | {h['train_loss']:.3f} | {h['valid_loss']:.1f} | "
             f"{_pct(h['valid_cer'])} | {_pct(h['valid_wer'])} | {h['seconds'] / 60:.1f} min | "
-            f"{h['lr']:.2e} |"
+            f"{h['utterances_per_second']:.1f} | {h['lr']:.2e} |"
         )
     print()
     print("| split | utts | greedy CER | greedy WER | beam CER | beam WER | +LM CER | +LM WER |")
