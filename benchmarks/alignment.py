@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradnap.corpus.align import align_corpus, boundary_errors
+from gradnap.corpus.forced_alignment import align_corpus, boundary_errors
 from gradnap.corpus.timings import PhoneSpan, read_timings, timings_path, write_timings
 from gradnap.defaults import AlignmentConfig
 

@@ -47,10 +47,10 @@ from pathlib import Path
 
 import torch
 
-from gradnap.audio import num_frames
+from gradnap.asr.model import build_model
 from gradnap.defaults import FEATURES, METHOD
 from gradnap.engine import AutogradEngine, ConeEngine, ReferenceEngine, default_layers
-from gradnap.model import build_model
+from gradnap.features import num_frames
 
 GEMM_COLUMNS = 8192
 
@@ -209,9 +209,9 @@ def collect_fps(model, utterances: int, workers: int | None, chunk: int) -> floa
     if shutil.which("flite") is None:
         log("collect: flite not found, collect_fps = null")
         return None
-    from gradnap.collect import GradNAP
     from gradnap.corpus.synth import synthesize_corpus
     from gradnap.engine import make_engine
+    from gradnap.method.collector import GradNAP
 
     with tempfile.TemporaryDirectory(prefix="gradnap-bench-") as tmp:
         root = Path(tmp) / "corpus"

@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from gradnap.data import Batch, collate
-from gradnap.decode import BeamDecoder, greedy_decode_batch
+from gradnap.asr.data import Batch, collate
+from gradnap.asr.decode import BeamDecoder, greedy_decode_batch
+from gradnap.asr.model import build_model
 from gradnap.defaults import BLANK_INDEX
-from gradnap.model import build_model
 
 
 def _time(fn, repeat: int) -> float:
@@ -44,8 +44,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model(args.config, seed=0)
+    from gradnap.asr.data import Example
     from gradnap.corpus.librispeech import Utterance
-    from gradnap.data import Example
 
     exs = []
     for i in range(args.batch):

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from gradnap.checkpoint import load_checkpoint
+from gradnap.asr.modelfile import read_model_file
 
 
 def _pct(x: float) -> str:
@@ -20,7 +20,7 @@ def _pct(x: float) -> str:
 
 
 def main(run: Path) -> None:
-    meta = load_checkpoint(run / "default.pt")["metadata"]
+    meta = read_model_file(run / "default.pt")["metadata"]
     print(
         "| epoch | train loss (CTC, per char) | valid loss (nats/utt) | valid CER | valid WER "
         "| cumulative training time | utt/s | learning rate at epoch end |"

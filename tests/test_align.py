@@ -10,7 +10,7 @@ import soundfile as sf
 from gradnap import GradnapError
 from gradnap.cli import main
 from gradnap.corpus import lexicon
-from gradnap.corpus.align import (
+from gradnap.corpus.forced_alignment import (
     Aligner,
     AlignmentError,
     align_corpus,

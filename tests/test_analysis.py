@@ -11,21 +11,19 @@ from scipy.spatial.distance import pdist, squareform
 from sklearn.metrics import silhouette_score
 from torch import nn
 
-from gradnap.analysis import (
+from gradnap.analysis.clustering import (
     cluster_layers,
     cluster_profiles,
-    optimal_input,
-    optimal_input_for_profile,
-    random_label_grouping,
-    responsiveness,
     silhouette,
     silhouette_table,
-    top_neurons,
 )
+from gradnap.analysis.optimal_input import optimal_input, optimal_input_for_profile
+from gradnap.analysis.responsiveness import responsiveness, top_neurons
+from gradnap.asr.model import ModelConfig, Wav2Letter
 from gradnap.defaults import CLUSTER_PERCENTILES, OPTIMAL_INPUT
 from gradnap.errors import GradnapError
 from gradnap.geometry import ConvSpec, Geometry
-from gradnap.model import ModelConfig, Wav2Letter
+from gradnap.method.groupings import random_label_grouping
 
 TINY = ModelConfig("tiny", (8,) * 8 + (16, 16, 29), n_features=16)
 

@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import torch
 
-from gradnap.augment import augments, spec_augment
+from gradnap.asr.augment import augments, spec_augment
 from gradnap.defaults import TRAIN
 
 CFG = replace(

@@ -6,15 +6,16 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from gradnap.checkpoint import save_checkpoint
+from gradnap.asr.model import ModelConfig, Wav2Letter
+from gradnap.asr.modelfile import save_model
 from gradnap.cli import main
-from gradnap.collect import GradNAP, collect, model_geometry
 from gradnap.corpus import PhoneSpan, read_corpus, write_timings
 from gradnap.defaults import PHONE_SET
+from gradnap.engine import ChainError, extract_chain
 from gradnap.engine.base import ForwardPass, Window
 from gradnap.errors import GradnapError
-from gradnap.model import ModelConfig, Wav2Letter
-from gradnap.results import Result, merge_results
+from gradnap.method.collector import GradNAP, collect, model_geometry
+from gradnap.method.result import Result, merge_results
 
 
 class FrameEngine:
@@ -27,6 +28,10 @@ class FrameEngine:
 
     def __init__(self, model, layers, target="prob", cone=None):
         self.model, self.layers, self.target, self.cone = model, list(layers), target, cone
+        try:  # the geometry the collector uses, as make_engine would find it
+            self.chain = extract_chain(model, self.layers)
+        except ChainError:
+            self.chain = None
         self.modules = dict(model.named_modules())
 
     def forward(self, x):
@@ -223,7 +228,7 @@ def assert_same_sums(a: Result, b: Result, rtol=1e-10):
 
 def test_cone_and_whole_layer_windows_give_identical_profiles():
     model = small_model()
-    geom = model_geometry(model, LAYERS)
+    geom = model_geometry(FrameEngine(model, LAYERS), LAYERS)
     assert geom is not None and geom[1] == {"input": 0, "1": 1, "3": 2}
     whole = gradnap_of(model, FrameEngine(model, LAYERS)).collect(small_data(), progress=False)
     cone = gradnap_of(model, FrameEngine(model, LAYERS, cone=geom)).collect(
@@ -260,10 +265,10 @@ def test_estimated_windows_for_a_model_without_known_geometry():
     reference = small_model()
     model = small_model()
     model[1], model[3] = ShiftedReLU(), ShiftedReLU()
-    assert model_geometry(model, LAYERS) is None
+    assert model_geometry(FrameEngine(model, LAYERS), LAYERS) is None
     nap = GradNAP(model, LAYERS, engine=FrameEngine(model, LAYERS), examples="all", blank=4)
     r = nap.collect(small_data(), progress=False)
-    geom = model_geometry(reference, LAYERS)[0]
+    geom = model_geometry(FrameEngine(reference, LAYERS), LAYERS)[0]
     for i, name in enumerate(LAYERS):
         info = r.layer_info(name)
         assert info["width_source"] == "estimated"
@@ -460,7 +465,7 @@ def test_collect_over_a_corpus_directory_with_phonemes(tmp_path):
 
 def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
     root = write_corpus(tmp_path / "corpus", n=4, broken=False)
-    model_path = save_checkpoint(tmp_path / "tiny.pt", tiny_wav2letter())
+    model_path = save_model(tmp_path / "tiny.pt", tiny_wav2letter())
     common = ["--model", str(model_path), "--corpus", str(root), "--layers", "input,layer9"]
     common += ["--groups", "grapheme,phoneme", "--examples", "all", "--no-progress"]
     out = tmp_path / "whole.npz"

@@ -3,8 +3,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from gradnap.corpus.librispeech import Utterance, read_corpus
-from gradnap.data import (
+from gradnap.asr.data import (
     Example,
     collate,
     feature_cache_path,
@@ -12,8 +11,9 @@ from gradnap.data import (
     make_batches,
     split_corpus,
 )
+from gradnap.asr.model import CONFIGS
+from gradnap.corpus.librispeech import Utterance, read_corpus
 from gradnap.errors import GradnapError
-from gradnap.model import CONFIGS
 
 
 def write_corpus(root, n_per_speaker=3, speakers=("s1", "s2")):

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from gradnap.audio import encode_text
-from gradnap.decode import BeamDecoder, ctc_collapse, greedy_decode, greedy_decode_batch
+from gradnap.alphabet import encode_text
+from gradnap.asr.decode import BeamDecoder, ctc_collapse, greedy_decode, greedy_decode_batch
 from gradnap.defaults import BLANK_INDEX as B
 from gradnap.defaults import NUM_CLASSES
 from gradnap.errors import GradnapError
@@ -112,7 +112,7 @@ def test_beam_rejects_bad_shape():
 
 
 def test_char_lm_probabilities():
-    from gradnap.decode import CharNgramLM
+    from gradnap.asr.decode import CharNgramLM
 
     lm = CharNgramLM(["ab ab", "abba"], order=3)
     vocab = range(NUM_CLASSES - 1 + 1)  # 28 symbols + end of sentence
@@ -125,7 +125,7 @@ def test_char_lm_probabilities():
 
 
 def test_beam_with_char_lm_prefers_known_spelling():
-    from gradnap.decode import CharNgramLM
+    from gradnap.asr.decode import CharNgramLM
 
     # frame 3 is ambiguous: a 0.50, b 0.45 -> greedy "aa"; the LM knows "ab"
     probs = torch.full((NUM_CLASSES, 3), 1e-6)

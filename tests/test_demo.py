@@ -5,10 +5,10 @@ from dataclasses import replace
 import pytest
 import torch
 
+from gradnap.asr.model import ModelConfig, Wav2Letter
 from gradnap.defaults import DEMO
-from gradnap.demo import chance_groupings, run_demo
-from gradnap.model import ModelConfig, Wav2Letter
-from gradnap.results import Result
+from gradnap.method.result import Result
+from gradnap.report.demo import chance_groupings, run_demo
 
 
 @pytest.mark.slow

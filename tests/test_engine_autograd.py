@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from gradnap.engine import AutogradEngine, ReferenceEngine, default_layers
-from gradnap.engine.autograd import output_seeds
+from gradnap.engine._autograd import output_seeds
 from gradnap.errors import GradnapError
 from test_engine_models import (
     N_FEATURES,
@@ -45,7 +45,7 @@ def test_strategies_equal_the_reference(strategy):
 
 
 def test_calibration_choice():
-    from gradnap.engine.autograd import _Calibration
+    from gradnap.engine._autograd import _Calibration
 
     # per frame: 1 s backward + 10 s forward shared by the frames; batched: 2 s a frame
     cal = _Calibration(graph_forward=10.0, per_frame=1.0, batch=2.0, frames=100)
@@ -102,7 +102,7 @@ def test_probability_output(target):
 def test_output_seeds_are_the_gradient_of_the_target(kind, target):
     if target == "logit" and kind != "logits":
         return
-    from gradnap.engine.layers import target_values
+    from gradnap.engine._layers import target_values
 
     torch.manual_seed(0)
     z = torch.randn(5, 4)

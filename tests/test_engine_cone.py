@@ -198,7 +198,7 @@ def _compare_frames(model, frames_in, frames, layers=None):
 
 
 def test_default_config_model():
-    from gradnap.model import build_model
+    from gradnap.asr.model import build_model
 
     torch.manual_seed(0)
     _compare_frames(build_model("default", seed=0), 301, [0, 1, 75, 148, 149])
@@ -206,7 +206,7 @@ def test_default_config_model():
 
 @pytest.mark.slow
 def test_paper_config_model():
-    from gradnap.model import build_model
+    from gradnap.asr.model import build_model
 
     torch.manual_seed(0)
     _compare_frames(build_model("paper", seed=0), 1251, [0, 97, 312, 624])

@@ -3,12 +3,7 @@ import logging
 import pytest
 import torch
 
-from gradnap.engine import (
-    AutogradEngine,
-    ConeEngine,
-    ReferenceEngine,
-    make_engine,
-)
+from gradnap.engine import AutogradEngine, ConeEngine, ReferenceEngine, make_engine
 from gradnap.errors import GradnapError
 from test_engine_models import (
     N_FEATURES,

@@ -2,16 +2,16 @@ import pytest
 import torch
 from torch import nn
 
-from gradnap.engine.layers import (
+from gradnap.asr.model import build_model
+from gradnap.engine import default_layers
+from gradnap.engine._layers import (
     capture,
     check_layers,
     check_target,
-    default_layers,
     layer_names,
     output_kind,
 )
 from gradnap.errors import GradnapError
-from gradnap.model import build_model
 from test_engine_models import (
     N_FEATURES,
     Residual,

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradnap.asr.model import ModelConfig, Wav2Letter
 from gradnap.engine import Window
-from gradnap.model import ModelConfig, Wav2Letter
 
 N_FEATURES = 6
 N_CLASSES = 5

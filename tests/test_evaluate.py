@@ -1,11 +1,11 @@
 import pytest
 import torch
 
+from gradnap.asr.data import Example
+from gradnap.asr.decode import BeamDecoder, greedy_decode
+from gradnap.asr.evaluate import ErrorCount, edit_distance, evaluate_model, transcribe
+from gradnap.asr.model import ModelConfig, build_model
 from gradnap.corpus.librispeech import Utterance
-from gradnap.data import Example
-from gradnap.decode import BeamDecoder, greedy_decode
-from gradnap.evaluate import ErrorCount, edit_distance, evaluate_model, transcribe
-from gradnap.model import ModelConfig, build_model
 
 TINY = ModelConfig("tiny", (8,) * 8 + (16, 16, 29))
 
@@ -90,7 +90,7 @@ def _tone_corpus(root, speakers=("s1", "s2"), n=4):
 def test_cli_train_then_eval(tmp_path, monkeypatch, capsys):
     import json
 
-    from gradnap import model as model_mod
+    from gradnap.asr import model as model_mod
     from gradnap.cli import main
 
     monkeypatch.setitem(model_mod.CONFIGS, "tiny", TINY)
@@ -104,9 +104,9 @@ def test_cli_train_then_eval(tmp_path, monkeypatch, capsys):
     )  # fmt: skip
     assert status == 0 and out.is_file()
     assert "valid_CER" in capsys.readouterr().out
-    from gradnap.checkpoint import load_checkpoint
+    from gradnap.asr.modelfile import read_model_file
 
-    blob = load_checkpoint(out)
+    blob = read_model_file(out)
     assert blob["dtype"] == "float16" and blob["metadata"]["holdout_voices"] == ["s2"]
     assert len(blob["metadata"]["history"]) == 2
     status = main(

@@ -3,10 +3,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from gradnap.asr.model import CONFIGS
 from gradnap.corpus import PhoneSpan
 from gradnap.errors import GradnapError
 from gradnap.geometry import ConvSpec, Geometry
-from gradnap.groups import (
+from gradnap.method.groupings import (
     FrameClock,
     FunctionGrouping,
     GraphemeGrouping,
@@ -14,7 +15,6 @@ from gradnap.groups import (
     SpeakerGrouping,
     make_groupings,
 )
-from gradnap.model import CONFIGS
 
 CLOCK = FrameClock(stride=2.0, offset=0.0)  # output frame f is centred on input frame 2f
 

@@ -7,9 +7,9 @@ import pytest
 import soundfile as sf
 
 from gradnap import GradnapError
-from gradnap.audio import num_frames
 from gradnap.corpus.librispeech import prepare_text, read_corpus
 from gradnap.corpus.timings import PhoneSpan, timings_path, write_timings
+from gradnap.features import num_frames
 
 
 def tone(seconds: float, sr: int, channels: int = 1, freq: float = 440.0) -> np.ndarray:

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from gradnap.audio import frame_to_seconds
+from gradnap.asr.model import CONFIGS, ModelConfig, Wav2Letter, build_model, output_frame_seconds
 from gradnap.errors import GradnapError
-from gradnap.model import CONFIGS, ModelConfig, Wav2Letter, build_model, output_frame_seconds
+from gradnap.features import frame_to_seconds
 
 TINY = ModelConfig("tiny", (8,) * 8 + (16, 16, 29))
 
@@ -135,7 +135,7 @@ def test_initialisation_keeps_the_signal_scale():
 
 
 def test_output_frame_time_matches_docstring():
-    from gradnap.model import CONFIGS
+    from gradnap.asr.model import CONFIGS
 
     c = CONFIGS["default"]
     assert abs(c.output_frame_seconds(10) - (2 * 10 + 1.5) * 0.008) < 1e-12

@@ -7,11 +7,12 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from PIL import Image
 
-from gradnap.analysis import cluster_profiles, optimal_input_for_profile, silhouette_table
-from gradnap.audio import mel_frequencies
+from gradnap.analysis.clustering import cluster_profiles, silhouette_table
+from gradnap.analysis.optimal_input import optimal_input_for_profile
+from gradnap.asr.model import ModelConfig, Wav2Letter
 from gradnap.errors import GradnapError
-from gradnap.model import ModelConfig, Wav2Letter
-from gradnap.plots import (
+from gradnap.features import mel_frequencies
+from gradnap.figures.plots import (
     plot_action_potentials,
     plot_dendrogram,
     plot_input_gradnap,

@@ -3,18 +3,16 @@ import pytest
 import torch
 
 from gradnap.errors import GradnapError
-from gradnap.profiles import (
-    GroupingSums,
-    align,
-    chunk_stats,
+from gradnap.method.accumulators import GroupingSums, chunk_stats
+from gradnap.method.examples import select_examples
+from gradnap.method.profiles import (
     dataset_mean,
     gradnap_profile,
     nap_profile,
     navai_profile,
     neuron_std,
-    recrop,
-    select_examples,
 )
+from gradnap.method.windows import align, recrop
 
 B = 3  # blank index of the tiny 4-class outputs below
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from gradnap.collect import GradNAP
+from gradnap.asr.model import ModelConfig, Wav2Letter
 from gradnap.corpus.timings import PhoneSpan
 from gradnap.defaults import REPORT
-from gradnap.model import ModelConfig, Wav2Letter
-from gradnap.report import Report, build_report
-from gradnap.results import Result
+from gradnap.method.collector import GradNAP
+from gradnap.method.result import Result
+from gradnap.report.paper import Report, build_report
 
 
 class Utt:
@@ -92,8 +92,8 @@ def test_build_report_from_file_without_model_and_missing_groups(tiny_result, tm
 
 
 def test_nap_silhouettes_are_the_clustering_of_the_nap_profiles(tiny_result):
-    from gradnap.analysis import cluster_layers
-    from gradnap.report import result_silhouettes
+    from gradnap.analysis.clustering import cluster_layers
+    from gradnap.report.paper import result_silhouettes
 
     _, result = tiny_result
     assert result.has_naps
@@ -117,7 +117,7 @@ def test_nap_silhouettes_are_the_clustering_of_the_nap_profiles(tiny_result):
 def test_build_report_nap_section(tiny_result, tmp_path):
     import json
 
-    from gradnap.report import result_silhouettes
+    from gradnap.report.paper import result_silhouettes
 
     _, result = tiny_result
     index = build_report(result, tmp_path, config=replace(REPORT, nap_layer="layer3"))
@@ -143,7 +143,7 @@ def test_build_report_nap_section(tiny_result, tmp_path):
 def test_report_and_plots_without_naps_say_so(tmp_path):
     from gradnap.cli import main
     from gradnap.errors import GradnapError
-    from gradnap.report import nap_figure, result_silhouettes
+    from gradnap.report.paper import nap_figure, result_silhouettes
 
     g = torch.Generator().manual_seed(2)
     data = [(Utt(f"v{i}", 160), torch.randn(128, 160, generator=g)) for i in range(2)]

@@ -6,7 +6,7 @@ import torch
 
 from gradnap.cli import main
 from gradnap.errors import GradnapError
-from gradnap.results import Result, merge_results
+from gradnap.method.result import Result, merge_results
 from test_collect import LAYERS, FrameEngine, gradnap_of, small_data, small_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")

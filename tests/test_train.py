@@ -4,13 +4,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from gradnap.checkpoint import load_checkpoint, load_model
+from gradnap.asr.data import Example
+from gradnap.asr.model import ModelConfig
+from gradnap.asr.modelfile import load_model, read_model_file
+from gradnap.asr.train import lr_factor, train_examples
 from gradnap.corpus.librispeech import Utterance
-from gradnap.data import Example
 from gradnap.defaults import TRAIN
 from gradnap.errors import GradnapError
-from gradnap.model import ModelConfig
-from gradnap.train import lr_factor, train_examples
 
 TINY = ModelConfig("tiny", (8,) * 8 + (16, 16, 29))
 CFG = replace(TRAIN, epochs=2, lr=3e-3, warmup_steps=2, max_frames=400, max_batch=4, seed=5)
@@ -70,7 +70,7 @@ def test_interrupt_and_resume_repeat_the_uninterrupted_run(tmp_path):
         progress=False, stop_after_batches=3,
     )  # fmt: skip
     assert part.interrupted and part.history == []
-    state = load_checkpoint(tmp_path / "rb" / "last.pt")
+    state = read_model_file(tmp_path / "rb" / "last.pt")
     assert (state["epoch"], state["batch"]) == (0, 3)
     resumed = train_examples(
         train_set, valid_set, TINY, tmp_path / "b.pt", CFG, run_dir=tmp_path / "rb",

@@ -1,141 +1,78 @@
 """gradnap: Gradient-adjusted Neuron Activation Profiles for speech recognition models.
 
-Krug & Stober, arXiv 2002.08125. See the README for the command line and the Python API.
+Krug & Stober, arXiv 2002.08125; the method as this package implements it is written down
+in ``docs/method.md``. The top level holds the Captum-like core; everything else lives in
+subpackages, one per concern, each importing only from those listed before it:
+
+====================  ==========================================================
+``gradnap.features``  audio files to log-mel features (with ``alphabet``, ``geometry``)
+``gradnap.corpus``    corpora: LibriSpeech-format reading, synthesis, phone timings
+``gradnap.asr``       the Wav2Letter ASR model: files, training, decoding, evaluation
+``gradnap.engine``    per-frame sensitivities of any model (cone and autograd engines)
+``gradnap.method``    examples, windows at ``t*``, groupings, accumulators, collection,
+                      the result file and its profiles
+``gradnap.analysis``  responsiveness, optimal inputs, clustering and silhouettes
+``gradnap.figures``   the paper's figures (drawing only)
+``gradnap.report``    the HTML report and ``gradnap demo``
+``gradnap.cli``       the ``gradnap`` command
+====================  ==========================================================
+
+>>> import gradnap
+>>> sorted(gradnap.__all__)[:3]
+['GradNAP', 'GradnapError', 'Result']
+
+Names are imported on first use, so ``import gradnap`` is cheap (no torch, matplotlib or
+corpus backend until needed).
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .analysis import (
-    ClusterCut,
-    LayerClustering,
-    OptimalInput,
-    RandomLabelGrouping,
-    SilhouetteTable,
-    cluster_layers,
-    cluster_profiles,
-    optimal_input,
-    optimal_input_for_profile,
-    random_label_grouping,
-    responsiveness,
-    silhouette,
-    silhouette_table,
-    top_neurons,
-)
-from .audio import (
-    class_label,
-    decode_indices,
-    encode_text,
-    frame_to_seconds,
-    load_audio,
-    log_mel,
-    mel_frequencies,
-    normalize_text,
-    num_frames,
-    seconds_to_frame,
-)
-from .checkpoint import load_model, save_checkpoint
-from .collect import GradNAP
-from .corpus.align import Aligner, align_corpus
-from .corpus.librispeech import Corpus, Utterance, read_corpus
-from .corpus.stats import corpus_stats
-from .corpus.synth import synthesize_corpus
-from .corpus.timings import PhoneSpan, read_timings, write_timings
-from .decode import BeamDecoder, greedy_decode
-from .defaults import ALPHABET, BLANK_INDEX, FEATURES, NUM_CLASSES, PHONE_SET, FeatureConfig
-from .engine import (
-    AutogradEngine,
-    ConeEngine,
-    ReferenceEngine,
-    default_layers,
-    make_engine,
-)
-from .errors import GradnapError
-from .evaluate import evaluate_model, transcribe
-from .geometry import ConvSpec, Geometry
-from .model import CONFIGS, ModelConfig, Wav2Letter, build_model, output_frame_seconds
-from .plots import (
-    plot_action_potentials,
-    plot_dendrogram,
-    plot_input_gradnap,
-    plot_input_gradnaps,
-    plot_naps,
-    plot_silhouettes,
-    save_figure,
-)
-from .results import Axes, Result, merge_results
+from gradnap._version import __version__
+from gradnap.errors import GradnapError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gradnap.asr.modelfile import load_model
+    from gradnap.corpus.librispeech import read_corpus
+    from gradnap.engine import default_layers, layer_names, make_engine
+    from gradnap.method.collector import GradNAP
+    from gradnap.method.result import Result, merge_results
 
 __all__ = [
-    "__version__",
-    "ALPHABET",
-    "BLANK_INDEX",
-    "CONFIGS",
-    "ConvSpec",
-    "FEATURES",
-    "FeatureConfig",
-    "Geometry",
-    "GradnapError",
-    "ModelConfig",
-    "NUM_CLASSES",
-    "PHONE_SET",
-    "Wav2Letter",
-    "build_model",
-    "class_label",
-    "decode_indices",
-    "encode_text",
-    "frame_to_seconds",
-    "load_audio",
-    "log_mel",
-    "mel_frequencies",
-    "normalize_text",
-    "num_frames",
-    "seconds_to_frame",
-    "ClusterCut",
-    "LayerClustering",
-    "OptimalInput",
-    "RandomLabelGrouping",
-    "SilhouetteTable",
-    "cluster_layers",
-    "cluster_profiles",
-    "optimal_input",
-    "optimal_input_for_profile",
-    "random_label_grouping",
-    "responsiveness",
-    "silhouette",
-    "silhouette_table",
-    "top_neurons",
-    "plot_action_potentials",
-    "plot_dendrogram",
-    "plot_input_gradnap",
-    "plot_input_gradnaps",
-    "plot_naps",
-    "plot_silhouettes",
-    "save_figure",
-    "BeamDecoder",
-    "evaluate_model",
-    "greedy_decode",
-    "load_model",
-    "output_frame_seconds",
-    "save_checkpoint",
-    "transcribe",
-    "corpus_stats",
-    "synthesize_corpus",
-    "Axes",
     "GradNAP",
+    "GradnapError",
     "Result",
-    "merge_results",
-    "Aligner",
-    "Corpus",
-    "PhoneSpan",
-    "Utterance",
-    "align_corpus",
-    "read_corpus",
-    "read_timings",
-    "write_timings",
-    "AutogradEngine",
-    "ConeEngine",
-    "ReferenceEngine",
+    "__version__",
     "default_layers",
+    "layer_names",
+    "load_model",
     "make_engine",
+    "merge_results",
+    "read_corpus",
 ]
+
+_LAZY = {
+    "GradNAP": "gradnap.method.collector",
+    "Result": "gradnap.method.result",
+    "merge_results": "gradnap.method.result",
+    "load_model": "gradnap.asr.modelfile",
+    "read_corpus": "gradnap.corpus.librispeech",
+    "make_engine": "gradnap.engine",
+    "layer_names": "gradnap.engine",
+    "default_layers": "gradnap.engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradnap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -97,7 +97,7 @@ CLUSTER_PERCENTILES: tuple[float, ...] = (75.0, 80.0, 85.0, 90.0, 95.0)
 
 @dataclass(frozen=True)
 class AlignmentConfig:
-    """Forced alignment with pocketsphinx (:mod:`gradnap.corpus.align`, DESIGN §2)."""
+    """Forced alignment with pocketsphinx (:mod:`gradnap.corpus.forced_alignment`, DESIGN §2)."""
 
     #: Silence added before and after the audio so the aligner can place SIL there.
     pad_seconds: float = 0.3
@@ -121,7 +121,7 @@ ALIGNMENT = AlignmentConfig()
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training defaults for ``gradnap train`` (CTC, Adam; see :mod:`gradnap.train`)."""
+    """Training defaults for ``gradnap train`` (CTC, Adam; see :mod:`gradnap.asr.train`)."""
 
     epochs: int = 20
     #: Peak learning rate of Adam (reached after ``warmup_steps``, then cosine decay to
@@ -137,7 +137,7 @@ class TrainConfig:
     #: Fraction of the sentences held out (half validation, half test).
     heldout_fraction: float = 0.05
     seed: int = 0
-    #: SpecAugment-style masking (:mod:`gradnap.augment`); 0 masks turns it off.
+    #: SpecAugment-style masking (:mod:`gradnap.asr.augment`); 0 masks turns it off.
     #: Per utterance: ``freq_masks`` bands of up to ``freq_mask_width`` mel bins and
     #: ``time_masks`` spans of up to ``time_mask_width`` frames (and at most
     #: ``time_mask_fraction`` of the utterance) are set to 0.

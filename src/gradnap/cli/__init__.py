@@ -13,8 +13,8 @@ import logging
 import pkgutil
 import sys
 
-from .. import __version__
-from ..errors import GradnapError
+from gradnap._version import __version__
+from gradnap.errors import GradnapError
 
 
 def build_parser() -> argparse.ArgumentParser:

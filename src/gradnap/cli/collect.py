@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..defaults import COLLECT, METHOD
-from ..errors import GradnapError
+from gradnap.defaults import COLLECT, METHOD
+from gradnap.errors import GradnapError
 
 
 def register(subparsers) -> None:
@@ -117,10 +117,10 @@ def _parse_window(spec: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
-    from ..collect import GradNAP
-    from ..corpus import read_corpus
-    from ..engine import make_engine
+    from gradnap.asr.modelfile import load_model
+    from gradnap.corpus import read_corpus
+    from gradnap.engine import make_engine
+    from gradnap.method.collector import GradNAP
 
     model = load_model(args.model)
     corpus = read_corpus(args.corpus)

@@ -60,7 +60,7 @@ def register(subparsers) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from ..corpus.synth import synthesize_corpus
+    from gradnap.corpus.synth import synthesize_corpus
 
     report = synthesize_corpus(
         args.out, utterances=args.utterances, seed=args.seed, voices=args.voices, jobs=args.jobs
@@ -70,7 +70,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _align(args: argparse.Namespace) -> int:
-    from ..corpus.align import align_corpus
+    from gradnap.corpus.forced_alignment import align_corpus
 
     report = align_corpus(args.corpus, jobs=args.jobs, overwrite=args.overwrite)
     print(report.summary())
@@ -78,7 +78,7 @@ def _align(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..corpus.stats import corpus_stats
+    from gradnap.corpus.stats import corpus_stats
 
     print(corpus_stats(args.corpus).summary())
     return 0

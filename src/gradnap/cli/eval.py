@@ -82,14 +82,14 @@ def _run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..checkpoint import load_model
-    from ..corpus.librispeech import read_corpus
-    from ..data import load_features, split_corpus
-    from ..decode import BeamDecoder, CharNgramLM
-    from ..defaults import TRAIN
-    from ..errors import GradnapError
-    from ..evaluate import evaluate_model
-    from ..fileio import atomic_write_text
+    from gradnap.asr.data import load_features, split_corpus
+    from gradnap.asr.decode import BeamDecoder, CharNgramLM
+    from gradnap.asr.evaluate import evaluate_model
+    from gradnap.asr.modelfile import load_model
+    from gradnap.corpus.librispeech import read_corpus
+    from gradnap.defaults import TRAIN
+    from gradnap.errors import GradnapError
+    from gradnap.fileio import atomic_write_text
 
     torch.set_num_threads(args.threads or min(4, os.cpu_count() or 1))
     model = load_model(args.model)

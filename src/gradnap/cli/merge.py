@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..results import merge_results
+    from gradnap.method.result import merge_results
 
     merged = merge_results(args.results)
     merged.save(args.out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..defaults import REPORT
+from gradnap.defaults import REPORT
 
 
 def register(subparsers) -> None:
@@ -64,7 +64,7 @@ def _split(text: str) -> list[str]:
 
 
 def _save(fig, path: Path) -> int:
-    from ..plots import save_figure
+    from gradnap.figures.plots import save_figure
 
     save_figure(fig, path)
     print(f"figure: {path}")
@@ -72,8 +72,8 @@ def _save(fig, path: Path) -> int:
 
 
 def _input(args: argparse.Namespace) -> int:
-    from ..report import input_figure
-    from ..results import Result
+    from gradnap.method.result import Result
+    from gradnap.report.paper import input_figure
 
     return _save(
         input_figure(Result.load(args.result), _split(args.groups), args.grouping), args.out
@@ -81,9 +81,9 @@ def _input(args: argparse.Namespace) -> int:
 
 
 def _action(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
-    from ..report import action_figure
-    from ..results import Result
+    from gradnap.asr.modelfile import load_model
+    from gradnap.method.result import Result
+    from gradnap.report.paper import action_figure
 
     model = load_model(args.model) if args.model else None
     fig, _ = action_figure(Result.load(args.result), args.layer, args.group, args.grouping, model)
@@ -91,18 +91,18 @@ def _action(args: argparse.Namespace) -> int:
 
 
 def _naps(args: argparse.Namespace) -> int:
-    from ..report import nap_figure
-    from ..results import Result
+    from gradnap.method.result import Result
+    from gradnap.report.paper import nap_figure
 
     fig = nap_figure(Result.load(args.result), args.layer, _split(args.groups), args.grouping)
     return _save(fig, args.out)
 
 
 def _silhouettes(args: argparse.Namespace) -> int:
-    from ..groups import ALL
-    from ..plots import plot_silhouettes
-    from ..report import result_silhouettes
-    from ..results import Result
+    from gradnap.figures.plots import plot_silhouettes
+    from gradnap.method.groupings import ALL
+    from gradnap.method.result import Result
+    from gradnap.report.paper import result_silhouettes
 
     result = Result.load(args.result)
     names = _split(args.groupings) if args.groupings else [g for g in result.groupings if g != ALL]
@@ -116,8 +116,8 @@ def _silhouettes(args: argparse.Namespace) -> int:
 
 
 def _dendrogram(args: argparse.Namespace) -> int:
-    from ..plots import plot_dendrogram
-    from ..results import Result
+    from gradnap.figures.plots import plot_dendrogram
+    from gradnap.method.result import Result
 
     result = Result.load(args.result)
     fig = plot_dendrogram(

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ..defaults import REPORT
+from gradnap.defaults import REPORT
 
 
 def register(subparsers) -> None:
@@ -40,8 +40,8 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
-    from ..report import build_report
+    from gradnap.asr.modelfile import load_model
+    from gradnap.report.paper import build_report
 
     config = dataclasses.replace(
         REPORT,

@@ -6,11 +6,11 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from ..defaults import TRAIN
+from gradnap.defaults import TRAIN
 
 
 def register(subparsers) -> None:
-    from ..model import CONFIGS
+    from gradnap.asr.model import CONFIGS
 
     p = subparsers.add_parser(
         "train",
@@ -103,7 +103,7 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..train import train
+    from gradnap.asr.train import train
 
     cfg = replace(
         TRAIN,

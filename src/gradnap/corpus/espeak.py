@@ -30,9 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..defaults import FEATURES
-from ..errors import GradnapError
-from .phones import (
+from gradnap.corpus.phones import (
     ESPEAK_TO_ARPABET,
     Synthesized,
     build_spans,
@@ -40,6 +38,8 @@ from .phones import (
     limit_peak,
     strip_stress,
 )
+from gradnap.defaults import FEATURES
+from gradnap.errors import GradnapError
 
 __all__ = [
     "espeak_voices",

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..defaults import FEATURES
-from ..errors import GradnapError
-from .phones import FLITE_TO_ARPABET, Synthesized, build_spans, limit_peak
+from gradnap.corpus.phones import FLITE_TO_ARPABET, Synthesized, build_spans, limit_peak
+from gradnap.defaults import FEATURES
+from gradnap.errors import GradnapError
 
 __all__ = ["FLITE_VOICES", "flite_binary", "flite_version", "synthesize_flite", "parse_psdur"]
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..defaults import PHONEMES
+from gradnap.defaults import PHONEMES
 
 __all__ = ["Pronunciation", "Lexicon", "strip_stress", "cmudict_phones", "default_g2p"]
 
@@ -66,7 +66,7 @@ def cmudict_phones(word: str) -> tuple[str, ...] | None:
 def default_g2p() -> G2P | None:
     """The default G2P function (eSpeak NG), or ``None`` when it cannot be imported."""
     try:
-        from .espeak import word_phonemes
+        from gradnap.corpus.espeak import word_phonemes
     except ImportError as exc:  # eSpeak NG missing: no fallback, words stay unknown
         log.debug("no G2P fallback: %s", exc)
         return None

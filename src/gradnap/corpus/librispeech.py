@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import load_audio, log_mel, normalize_text
-from ..defaults import FEATURES, FeatureConfig
-from ..errors import GradnapError
-from .timings import PhoneSpan, check_spans, read_timings, timings_path
+from gradnap.alphabet import normalize_text
+from gradnap.corpus.timings import PhoneSpan, check_spans, read_timings, timings_path
+from gradnap.defaults import FEATURES, FeatureConfig
+from gradnap.errors import GradnapError
+from gradnap.features import load_audio, log_mel
 
 __all__ = ["Utterance", "Corpus", "read_corpus", "prepare_text", "AUDIO_SUFFIXES"]
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..defaults import FEATURES, PHONE_SET, SILENCE
-from .timings import PhoneSpan
+from gradnap.corpus.timings import PhoneSpan
+from gradnap.defaults import FEATURES, PHONE_SET, SILENCE
 
 __all__ = [
     "FLITE_TO_ARPABET",

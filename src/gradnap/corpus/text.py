@@ -22,8 +22,8 @@ import re
 from functools import lru_cache
 from itertools import accumulate
 
-from ..defaults import SYNTH, SynthConfig
-from ..errors import GradnapError
+from gradnap.defaults import SYNTH, SynthConfig
+from gradnap.errors import GradnapError
 
 __all__ = ["Vocabulary", "vocabulary", "cmu_dictionary", "junk_reason", "sentence", "sentences"]
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..defaults import PHONE_SET
-from ..errors import GradnapError
-from ..fileio import atomic_write_text
+from gradnap.defaults import PHONE_SET
+from gradnap.errors import GradnapError
+from gradnap.fileio import atomic_write_text
 
 __all__ = ["PhoneSpan", "read_timings", "write_timings", "timings_path", "check_spans"]
 

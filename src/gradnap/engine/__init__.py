@@ -15,14 +15,14 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..defaults import METHOD
-from ..errors import GradnapError
-from .autograd import AutogradEngine
-from .base import INPUT_LAYER, TARGETS, ForwardPass, SensitivityEngine, Window
-from .chain import Chain, ChainError, extract_chain
-from .cone import ConeEngine, cone_flops
-from .layers import OUTPUT_KINDS, check_layers, default_layers, layer_names
-from .reference import ReferenceEngine
+from gradnap.defaults import METHOD
+from gradnap.engine._autograd import AutogradEngine
+from gradnap.engine._chain import Chain, ChainError, extract_chain
+from gradnap.engine._cone import ConeEngine, cone_flops
+from gradnap.engine._layers import ACTIVATIONS, OUTPUT_KINDS, check_layers, layer_names
+from gradnap.engine._reference import ReferenceEngine
+from gradnap.engine.base import INPUT_LAYER, TARGETS, ForwardPass, SensitivityEngine, Window
+from gradnap.errors import GradnapError
 
 __all__ = [
     "AutogradEngine",
@@ -71,15 +71,47 @@ def make_engine(
     """
     if kind not in ENGINE_KINDS:
         raise GradnapError(f"kind: unknown engine {kind!r}; choose from {', '.join(ENGINE_KINDS)}")
-    layers = check_layers(model, layers) if layers is not None else default_layers(model)
-    if kind == "autograd":
-        return AutogradEngine(model, layers, target, output)
+    model.eval()
+    names = check_layers(model, layers) if layers is not None else None
+    chain = None
+    if kind in ("auto", "cone"):  # the one place a model is tried as a Conv1d chain
+        try:
+            chain = extract_chain(model, names, output)
+        except ChainError as exc:
+            if kind == "cone":
+                raise GradnapError(f"the cone engine cannot handle this model: {exc}") from exc
+            log.info("using the autograd engine: %s", exc)
+    if names is None:
+        names = _default_layers(model, chain)
+    if chain is not None:
+        return ConeEngine(model, names, target, output, workers=workers, chain=chain)
     if kind == "reference":
-        return ReferenceEngine(model, layers, target, output)
+        return ReferenceEngine(model, names, target, output)
+    return AutogradEngine(model, names, target, output)
+
+
+def default_layers(model: nn.Module) -> list[str]:
+    """``"input"``, every post-activation layer output, and the output layer.
+
+    For a model the cone engine understands (a chain of Conv1d and elementwise ops) this
+    is one name per convolution block, preferring the block's container name: for the
+    project's ``Wav2Letter`` ``["input", "layer1", ..., "layer11"]``; for torchaudio's
+    ``Wav2Letter`` ``["input", "acoustic_model.1", "acoustic_model.3", ...]``. For any
+    other model: ``"input"``, every activation module and the last module.
+    """
     try:
-        return ConeEngine(model, layers, target, output, workers=workers)
-    except ChainError as exc:
-        if kind == "cone":
-            raise GradnapError(f"the cone engine cannot handle this model: {exc}") from exc
-        log.info("using the autograd engine: %s", exc)
-        return AutogradEngine(model, layers, target, output)
+        chain = extract_chain(model)
+    except ChainError:
+        chain = None
+    return _default_layers(model, chain)
+
+
+def _default_layers(model: nn.Module, chain: Chain | None) -> list[str]:
+    if chain is not None:
+        return [INPUT_LAYER] + chain.stage_names()
+    names = [INPUT_LAYER]
+    leaves = [(n, m) for n, m in model.named_modules() if n and not any(m.children())]
+    names += [n for n, m in leaves if isinstance(m, ACTIVATIONS)]
+    if leaves and leaves[-1][0] not in names:
+        names.append(leaves[-1][0])
+    return names

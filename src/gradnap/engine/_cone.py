@@ -1,0 +1,491 @@
+"""The cone engine: exact per-frame sensitivities restricted to each frame's receptive field.
+
+DESIGN §4. For a model that is a chain of Conv1d layers and elementwise operations
+(:mod:`gradnap.engine._chain`):
+
+1. :meth:`ConeEngine.forward` runs the chain once without gradients and keeps, per stage
+   ``i``, the activation derivative ``D_i = dA_i/dZ_i`` (the ReLU mask; the product of the
+   derivatives when a stage has several elementwise operations), zero-padded outside the
+   utterance so that every frame's cone can be cut from it.
+2. :meth:`ConeEngine.sensitivities` runs a hand-written backward for a chunk of ``n``
+   target frames, each restricted to its cone: a seed at the output (``d target / d z``,
+   e.g. ``p_k (e_k - p)`` for ``prob``), then per stage ``i = L..1``:
+   ``gZ = gA * D_i[cone]`` and ``gA_{i-1} = conv_transpose(gZ, W_i)``. Gradients are kept
+   position-major, ``(C, W, n)`` with the frames innermost, so that the transposed
+   convolution is one GEMM per kernel tap (``W[:, :, j].T @ gZ`` into a column slice of
+   the output; strided layers per stride phase) — or a single GEMM when the cone is one
+   position wide (the k=1 and k=32 layers of Wav2Letter). The window of stage ``i`` for
+   frame ``tau`` starts at ``Geometry.cone(tau, i)[0]`` and is ``Geometry.cone_width(i)``
+   wide.
+3. With ``workers``, the frames of a chunk are split between single-threaded worker
+   threads that write into shared result buffers (see :class:`ConeEngine`).
+
+Positions outside the utterance are zero in ``D`` and zeroed in returned windows, so the
+result equals autograd on the whole utterance up to float rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradnap.defaults import METHOD
+from gradnap.engine._chain import Affine, Chain, extract_chain
+from gradnap.engine._layers import check_layers, check_target
+from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window
+from gradnap.errors import GradnapError
+from gradnap.geometry import ConvSpec
+
+__all__ = ["ConeEngine", "cone_flops"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _ConeState:
+    #: Per stage ``i >= 1``: ``(C_i, P_i)`` activation derivative, zero-padded.
+    deriv: list[torch.Tensor | None]
+    #: ``(stage, j)`` -> ``(C_i, P_i)`` derivative of the ops after position j (requested
+    #: pre-/mid-activation positions only), zero-padded like ``deriv``.
+    suffix: dict[tuple[int, int], torch.Tensor]
+    #: Per stage: index in the padded tensors of position 0.
+    offset: list[int]
+    #: Per stage: positions in the utterance ``T_i``.
+    lengths: list[int]
+    #: ``(K, T')`` softmax of the chain output.
+    probs: torch.Tensor
+
+
+def _derivative(f, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Elementwise derivative of ``f`` at ``u`` (``v = f(u)``), as autograd computes it."""
+    if isinstance(f, nn.ReLU):
+        return (v > 0).to(v.dtype)
+    if isinstance(f, Affine):
+        return f.scale[:, None].expand_as(u[0]).unsqueeze(0).to(u.dtype)
+    with torch.enable_grad():
+        leaf = u.detach().requires_grad_(True)
+        out = f(leaf.clone())  # clone: in-place activations may not modify a leaf
+        (d,) = torch.autograd.grad(out, leaf, torch.ones_like(out))
+    return d
+
+
+class _TapWeights:
+    """One convolution's weights laid out for the backward GEMMs.
+
+    ``taps``: ``(k, C_in, C_out)``, ``taps[j] = W[:, :, j].T``; or, when the cone at the
+    conv's output is one position wide and the kernel is not dilated, ``cols``:
+    ``(C_in * k, C_out)`` so that one GEMM gives the whole ``(C_in, k)`` window.
+    """
+
+    def __init__(self, weight: torch.Tensor, spec: ConvSpec, width: int) -> None:
+        c_out, c_in, k = weight.shape
+        self.c_in, self.k, self.spec, self.width = c_in, k, spec, width
+        self.cols: torch.Tensor | None = None
+        self.taps: torch.Tensor | None = None
+        if width == 1 and spec.dilation == 1:
+            self.cols = weight.permute(1, 2, 0).reshape(c_in * k, c_out).contiguous()
+        else:
+            self.taps = weight.permute(2, 1, 0).contiguous()
+
+    def backward(self, gz: torch.Tensor) -> torch.Tensor:
+        """Transposed convolution in position-major layout.
+
+        ``gz``: ``(C_out, W * n)`` contiguous, the gradient at the conv output for ``n``
+        frames at ``W`` positions (frames innermost). Returns ``(C_in, W', n)`` with
+        ``W' = (W - 1) * stride + dilation * (k - 1) + 1``. Tap ``j`` adds
+        ``W[:, :, j].T @ gz`` at output positions ``t * stride + j * dilation``: one GEMM
+        per tap into a column slice of the output (per stride phase), no im2col.
+        """
+        w = self.width
+        n = gz.shape[1] // w
+        if self.cols is not None:  # W == 1: a single GEMM, (C_in * k, n) = (C_in, k, n)
+            return (self.cols @ gz).view(self.c_in, self.k, n)
+        assert self.taps is not None
+        s, d, k = self.spec.stride, self.spec.dilation, self.k
+        w_out = (w - 1) * s + d * (k - 1) + 1
+        if s == 1:
+            out = gz.new_zeros(self.c_in, w_out * n)
+            for j in range(k):
+                o = j * d
+                out[:, o * n : (o + w) * n].addmm_(self.taps[j], gz)
+            return out.view(self.c_in, w_out, n)
+        out = gz.new_empty(self.c_in, w_out, n)
+        for ph in range(s):
+            taps = [j for j in range(k) if (j * d) % s == ph]
+            count = len(range(ph, w_out, s))  # output positions of this phase
+            if not taps:
+                out[:, ph::s] = 0.0
+                continue
+            buf = gz.new_zeros(self.c_in, count * n)
+            for j in taps:
+                q = (j * d) // s
+                buf[:, q * n : (q + w) * n].addmm_(self.taps[j], gz)
+            out[:, ph::s] = buf.view(self.c_in, count, n)
+        return out
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread in the calling thread for the duration of the context."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:
+    """Worker threads that each run torch with one intra-op thread.
+
+    The setting must be made in every thread: a new thread starts with OpenMP's default
+    thread count whatever the caller set, so without it every worker's GEMMs would run
+    on all cores at once (oversubscription).
+    """
+    return ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+
+
+def cone_flops(chain: Chain) -> float:
+    """Multiply-add FLOPs (2 per MAC) of one frame's cone backward, input layer included."""
+    geom = chain.geometry
+    total = 0.0
+    for i in range(1, chain.num_stages + 1):
+        w = chain.stages[i].weight
+        assert w is not None
+        c_out, c_in, k = w.shape
+        total += 2.0 * c_out * c_in * k * geom.cone_width(i)
+    return total
+
+
+class ConeEngine:
+    """Per-frame sensitivities of a Conv1d chain, restricted to each frame's cone.
+
+    ``model``: a chain of Conv1d and elementwise modules (see :mod:`gradnap.engine._chain`);
+    it is put in eval mode. ``layers``: names (``"input"`` and ``named_modules()`` names).
+    ``target``: ``"prob"``, ``"logprob"`` or ``"logit"``. ``output``: the model's output
+    kind (default ``model.output_kind``, else logits). ``workers``: threads that each take
+    a share of a chunk's frames, each with one intra-op thread (``torch.set_num_threads(1)``
+    for the duration of the call); ``None`` (default) = as many as torch's intra-op
+    threads on CPU, 1 on other devices; ``0`` = no workers, torch's own intra-op
+    parallelism. Independent single-threaded GEMMs beat one multi-threaded GEMM on small
+    machines and stay fast when other processes compete for the cores.
+
+    ``chain``: the model's :class:`~gradnap.engine._chain.Chain` when the caller has it.
+
+    Raises :class:`~gradnap.engine._chain.ChainError` when the model is not such a chain.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[str],
+        target: str = METHOD.target,
+        output: str | None = None,
+        workers: int | None = None,
+        chain: Chain | None = None,
+    ) -> None:
+        model.eval()
+        self.model = model
+        self.layers = check_layers(model, layers)
+        #: The model as a Conv1d chain: ``chain`` when given (already extracted and checked
+        #: for these layers by :func:`gradnap.engine.make_engine`), else extracted here.
+        self.chain = chain if chain is not None else extract_chain(model, self.layers, output)
+        self.output = self.chain.output
+        check_target(target, self.output)
+        self.target = target
+        if workers is not None and workers < 0:
+            raise GradnapError(f"workers: must be 0 or more, got {workers}")
+        self.workers = workers
+        self.geometry = self.chain.geometry
+        L = self.chain.num_stages
+        self._pos = {name: self.chain.positions[name] for name in self.layers}
+        self._width = [self.geometry.cone_width(i) for i in range(L + 1)]
+        self._lo0 = [self.geometry.cone(0, i)[0] for i in range(L + 1)]
+        out_jump = self.geometry.jump(L)
+        self._step = [out_jump // self.geometry.jump(i) for i in range(L + 1)]
+        self._weights: list[_TapWeights | None] = [None]
+        for i, st in enumerate(self.chain.stages[1:], start=1):
+            assert st.weight is not None and st.spec is not None
+            self._weights.append(_TapWeights(st.weight, st.spec, self._width[i]))
+        w = self.chain.stages[1].weight
+        assert w is not None
+        self._device, self._dtype = w.device, w.dtype
+
+    @property
+    def flops_per_frame(self) -> float:
+        """FLOPs of one frame's cone backward (see :func:`cone_flops`)."""
+        return cone_flops(self.chain)
+
+    # -- forward ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> ForwardPass:
+        """``x``: input spectrogram ``(F, T)``. Keeps the padded activation derivatives."""
+        if x.dim() != 2:
+            raise GradnapError(f"input: expected a (features, frames) tensor, got {tuple(x.shape)}")
+        x = x.to(self._device, self._dtype)
+        chain = self.chain
+        if not self._long_enough(x.shape[-1]):
+            raise GradnapError(
+                f"input: {x.shape[-1]} frames are too few for the model "
+                f"(it needs at least {self._min_frames()})"
+            )
+        workers = self.resolved_workers()
+        if workers == 0:
+            return self._forward(x, chain.forward(x[None]))
+        # with workers, everything runs single-threaded: the convolutions in time slices
+        # on the workers, the many small elementwise operations in this thread
+        with _one_thread():
+            with _single_threaded_pool(workers) as pool:
+                vals = self._sliced_forward(x[None], pool, workers)
+            return self._forward(x, vals)
+
+    def _forward(self, x: torch.Tensor, vals: list[list[torch.Tensor]]) -> ForwardPass:
+        """Derivatives, padding and the :class:`ForwardPass` from the chain's values."""
+        chain = self.chain
+        L = chain.num_stages
+        lengths = [v[0].shape[-1] for v in vals]
+        t_out = lengths[L]
+        offset: list[int] = []
+        deriv: list[torch.Tensor | None] = []
+        suffix: dict[tuple[int, int], torch.Tensor] = {}
+        wanted = {p for p in self._pos.values()}
+        for i, st in enumerate(chain.stages):
+            lo = self._lo0[i]
+            hi = self._step[i] * (t_out - 1) + lo + self._width[i] - 1
+            pad_l, pad_r = max(0, -lo), max(0, hi - (lengths[i] - 1))
+            offset.append(pad_l)
+            m = len(st.pointwise)
+            ds = [_derivative(f, vals[i][j], vals[i][j + 1]) for j, f in enumerate(st.pointwise)]
+            # suffix products: after[j] = prod_{q > j} d_q  (positions j = 0..m)
+            after: list[torch.Tensor | None] = [None] * (m + 1)
+            acc: torch.Tensor | None = None
+            for j in range(m - 1, -1, -1):
+                acc = ds[j] if acc is None else acc * ds[j]
+                after[j] = acc
+            if i == 0:
+                deriv.append(None)
+            else:
+                d0 = after[0] if after[0] is not None else torch.ones_like(vals[i][0])
+                deriv.append(F.pad(d0[0], (pad_l, pad_r)))
+            for j in range(m):
+                if (i, j) in wanted and not (i >= 1 and j == 0):
+                    suffix[(i, j)] = F.pad(after[j][0], (pad_l, pad_r))  # type: ignore[index]
+        z = vals[L][-1][0]  # (K, T')
+        probs = torch.softmax(z, dim=0)
+        acts = {}
+        for name, (i, j) in self._pos.items():
+            acts[name] = x if name == INPUT_LAYER else vals[i][j][0]
+        state = _ConeState(deriv, suffix, offset, lengths, probs)
+        return ForwardPass(acts, probs, state)
+
+    def _sliced_forward(
+        self, x: torch.Tensor, pool: ThreadPoolExecutor, workers: int
+    ) -> list[list[torch.Tensor]]:
+        """:meth:`Chain.forward` with each convolution split into ``workers`` time slices
+        of its output, one per single-threaded worker. ``x``: ``(1, F, T)``."""
+        out: list[list[torch.Tensor]] = []
+        a = x
+        for st in self.chain.stages:
+            if st.weight is None:
+                z = a
+            else:
+                spec = st.spec
+                assert spec is not None
+                xp = F.pad(a, (spec.pad_left, spec.pad_right))
+                t_out = spec.output_length(a.shape[-1])
+                parts = min(workers, max(1, t_out // 32))
+                bounds = [t_out * w // parts for w in range(parts + 1)]
+
+                def conv(lo_hi, xp=xp, st=st, spec=spec):
+                    lo, hi = lo_hi
+                    seg = xp[:, :, lo * spec.stride : (hi - 1) * spec.stride + spec.span]
+                    return F.conv1d(
+                        seg, st.weight, st.bias, stride=spec.stride, dilation=spec.dilation
+                    )
+
+                pieces = list(pool.map(conv, zip(bounds, bounds[1:], strict=False)))
+                z = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
+            vals = [z]
+            for f in st.pointwise:
+                u = vals[-1].clone() if getattr(f, "inplace", False) else vals[-1]
+                vals.append(f(u))
+            out.append(vals)
+            a = vals[-1]
+        return out
+
+    def _long_enough(self, frames: int) -> bool:
+        """Whether every layer has at least one position for ``frames`` input frames."""
+        for spec in self.geometry.layers:
+            frames = spec.output_length(frames)
+            if frames == 0:
+                return False
+        return True
+
+    def _min_frames(self) -> int:
+        t = 1
+        while not self._long_enough(t):
+            t += 1
+        return t
+
+    # -- backward --------------------------------------------------------------------------
+
+    def seeds(
+        self, probs: torch.Tensor, frames: torch.Tensor, classes: torch.Tensor
+    ) -> torch.Tensor:
+        """``d target[k, tau] / d z[:, tau]`` for the chain output ``z``: ``(n, K)``."""
+        n = frames.shape[0]
+        rows = torch.arange(n, device=probs.device)
+        g = torch.zeros(n, probs.shape[0], device=probs.device, dtype=probs.dtype)
+        if self.target == "logit":
+            g[rows, classes] = 1.0
+            return g
+        p = probs[:, frames].T  # (n, K)
+        g -= p
+        g[rows, classes] += 1.0  # e_k - p: d log p_k / d z
+        if self.target == "prob":
+            g *= p[rows, classes][:, None]
+        return g
+
+    def sensitivities(
+        self, fwd: ForwardPass, frames: torch.Tensor, classes: torch.Tensor
+    ) -> dict[str, Window]:
+        """Cone-wide windows per layer for target frames ``frames`` and classes ``classes``.
+
+        ``frames``, ``classes``: ``(n,)`` int64. Returns name -> :class:`Window` with grads
+        ``(n, C_l, W_l)`` and start ``(n,)`` = ``Geometry.cone(tau, l)[0]``.
+        """
+        state = fwd.state
+        if not isinstance(state, _ConeState):
+            raise GradnapError("sensitivities: the forward pass was not made by this engine")
+        frames = torch.as_tensor(frames, dtype=torch.int64, device=self._device).flatten()
+        classes = torch.as_tensor(classes, dtype=torch.int64, device=self._device).flatten()
+        if frames.shape != classes.shape:
+            raise GradnapError("sensitivities: frames and classes differ in length")
+        t_out, n_cls = fwd.probs.shape[1], fwd.probs.shape[0]
+        if frames.numel() and (frames.min() < 0 or frames.max() >= t_out):
+            raise GradnapError(f"sensitivities: frames must lie in 0..{t_out - 1}")
+        if classes.numel() and (classes.min() < 0 or classes.max() >= n_cls):
+            raise GradnapError(f"sensitivities: classes must lie in 0..{n_cls - 1}")
+        workers = self.resolved_workers()
+        n = frames.shape[0]
+        if n == 0:
+            return {
+                name: Window(
+                    fwd.probs.new_zeros(0, fwd.activations[name].shape[0], self._width[i]),
+                    frames.clone(),
+                )
+                for name, (i, _) in self._pos.items()
+            }
+        if workers == 0:
+            return self._backward(state, frames, classes)
+        parts_n = max(1, min(workers, n // 8))  # at least 8 frames per worker
+        bounds = [n * w // parts_n for w in range(parts_n + 1)]
+        with _one_thread():
+            if parts_n == 1:
+                return self._backward(state, frames, classes)
+            # each worker writes its frames' columns of one (C, W, n) buffer per layer
+            bufs = {
+                name: fwd.probs.new_empty(fwd.activations[name].shape[0], self._width[i], n)
+                for name, (i, _) in self._pos.items()
+            }
+
+            def work(ab: tuple[int, int]) -> None:
+                a, b = ab
+                self._backward(state, frames[a:b], classes[a:b], bufs, a)
+
+            with _single_threaded_pool(parts_n) as pool:
+                list(pool.map(work, zip(bounds, bounds[1:], strict=False)))
+        return {
+            name: Window(bufs[name].permute(2, 0, 1), frames * self._step[i] + self._lo0[i])
+            for name, (i, _) in self._pos.items()
+        }
+
+    def resolved_workers(self) -> int:
+        """Worker threads used by :meth:`sensitivities` (0 = torch's intra-op threads)."""
+        if self.workers is not None:
+            return self.workers
+        return torch.get_num_threads() if self._device.type == "cpu" else 0
+
+    @torch.no_grad()
+    def _backward(
+        self,
+        state: _ConeState,
+        frames: torch.Tensor,
+        classes: torch.Tensor,
+        into: dict[str, torch.Tensor] | None = None,
+        column: int = 0,
+    ) -> dict[str, Window]:
+        """The cone backward for ``n`` frames. Gradients live in position-major layout
+        ``(C, W, n)`` (frames innermost) so every transposed convolution is a few large
+        GEMMs; returned windows are ``(n, C, W)`` views of it. With ``into`` (layer ->
+        ``(C, W, N)`` buffer), each layer's result is copied to columns ``column ..
+        column + n - 1`` of its buffer instead (and the returned dict is empty)."""
+        chain = self.chain
+        L = chain.num_stages
+        by_stage: dict[int, list[tuple[str, int]]] = {}
+        for name, (i, j) in self._pos.items():
+            by_stage.setdefault(i, []).append((name, j))
+        out: dict[str, Window] = {}
+        n = frames.shape[0]
+        seeds = self.seeds(state.probs, frames, classes)  # (n, K)
+        g = seeds.T.contiguous().view(-1, 1, n)  # (K, 1, n)
+        for i in range(L, -1, -1):
+            st = chain.stages[i]
+            m = len(st.pointwise)
+            width = self._width[i]
+            start = frames * self._step[i] + self._lo0[i]  # (n,)
+            idx = start + state.offset[i]  # index of column 0 in the padded tensors
+            for name, j in by_stage.get(i, []):
+                if j == m:
+                    gw = self._mask_edges(g, start, state.lengths[i])
+                elif i >= 1 and j == 0:
+                    gw = g * self._cut(state.deriv[i], idx, width)  # type: ignore[arg-type]
+                else:
+                    gw = g * self._cut(state.suffix[(i, j)], idx, width)
+                if into is not None:
+                    into[name][:, :, column : column + n].copy_(gw)
+                else:
+                    out[name] = Window(gw.permute(2, 0, 1), start)  # (n, C, W)
+            if i == 0:
+                break
+            d = state.deriv[i]
+            weights = self._weights[i]
+            assert d is not None and weights is not None
+            gz = torch.mul(g, self._cut(d, idx, width)).contiguous()  # (C_i, W_i, n)
+            g = weights.backward(gz.view(gz.shape[0], width * n))  # (C_{i-1}, W_{i-1}, n)
+        return {name: out[name] for name in self.layers if name in out}
+
+    @staticmethod
+    def _cut(padded: torch.Tensor, idx: torch.Tensor, width: int) -> torch.Tensor:
+        """Windows ``padded[:, idx[r] : idx[r] + width]`` as ``(C, width, n)``."""
+        c, p = padded.shape
+        n = idx.shape[0]
+        step = int(idx[1] - idx[0]) if n > 1 else 0
+        if n == 1 or (step >= 0 and bool((idx[1:] - idx[:-1] == step).all())):
+            # evenly spaced windows (consecutive frames): a strided view, no copy
+            return padded.as_strided(
+                (c, width, n), (p, 1, step), padded.storage_offset() + int(idx[0])
+            )
+        cols = idx[None, :] + torch.arange(width, device=idx.device)[:, None]  # (W, n)
+        return padded[:, cols]
+
+    @staticmethod
+    def _mask_edges(g: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
+        """Zero ``g`` ``(C, W, n)`` at positions outside ``0 .. length - 1``."""
+        width = g.shape[1]
+        if int(start.min()) >= 0 and int(start.max()) + width <= length:
+            return g
+        pos = start[None, :] + torch.arange(width, device=g.device)[:, None]  # (W, n)
+        valid = ((pos >= 0) & (pos < length)).to(g.dtype)
+        return g * valid

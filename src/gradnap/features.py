@@ -1,0 +1,118 @@
+"""Audio to model input: reading audio files and the log-mel features (docs/method.md §2).
+
+Every place that turns audio into features calls :func:`utterance_features` or
+:func:`log_mel`; there is no other path.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gradnap.defaults import FEATURES, FeatureConfig
+from gradnap.errors import GradnapError
+
+__all__ = [
+    "load_audio",
+    "log_mel",
+    "num_frames",
+    "frame_to_seconds",
+    "seconds_to_frame",
+    "mel_frequencies",
+]
+
+
+def load_audio(path: str | Path, config: FeatureConfig = FEATURES) -> np.ndarray:
+    """Read an audio file (FLAC, WAV, ...) as mono float32 at ``config.sample_rate``.
+
+    Stereo is mixed down; other sample rates are resampled. Returns shape ``(N,)``.
+    Raises :class:`GradnapError` naming the file when it is missing, unreadable or empty.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise GradnapError(f"{path}: audio file not found")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+    except Exception as exc:  # soundfile raises several types for corrupt data
+        raise GradnapError(f"{path}: cannot read audio ({exc})") from exc
+    if data.shape[0] == 0:
+        raise GradnapError(f"{path}: audio file holds no samples")
+    mono = data.mean(axis=1)
+    if sr != config.sample_rate:
+        import librosa
+
+        mono = librosa.resample(mono, orig_sr=sr, target_sr=config.sample_rate)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+@lru_cache(maxsize=4)
+def _mel_basis(config: FeatureConfig) -> torch.Tensor:
+    import librosa
+
+    basis = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels)
+    return torch.from_numpy(basis.astype(np.float32))  # (F, n_fft // 2 + 1)
+
+
+def mel_frequencies(config: FeatureConfig = FEATURES) -> np.ndarray:
+    """Centre frequency in Hz of each mel bin, shape ``(F,)`` (librosa's mel filters)."""
+    import librosa
+
+    # librosa.filters.mel places n_mels + 2 points evenly on the mel scale; bin k peaks at
+    # point k + 1.
+    edges = librosa.mel_frequencies(n_mels=config.n_mels + 2, fmin=0.0, fmax=config.sample_rate / 2)
+    return np.asarray(edges[1:-1], dtype=np.float64)
+
+
+def num_frames(num_samples: int, config: FeatureConfig = FEATURES) -> int:
+    """Number of input frames for ``num_samples`` samples (centred STFT)."""
+    return 1 + num_samples // config.hop_length
+
+
+def frame_to_seconds(frame, config: FeatureConfig = FEATURES):
+    """Time in seconds at the centre of input frame ``frame`` (scalar or array)."""
+    return frame * config.frame_seconds
+
+
+def seconds_to_frame(seconds: float | np.ndarray, config: FeatureConfig = FEATURES):
+    """Input frame whose centre is nearest to ``seconds`` (float seconds -> int frames)."""
+    frames = np.rint(np.asarray(seconds, dtype=np.float64) / config.frame_seconds).astype(np.int64)
+    return frames if frames.ndim else int(frames)
+
+
+def log_mel(samples: np.ndarray | torch.Tensor, config: FeatureConfig = FEATURES) -> torch.Tensor:
+    """z-normalised log-mel spectrogram of one utterance.
+
+    ``samples``: ``(N,)`` mono at ``config.sample_rate``. Returns ``(F, T)`` float32 with
+    ``F = n_mels`` and ``T = num_frames(N)``.
+    """
+    x = torch.as_tensor(samples, dtype=torch.float32).reshape(-1)  # (N,)
+    if x.numel() == 0:
+        raise GradnapError("log_mel: empty audio")
+    window = torch.hann_window(config.n_fft)
+    if x.numel() <= config.n_fft // 2:  # reflect padding needs more samples than the pad
+        x = torch.nn.functional.pad(x, (0, config.n_fft // 2 + 1 - x.numel()))
+        n_out = num_frames(len(samples), config)
+    else:
+        n_out = None
+    spec = torch.stft(
+        x, config.n_fft, config.hop_length, window=window, center=True, return_complex=True
+    )  # (n_fft // 2 + 1, T)
+    if n_out is not None:
+        spec = spec[:, :n_out]
+    power = spec.real.square() + spec.imag.square()
+    mel = _mel_basis(config) @ power  # (F, T)
+    logmel = torch.log(mel + config.log_offset)
+    if config.normalize == "utterance":
+        std = logmel.std(unbiased=False)
+        logmel = (logmel - logmel.mean()) / (std if std > 0 else 1.0)
+    elif config.normalize == "bin":
+        std = logmel.std(dim=1, keepdim=True, unbiased=False).clamp_min(1e-8)
+        logmel = (logmel - logmel.mean(dim=1, keepdim=True)) / std
+    elif config.normalize != "none":
+        raise GradnapError(f"unknown normalisation {config.normalize!r} (utterance, bin, none)")
+    return logmel.contiguous()

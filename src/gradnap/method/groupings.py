@@ -1,0 +1,317 @@
+"""Groupings: a label for every example (output frame) of an utterance (DESIGN §1.5).
+
+A grouping turns the examples of one utterance into group labels (strings) or ``None``
+(the example belongs to no group of that grouping). Several groupings are collected in
+one pass; each keeps its own accumulators.
+
+Built-in groupings:
+
+``grapheme``
+    The predicted class, printed by :func:`gradnap.alphabet.class_label` (``"a"``..``"z"``,
+    ``"_"`` for space, ``"'"``, ``"<b>"`` for blank when blank frames are examples).
+``phoneme``
+    The phone whose time span ``[start, end)`` contains the centre time of the output
+    frame (the last phone's span is closed at its end). The centre time is the centre of
+    the frame's receptive field: input frame ``Geometry.centre(frame, L)`` mapped to
+    seconds by :func:`gradnap.features.frame_to_seconds`. Utterances without phone timings
+    (``utterance.phones is None``) and frames whose centre lies outside the timings give
+    ``None``.
+``speaker``
+    ``utterance.speaker`` (the voice, for synthesized corpora).
+``all``
+    One group ``"all"`` holding every example: the dataset-wide accumulator. It is always
+    collected; the name is reserved.
+
+Any callable ``f(utterance, frame, predicted_class) -> label | None`` is a grouping too
+(``frame`` is the output frame index, ``predicted_class`` the class index; the label is
+converted with ``str``). Its name is the function's ``__name__`` unless given as
+``(name, f)`` or ``{name: f}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from gradnap.alphabet import class_label
+from gradnap.defaults import FEATURES, NUM_CLASSES, PHONE_SET, FeatureConfig
+from gradnap.errors import GradnapError
+from gradnap.features import frame_to_seconds
+from gradnap.geometry import Geometry
+
+__all__ = [
+    "FrameClock",
+    "Grouping",
+    "GraphemeGrouping",
+    "PhonemeGrouping",
+    "SpeakerGrouping",
+    "AllGrouping",
+    "FunctionGrouping",
+    "BUILTIN_GROUPINGS",
+    "ALL",
+    "make_groupings",
+]
+
+log = logging.getLogger(__name__)
+
+#: Name of the reserved dataset-wide grouping (one group holding every example).
+ALL = "all"
+
+LabelFunction = Callable[[Any, int, int], Any]
+
+
+@dataclass(frozen=True)
+class FrameClock:
+    """Output frame -> time: input frame ``frame * stride + offset`` (its receptive-field
+    centre), in seconds through :func:`gradnap.features.frame_to_seconds`."""
+
+    stride: float
+    offset: float
+    features: FeatureConfig = FEATURES
+
+    @classmethod
+    def from_geometry(cls, geometry: Geometry, features: FeatureConfig = FEATURES) -> FrameClock:
+        """The clock of the output layer of ``geometry`` (exact)."""
+        out = geometry.num_layers
+        return cls(float(geometry.jump(out)), float(geometry.centre(0, out)), features)
+
+    def centre_seconds(self, frames: np.ndarray) -> np.ndarray:
+        """Centre time in seconds of output frames ``frames`` ``(n,)`` -> ``(n,)`` float64."""
+        centre = np.asarray(frames, dtype=np.float64) * self.stride + self.offset
+        return np.asarray(frame_to_seconds(centre, self.features), dtype=np.float64)
+
+    def to_json(self) -> dict:
+        return {"stride": self.stride, "offset": self.offset}
+
+
+class Grouping(Protocol):
+    """Labels for the examples of one utterance."""
+
+    #: Name of the grouping (keys the accumulators and the result file).
+    name: str
+    #: ``"builtin"`` or ``"function"`` (recorded in the result file).
+    kind: str
+
+    def labels(
+        self, utterance: Any, frames: np.ndarray, classes: np.ndarray, clock: FrameClock
+    ) -> list[str | None]:
+        """``frames``, ``classes``: ``(n,)`` int64 output frames and predicted classes.
+        Returns ``n`` labels (``None`` = no group)."""
+        ...
+
+
+class GraphemeGrouping:
+    """The predicted grapheme (:func:`gradnap.alphabet.class_label`; a model with more
+    classes than gradnap's alphabet gets the class index as label for the others)."""
+
+    name = "grapheme"
+    kind = "builtin"
+    #: Expected number of groups (accumulators are allocated for them up front).
+    size_hint = NUM_CLASSES
+
+    def labels(self, utterance, frames, classes, clock) -> list[str | None]:
+        return [class_label(k) if 0 <= k < NUM_CLASSES else str(k) for k in classes.tolist()]
+
+
+class PhonemeGrouping:
+    """The phone whose time span contains the output frame's centre time."""
+
+    name = "phoneme"
+    kind = "builtin"
+    size_hint = len(PHONE_SET)
+
+    def labels(self, utterance, frames, classes, clock) -> list[str | None]:
+        phones = getattr(utterance, "phones", None)
+        if not phones:
+            return [None] * len(frames)
+        starts = np.array([p.start for p in phones], dtype=np.float64)
+        last = len(phones) - 1
+        t = clock.centre_seconds(frames)
+        idx = np.searchsorted(starts, t, side="right") - 1  # last phone starting <= t
+        out: list[str | None] = []
+        for ti, i in zip(t.tolist(), idx.tolist(), strict=True):
+            inside = i >= 0 and (ti < phones[i].end or (i == last and ti <= phones[i].end))
+            out.append(phones[i].phone if inside else None)
+        return out
+
+
+class SpeakerGrouping:
+    """The utterance's speaker (``utterance.speaker``)."""
+
+    name = "speaker"
+    kind = "builtin"
+
+    def labels(self, utterance, frames, classes, clock) -> list[str | None]:
+        speaker = getattr(utterance, "speaker", None)
+        label = None if speaker is None else str(speaker)
+        return [label] * len(frames)
+
+
+class AllGrouping:
+    """Every example in one group ``"all"`` (the dataset-wide accumulator)."""
+
+    name = ALL
+    kind = "builtin"
+    size_hint = 1
+
+    def labels(self, utterance, frames, classes, clock) -> list[str | None]:
+        return [ALL] * len(frames)
+
+
+class FunctionGrouping:
+    """A user function ``f(utterance, frame, predicted_class) -> label | None``."""
+
+    kind = "function"
+
+    def __init__(self, name: str, function: LabelFunction) -> None:
+        self.name = name
+        self.function = function
+
+    @property
+    def qualname(self) -> str:
+        f = self.function
+        return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}"
+
+    def labels(self, utterance, frames, classes, clock) -> list[str | None]:
+        out: list[str | None] = []
+        for tau, k in zip(frames.tolist(), classes.tolist(), strict=True):
+            label = self.function(utterance, tau, k)
+            out.append(None if label is None else str(label))
+        return out
+
+
+BUILTIN_GROUPINGS: dict[str, type] = {
+    "grapheme": GraphemeGrouping,
+    "phoneme": PhonemeGrouping,
+    "speaker": SpeakerGrouping,
+}
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name or "/" in name:
+        raise GradnapError(f"groups: grouping name {name!r} must be a non-empty string without '/'")
+    if name == ALL:
+        raise GradnapError(f"groups: the grouping name {ALL!r} is reserved (dataset-wide)")
+    return name
+
+
+def make_groupings(
+    spec: str | LabelFunction | Grouping | Iterable | Mapping[str, LabelFunction],
+) -> list[Grouping]:
+    """Groupings from a specification.
+
+    ``spec`` is a comma-separated string (``"grapheme,phoneme"``), a callable, a
+    :class:`Grouping`, a ``{name: callable}`` mapping, or a sequence of these (and of
+    ``(name, callable)`` pairs). Unknown names raise :class:`GradnapError` listing the
+    built-in ones. The dataset-wide ``all`` grouping is not part of the list (the
+    collector always adds it).
+    """
+    items: list = []
+    if isinstance(spec, str):
+        items = [s.strip() for s in spec.split(",") if s.strip()]
+    elif isinstance(spec, Mapping):
+        items = [(k, v) for k, v in spec.items()]
+    elif callable(spec) or hasattr(spec, "labels"):
+        items = [spec]
+    else:
+        for item in spec:
+            if isinstance(item, str):
+                items.extend(s.strip() for s in item.split(",") if s.strip())
+            else:
+                items.append(item)
+    out: list[Grouping] = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in BUILTIN_GROUPINGS:
+                raise GradnapError(
+                    f"groups: unknown grouping {item!r}; built-in: {', '.join(BUILTIN_GROUPINGS)}"
+                    " (or pass a function f(utterance, frame, predicted_class) -> label)"
+                )
+            out.append(BUILTIN_GROUPINGS[item]())
+        elif isinstance(item, Sequence) and len(item) == 2 and callable(item[1]):
+            out.append(FunctionGrouping(_check_name(item[0]), item[1]))
+        elif hasattr(item, "labels") and hasattr(item, "name"):
+            _check_name(item.name)
+            out.append(item)
+        elif callable(item):
+            out.append(FunctionGrouping(_check_name(getattr(item, "__name__", "function")), item))
+        else:
+            raise GradnapError(f"groups: cannot make a grouping of {item!r}")
+    if not out:
+        raise GradnapError("groups: no grouping given")
+    names = [g.name for g in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise GradnapError(f"groups: grouping names must be unique; repeated: {', '.join(dup)}")
+    return out
+
+
+# --- random labels (the chance level) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RandomLabelGrouping:
+    """A seeded user grouping that gives every example a random label (see module docs).
+
+    Call it as ``f(utterance, frame, predicted_class) -> label``; ``utterance`` is an
+    object with an ``id`` attribute (or the id itself), ``frame`` the output frame. The
+    label depends only on ``(seed, utterance id, frame)``; ``predicted_class`` is ignored.
+    Picklable, so it can be sent to worker processes. Like a function, it has a
+    ``__name__`` (:attr:`name`), which collectors use as the grouping's name.
+    """
+
+    #: The labels drawn from.
+    choices: tuple[str, ...]
+    #: Cumulative probabilities ``(len(choices),)``, last = 1.
+    cumulative: tuple[float, ...]
+    seed: int = 0
+    name: str = "chance"
+
+    @property
+    def __name__(self) -> str:  # a grouping function's name
+        return self.name
+
+    def uniform(self, utterance, frame: int) -> float:
+        """The example's uniform random number in ``[0, 1)``."""
+        uid = getattr(utterance, "id", utterance)
+        key = f"{self.seed}\x1f{uid}\x1f{int(frame)}".encode()
+        h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+        return h / 2.0**64
+
+    def __call__(self, utterance, frame: int, predicted_class: int | None = None) -> str:
+        u = self.uniform(utterance, frame)
+        i = int(np.searchsorted(self.cumulative, u, side="right"))
+        return self.choices[min(i, len(self.choices) - 1)]
+
+
+def random_label_grouping(
+    labels: Sequence[str] | Mapping[str, float], *, seed: int = 0, name: str = "chance"
+) -> RandomLabelGrouping:
+    """A grouping for the chance level: each example gets a random label, seeded.
+
+    ``labels``: the labels to draw from, uniformly, or ``{label: weight}`` (e.g. the group
+    counts of the real grouping, so that random groups have the same sizes in
+    expectation). ``name`` is the grouping's name (its ``__name__``). Collect profiles
+    with it next to the real groupings and cluster them with :func:`cluster_layers` to
+    get the chance level of the silhouette scores.
+    """
+    if isinstance(labels, Mapping):
+        names = tuple(str(k) for k in labels)
+        weights = np.array([float(labels[k]) for k in labels], dtype=np.float64)
+    else:
+        names = tuple(str(k) for k in labels)
+        weights = np.ones(len(names))
+    if not names:
+        raise GradnapError("random_label_grouping: no labels given")
+    if len(set(names)) != len(names):
+        raise GradnapError("random_label_grouping: labels are not unique")
+    if not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
+        raise GradnapError("random_label_grouping: weights must be >= 0 with a positive sum")
+    cum = np.cumsum(weights) / weights.sum()
+    cum[-1] = 1.0
+    return RandomLabelGrouping(names, tuple(float(c) for c in cum), int(seed), str(name))

@@ -1,0 +1,158 @@
+"""Examples, alignment, accumulators and the profiles built from them (DESIGN §1).
+
+Pipeline for one chunk of examples of one utterance and one layer ``l``:
+
+1. :func:`select_examples` picks the output frames (examples) and their predicted class.
+2. The engine returns their sensitivities as a :class:`~gradnap.engine.base.Window`.
+3. :func:`align` finds the centre ``t*`` of each example and crops the layer's activations
+   and the sensitivities to ``W_l`` positions around it (an :class:`Aligned` batch).
+4. :func:`chunk_stats` turns the batch into the quantities that are summed, and
+   :class:`GroupingSums` adds them per group (sums and counts only, so accumulators of
+   shards, checkpoints or processes merge by addition).
+
+Conventions (normative for this package):
+
+* **Search range of t\\*.** ``t*`` is searched over the positions of the output frame's
+  cone (its receptive field in layer ``l``, when the model's geometry is known) that lie
+  inside the utterance, else over all positions of the engine's window inside the
+  utterance. So the cone engine (cone-wide windows) and the generic engine (whole-layer
+  windows) give the same ``t*``.
+* **Ties.** The first (smallest) position with the maximal score wins.
+* **Centring.** The window has ``W`` columns; column ``j`` holds position
+  ``t* + j - W // 2``. For odd ``W`` that is symmetric; for even ``W``, ``t*`` is the
+  right one of the two middle columns (offsets ``-W/2 .. W/2 - 1``).
+* **Counts.** Positions outside ``0 .. T_l - 1`` are not data: they add nothing to the
+  sums and nothing to the per-position counts, so means are taken per position over the
+  examples that have data there. Positions inside the utterance but outside the cone are
+  data (their sensitivity is exactly 0).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from gradnap.errors import GradnapError
+
+__all__ = ["Aligned", "Positions", "align", "recrop"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Aligned:
+    """A batch of ``n`` examples aligned in one layer (``W`` columns, see module doc)."""
+
+    #: ``(n, C, W)`` activations at positions ``centre + j - W // 2``; 0 outside the utterance.
+    act: torch.Tensor
+    #: ``(n, C, W)`` sensitivities at the same positions; 0 outside the utterance.
+    grad: torch.Tensor
+    #: ``(n, W)`` bool: the position lies inside the utterance.
+    valid: torch.Tensor
+    #: ``(n,)`` int64: the alignment centre ``t*`` (a position of the layer).
+    centre: torch.Tensor
+
+
+class Positions:
+    """One utterance's activations of one layer, zero-padded and laid out ``(T, C)`` so
+    that windows of many examples are gathered in one pass.
+
+    ``act``: ``(C, T)``. :meth:`windows` returns ``(n, C, W)`` with zeros outside
+    ``0 .. T - 1``; the padding grows on demand.
+    """
+
+    def __init__(self, act: torch.Tensor, pad: int = 0) -> None:
+        self.act = act
+        self.channels, self.length = act.shape
+        self._build(pad)
+
+    def _build(self, pad: int) -> None:
+        self.pad = pad
+        self._at = torch.nn.functional.pad(self.act, (pad, pad)).T.contiguous()  # (T+2p, C)
+
+    def windows(self, start: torch.Tensor, width: int) -> torch.Tensor:
+        """Activations at positions ``start[i] + j`` (``j < width``): ``(n, C, width)``."""
+        if start.numel():
+            need = max(0, -int(start.min()), int(start.max()) + width - self.length)
+            if need > self.pad:
+                self._build(max(need, 2 * self.pad))
+        return self._at.unfold(0, width, 1).index_select(0, start + self.pad)
+
+
+def recrop(grads: torch.Tensor, start: torch.Tensor, lo: torch.Tensor, width: int) -> torch.Tensor:
+    """Window ``grads`` ``(n, C, We)`` (column 0 at position ``start[i]``) re-cut to
+    ``width`` columns starting at position ``lo[i]``: ``(n, C, width)``, zeros where the
+    old window has no column (e.g. a whole-layer window cut down to the cone)."""
+    n, C, We = grads.shape
+    k = (lo - start)[:, None] + torch.arange(width)  # (n, width) old columns
+    inside = (k >= 0) & (k < We)
+    out = grads.gather(2, k.clamp(0, We - 1)[:, None, :].expand(n, C, width))
+    if not bool(inside.all()):
+        out.mul_(inside[:, None, :].to(out.dtype))
+    return out
+
+
+def align(
+    act: torch.Tensor | Positions,
+    grads: torch.Tensor,
+    start: torch.Tensor,
+    width: int,
+    *,
+    input_layer: bool,
+    search: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Aligned:
+    """Align ``n`` examples in one layer (DESIGN §1.3).
+
+    ``act``: the layer's activations ``(C, T)`` (the spectrogram ``(F, T)`` for the
+    input), or their :class:`Positions` (reused across the chunks of an utterance).
+    ``grads``: ``(n, C, We)`` sensitivities at positions ``start[i] + j`` (the engine's
+    window; zero outside the utterance). ``start``: ``(n,)`` int64. ``width``: ``W``.
+    ``search``: inclusive ``(lo, hi)`` ``(n,)`` position ranges to search ``t*`` in (the
+    cone), or ``None`` for the whole window.
+
+    Score per position: ``sum_c |S[c, t]| * A[c, t]`` for a layer, ``sum_f |S[f, t]|``
+    for the input; ``t*`` is the first position with the maximal score among the
+    searched positions inside the utterance.
+    """
+    positions = act if isinstance(act, Positions) else Positions(act)
+    n, C, We = grads.shape
+    T = positions.length
+    if positions.channels != C:
+        raise GradnapError(
+            f"align: activations have {positions.channels} channels, sensitivities {C}"
+        )
+    if not grads.is_contiguous():  # engines may hand out other layouts
+        inner = grads.permute(1, 2, 0)  # (C, We, n)
+        if inner.is_contiguous():  # frames innermost (the cone engine): a 2-D transpose
+            grads = inner.view(C * We, n).T.contiguous().view(n, C, We)  # is ~2x faster
+        else:
+            grads = grads.contiguous()
+    start = start.to(torch.int64)
+    pos = start[:, None] + torch.arange(We)  # (n, We)
+    ok = (pos >= 0) & (pos < T)
+    if search is not None:
+        lo, hi = search
+        ok &= (pos >= lo[:, None]) & (pos <= hi[:, None])
+    g_abs = grads.abs()  # (n, C, We)
+    if not input_layer:
+        g_abs.mul_(positions.windows(start, We))
+    score = g_abs.sum(dim=1)  # (n, We)
+    del g_abs
+    score = score.masked_fill_(~ok, float("-inf"))
+    centre = start + score.argmax(dim=1)  # first maximum
+    empty = ~ok.any(dim=1)
+    if bool(empty.any()):  # nothing searchable (cannot happen for real cones): clamp
+        centre = torch.where(empty, start.clamp(0, max(T - 1, 0)), centre)
+
+    first = centre - width // 2  # position of column 0
+    q = first[:, None] + torch.arange(width)  # (n, W) positions
+    valid = (q >= 0) & (q < T)
+    act_crop = positions.windows(first, width)  # (n, C, W); zero outside the utterance
+    k = q - start[:, None]  # column in the engine window
+    inwin = (k >= 0) & (k < We) & valid
+    grad_crop = grads.gather(2, k.clamp(0, We - 1)[:, None, :].expand(n, C, width))
+    if not bool(inwin.all()):
+        grad_crop.mul_(inwin[:, None, :].to(grad_crop.dtype))
+    return Aligned(act_crop, grad_crop, valid, centre)
