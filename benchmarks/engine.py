@@ -211,7 +211,7 @@ def collect_fps(model, utterances: int, workers: int | None, chunk: int) -> floa
         return None
     from gradnap.corpus.synth import synthesize_corpus
     from gradnap.engine import make_engine
-    from gradnap.method.collector import GradNAP
+    from gradnap.method.run import GradNAP
 
     with tempfile.TemporaryDirectory(prefix="gradnap-bench-") as tmp:
         root = Path(tmp) / "corpus"

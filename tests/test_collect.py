@@ -14,8 +14,9 @@ from gradnap.defaults import PHONE_SET
 from gradnap.engine import ChainError, extract_chain
 from gradnap.engine.base import ForwardPass, Window
 from gradnap.errors import GradnapError
-from gradnap.method.collector import GradNAP, collect, model_geometry
+from gradnap.method.collector import model_geometry
 from gradnap.method.result import Result, merge_results
+from gradnap.method.run import GradNAP, collect
 
 
 class FrameEngine:
@@ -120,7 +121,7 @@ def test_known_answer_input_layer_linear_model():
     np.testing.assert_allclose(r.nap("input", "odd"), [[1 / std, 5 / 3 / std, 0]])
     ax = r.axes("input")
     assert ax.offsets.tolist() == [-1, 0, 1] and ax.offsets_ms.tolist() == [-8.0, 0.0, 8.0]
-    assert r.layer_info("input")["width_source"] == "cone"
+    assert r.layer_info("input").width_source == "cone"
 
 
 def test_known_answer_hidden_layer_alignment():
@@ -236,7 +237,7 @@ def test_cone_and_whole_layer_windows_give_identical_profiles():
     )
     for k, v in whole.arrays.items():
         assert np.array_equal(v, cone.arrays[k]), k  # same gradients, same arithmetic
-    assert [whole.layer_info(n)["width"] for n in LAYERS] == [
+    assert [whole.layer_info(n).width for n in LAYERS] == [
         geom[0].cone_width(i) for i in range(3)
     ]
 
@@ -271,14 +272,14 @@ def test_estimated_windows_for_a_model_without_known_geometry():
     geom = model_geometry(FrameEngine(reference, LAYERS), LAYERS)[0]
     for i, name in enumerate(LAYERS):
         info = r.layer_info(name)
-        assert info["width_source"] == "estimated"
-        assert info["width"] == geom.cone_width(i)
-        assert info["jump"] == pytest.approx(geom.jump(i))
-    clock = r.meta["clock"]
-    assert clock["stride"] == 2.0 and clock["offset"] == pytest.approx(geom.centre(0, 3))
+        assert info.width_source == "estimated"
+        assert info.width == geom.cone_width(i)
+        assert info.jump == pytest.approx(geom.jump(i))
+    clock = r.meta.clock
+    assert clock.stride == 2.0 and clock.offset == pytest.approx(geom.centre(0, 3))
     # a given width wins over the estimate
     nap = GradNAP(model, LAYERS, engine=FrameEngine(model, LAYERS), blank=4, window={"3": 3})
-    assert nap.collect(small_data(3), progress=False).layer_info("3")["width"] == 3
+    assert nap.collect(small_data(3), progress=False).layer_info("3").width == 3
 
 
 class Centred(nn.Module):
@@ -300,8 +301,8 @@ def test_window_estimation_failure_is_fatal_unless_widths_are_given():
         window={"input": 13, "2": 5, "4": 1},
     )  # fmt: skip
     r = nap.collect(small_data(), progress=False)
-    assert r.meta["progress"]["skipped"] == 0
-    assert [r.layer_info(n)["width"] for n in layers] == [13, 5, 1]
+    assert r.meta.progress.skipped == 0
+    assert [r.layer_info(n).width for n in layers] == [13, 5, 1]
 
 
 # --- corpus loop: skipping, sharding, merging, checkpoints -------------------------------------
@@ -318,9 +319,9 @@ def test_broken_utterances_are_skipped_and_counted():
     ]
     data = good[:1] + bad + good[1:]
     r = gradnap_of(model, FrameEngine(model, LAYERS)).collect(data, progress=False)
-    p = r.meta["progress"]
-    assert (p["utterances"], p["skipped"]) == (3, 4)
-    msgs = " | ".join(r.meta["problems"])
+    p = r.meta.progress
+    assert (p.utterances, p.skipped) == (3, 4)
+    msgs = " | ".join(r.meta.problems)
     for word in (
         "nan: features contain NaN",
         "flat: features must be (F, T)",
@@ -339,12 +340,12 @@ def test_merge_of_two_shards_equals_the_whole():
     halves = [
         gradnap_of(model, eng).collect(small_data(), shard=f"{i}/2", progress=False) for i in (0, 1)
     ]
-    assert [h.meta["progress"]["utterances"] for h in halves] == [3, 3]
+    assert [h.meta.progress.utterances for h in halves] == [3, 3]
     merged = merge_results(halves)
     assert_same_sums(merged, whole)
-    assert merged.meta["corpus"]["shards"] == [[0, 2], [1, 2]]
+    assert merged.meta.corpus.shards == ((0, 2), (1, 2))
     for key in ("utterances", "frames", "examples"):
-        assert merged.meta["progress"][key] == whole.meta["progress"][key]
+        assert merged.meta.progress.__dict__[key] == whole.meta.progress.__dict__[key]
     with pytest.raises(GradnapError, match="appears twice"):
         merge_results([halves[0], halves[1], halves[0]])
 
@@ -383,13 +384,13 @@ def test_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
             crashing(), checkpoint=ckpt, checkpoint_every=3, progress=False
         )
     partial = Result.load(ckpt)
-    assert not partial.complete and partial.meta["progress"]["items_done"] == 3
+    assert not partial.complete and partial.meta.progress.items_done == 3
     resumed = gradnap_of(model, eng).collect(data, checkpoint=ckpt, resume=True, progress=False)
     assert resumed.complete
     for k, v in full.arrays.items():
         assert np.array_equal(v, resumed.arrays[k]), k  # bit for bit
     for key in ("utterances", "frames", "examples", "skipped"):
-        assert resumed.meta["progress"][key] == full.meta["progress"][key]
+        assert resumed.meta.progress.__dict__[key] == full.meta.progress.__dict__[key]
     # other data, or other options, cannot resume that checkpoint
     with pytest.raises(GradnapError, match="differ from the checkpoint"):
         gradnap_of(model, eng).collect(data[::-1], checkpoint=ckpt, resume=True, progress=False)
@@ -443,24 +444,24 @@ def test_collect_over_a_corpus_directory_with_phonemes(tmp_path):
         model, corpus, layers=layers, engine="cone", examples="all",
         groups="grapheme,phoneme,speaker", min_count=1, progress=False,
     )  # fmt: skip
-    p = r.meta["progress"]
-    assert (p["utterances"], p["skipped"]) == (4, 1)
-    assert "s1-c1-0002.wav: audio file not found" in r.meta["problems"][0]
-    assert r.meta["corpus"]["utterances"] == 5 and r.meta["corpus"]["with_phones"] == 5
-    assert r.meta["corpus"]["reading_problems"] == 1
-    n = p["examples"]
+    p = r.meta.progress
+    assert (p.utterances, p.skipped) == (4, 1)
+    assert "s1-c1-0002.wav: audio file not found" in r.meta.problems[0]
+    assert r.meta.corpus.utterances == 5 and r.meta.corpus.with_phones == 5
+    assert r.meta.corpus.reading_problems == 1
+    n = p.examples
     assert sum(r.counts("grapheme").values()) == n == r.num_examples
     assert r.counts("speaker") == {"s1": n}
     assert set(r.labels("phoneme")) <= set(PHONE_SET)
     assert sum(r.counts("phoneme").values()) + r.unlabelled("phoneme") == n
     assert r.unlabelled("phoneme") <= 4  # at most the frame past the end of each utterance
     geom = model.geometry
-    assert [r.layer_info(n)["width"] for n in layers] == [geom.cone_width(i) for i in (0, 2, 10)]
-    assert r.layer_info("input")["width"] == 194 and r.layer_info("layer10")["width"] == 1
+    assert [r.layer_info(n).width for n in layers] == [geom.cone_width(i) for i in (0, 2, 10)]
+    assert r.layer_info("input").width == 194 and r.layer_info("layer10").width == 1
     ax = r.axes("input")
     assert ax.frequencies_hz.shape == (128,) and ax.offsets_ms[0] == -97 * 8.0
     assert r.axes("layer2").offsets_ms[1] - r.axes("layer2").offsets_ms[0] == 16.0
-    assert r.meta["model"]["name"] == "tiny" and len(r.meta["model"]["weights_sha256"]) == 64
+    assert r.meta.model.name == "tiny" and len(r.meta.model.weights_sha256) == 64
 
 
 def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
@@ -473,8 +474,8 @@ def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert "frames/s" in printed and f"wrote {out}" in printed
     whole = Result.load(out)
-    assert whole.meta["model"]["source"] == str(model_path)
-    assert whole.layers == ["input", "layer9"] and whole.meta["progress"]["utterances"] == 4
+    assert whole.meta.model.source == str(model_path)
+    assert whole.layers == ["input", "layer9"] and whole.meta.progress.utterances == 4
     assert not (tmp_path / "whole.npz.partial").exists()  # the checkpoint is removed
 
     # shard 0/2 is interrupted after its first utterance, then resumed
@@ -491,7 +492,7 @@ def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
     shard = ["--shard", "0/2", "--checkpoint-every", "1", "--out", str(x)]
     assert main(["collect", *common, *shard]) == 130
     partial = Result.load(tmp_path / "x.npz.partial")
-    assert partial.meta["progress"]["utterances"] == 1 and not x.exists()
+    assert partial.meta.progress.utterances == 1 and not x.exists()
     assert main(["collect", *common, *shard, "--resume"]) == 0
     assert len(calls) == 3  # one more utterance, not two
     assert not (tmp_path / "x.npz.partial").exists()
@@ -530,5 +531,5 @@ def test_torch_distributed_all_reduce_equals_one_process(tmp_path):
     single = gradnap_of(model, FrameEngine(model, LAYERS)).collect(small_data(), progress=False)
     r = Result.load(out)
     assert_same_sums(r, single)
-    assert r.meta["corpus"]["world_size"] == 2 and r.meta["corpus"]["shards"] == [[0, 1]]
-    assert r.meta["progress"]["utterances"] == single.meta["progress"]["utterances"]
+    assert r.meta.corpus.world_size == 2 and r.meta.corpus.shards == ((0, 1),)
+    assert r.meta.progress.utterances == single.meta.progress.utterances

@@ -26,7 +26,7 @@ def test_demo_end_to_end(tmp_path):
     assert out.index.is_file() and out.result_file.is_file()
     result = Result.load(out.result_file)
     assert {"grapheme", "phoneme", "chance_grapheme", "chance_phoneme"} <= set(result.groupings)
-    assert result.meta["progress"]["utterances"] == 8
+    assert result.meta.progress.utterances == 8
     html = out.index.read_text()
     assert "silhouette" in html.lower() and html.count("<figure") >= 3
     assert set(out.timings) == {"corpus", "collect", "report", "total"}

@@ -11,8 +11,8 @@ import torch
 from gradnap.asr.model import ModelConfig, Wav2Letter
 from gradnap.corpus.timings import PhoneSpan
 from gradnap.defaults import REPORT
-from gradnap.method.collector import GradNAP
 from gradnap.method.result import Result
+from gradnap.method.run import GradNAP
 from gradnap.report.paper import Report, build_report
 
 

@@ -37,8 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from gradnap.asr.modelfile import load_model
     from gradnap.corpus.librispeech import read_corpus
     from gradnap.engine import default_layers, layer_names, make_engine
-    from gradnap.method.collector import GradNAP
     from gradnap.method.result import Result, merge_results
+    from gradnap.method.run import GradNAP
 
 __all__ = [
     "GradNAP",
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "GradNAP": "gradnap.method.collector",
+    "GradNAP": "gradnap.method.run",
     "Result": "gradnap.method.result",
     "merge_results": "gradnap.method.result",
     "load_model": "gradnap.asr.modelfile",

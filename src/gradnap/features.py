@@ -15,7 +15,7 @@ import torch
 from gradnap.defaults import FEATURES, FeatureConfig
 from gradnap.errors import GradnapError
 
-__all__ = [
+__all__ = ["utterance_features",
     "load_audio",
     "log_mel",
     "num_frames",
@@ -116,3 +116,12 @@ def log_mel(samples: np.ndarray | torch.Tensor, config: FeatureConfig = FEATURES
     elif config.normalize != "none":
         raise GradnapError(f"unknown normalisation {config.normalize!r} (utterance, bin, none)")
     return logmel.contiguous()
+
+
+def utterance_features(path: str | Path, config: FeatureConfig = FEATURES) -> torch.Tensor:
+    """The model input of one audio file: log-mel features ``(F, T)`` (float32).
+
+    The one path from audio to features: collection, training and corpus iteration all
+    call it. Raises :class:`GradnapError` naming the file when it cannot be read.
+    """
+    return log_mel(load_audio(path, config), config)

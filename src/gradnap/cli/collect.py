@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from gradnap.asr.modelfile import load_model
     from gradnap.corpus import read_corpus
     from gradnap.engine import make_engine
-    from gradnap.method.collector import GradNAP
+    from gradnap.method.run import GradNAP
 
     model = load_model(args.model)
     corpus = read_corpus(args.corpus)
@@ -157,9 +157,8 @@ def run(args: argparse.Namespace) -> int:
     if nap.checkpoint_file is not None:
         nap.checkpoint_file.unlink(missing_ok=True)
     if nap.rank == 0:
-        p = result.meta["progress"]
-        rate = p["examples"] / max(p["seconds"], 1e-9)
+        p = result.meta.progress
         print(result.summary())
-        print(f"{p['examples']} frames in {p['seconds']:.1f} s ({rate:.1f} frames/s)")
+        print(f"{p.examples} frames in {p.seconds:.1f} s ({p.frames_per_second:.1f} frames/s)")
         print(f"wrote {args.out}")
     return 0

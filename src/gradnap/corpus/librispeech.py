@@ -31,7 +31,7 @@ from gradnap.alphabet import normalize_text
 from gradnap.corpus.timings import PhoneSpan, check_spans, read_timings, timings_path
 from gradnap.defaults import FEATURES, FeatureConfig
 from gradnap.errors import GradnapError
-from gradnap.features import load_audio, log_mel
+from gradnap.features import load_audio, utterance_features
 
 __all__ = ["Utterance", "Corpus", "read_corpus", "prepare_text", "AUDIO_SUFFIXES"]
 
@@ -82,17 +82,22 @@ class Corpus:
         """Samples ``(N,)`` of ``utt``; raises :class:`GradnapError` naming the file."""
         return load_audio(utt.audio_path, config)
 
+    def features(self, utt: Utterance, config: FeatureConfig = FEATURES) -> torch.Tensor:
+        """Log-mel features ``(F, T)`` of ``utt`` (:func:`gradnap.features.utterance_features`);
+        raises :class:`GradnapError` naming the file."""
+        return utterance_features(utt.audio_path, config)
+
     def iter_features(
         self, config: FeatureConfig = FEATURES, utterances: list[Utterance] | None = None
     ) -> Iterator[tuple[Utterance, torch.Tensor]]:
         """Yield ``(utterance, log-mel (F, T))``; unreadable audio is skipped and recorded."""
         for utt in self.utterances if utterances is None else utterances:
             try:
-                samples = self.audio(utt, config)
+                feats = self.features(utt, config)
             except GradnapError as exc:
                 self.skip(str(exc))
                 continue
-            yield utt, log_mel(samples, config)
+            yield utt, feats
 
     def with_phones(self) -> list[Utterance]:
         """Utterances that have phone timings."""

@@ -16,8 +16,8 @@ Data flows through the modules in this order:
 - :mod:`~gradnap.method.run` — a whole corpus: shards, checkpoints, resume, distributed.
 """
 
-from gradnap.method.collector import GradNAP
 from gradnap.method.groupings import make_groupings, random_label_grouping
 from gradnap.method.result import Axes, Result, merge_results
+from gradnap.method.run import GradNAP
 
 __all__ = ["Axes", "GradNAP", "Result", "make_groupings", "merge_results", "random_label_grouping"]

@@ -1,35 +1,22 @@
-"""Examples, alignment, accumulators and the profiles built from them (DESIGN §1).
+"""Accumulators: per-group sums and counts of aligned windows, and their one array codec.
 
-Pipeline for one chunk of examples of one utterance and one layer ``l``:
+For one chunk of examples, :func:`chunk_stats` turns the aligned windows of a layer
+(:mod:`gradnap.method.windows`) into the per-example quantities that are summed;
+:class:`GroupingSums` adds them per group of one grouping and :class:`Accumulators` holds
+the sums of every grouping. Only sums and counts are kept, so the accumulators of shards,
+checkpoints and processes merge by addition (docs/method.md §5).
 
-1. :func:`select_examples` picks the output frames (examples) and their predicted class.
-2. The engine returns their sensitivities as a :class:`~gradnap.engine.base.Window`.
-3. :func:`align` finds the centre ``t*`` of each example and crops the layer's activations
-   and the sensitivities to ``W_l`` positions around it (an :class:`Aligned` batch).
-4. :func:`chunk_stats` turns the batch into the quantities that are summed, and
-   :class:`GroupingSums` adds them per group (sums and counts only, so accumulators of
-   shards, checkpoints or processes merge by addition).
-
-Conventions (normative for this package):
-
-* **Search range of t\\*.** ``t*`` is searched over the positions of the output frame's
-  cone (its receptive field in layer ``l``, when the model's geometry is known) that lie
-  inside the utterance, else over all positions of the engine's window inside the
-  utterance. So the cone engine (cone-wide windows) and the generic engine (whole-layer
-  windows) give the same ``t*``.
-* **Ties.** The first (smallest) position with the maximal score wins.
-* **Centring.** The window has ``W`` columns; column ``j`` holds position
-  ``t* + j - W // 2``. For odd ``W`` that is symmetric; for even ``W``, ``t*`` is the
-  right one of the two middle columns (offsets ``-W/2 .. W/2 - 1``).
-* **Counts.** Positions outside ``0 .. T_l - 1`` are not data: they add nothing to the
-  sums and nothing to the per-position counts, so means are taken per position over the
-  examples that have data there. Positions inside the utterance but outside the cone are
-  data (their sensitivity is exactly 0).
+One representation: the sums are numpy arrays from the first example to the result file
+(the additions work on zero-copy torch views of them). :meth:`Accumulators.to_arrays`
+and :meth:`Accumulators.from_arrays` are the only place that knows the array names of a
+result file (``sums/<grouping>/labels``, ``sums/<grouping>/examples``,
+``sums/<grouping>/<layer>/<field>``; see ``docs/results.md``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +25,12 @@ import torch
 from gradnap.errors import GradnapError
 from gradnap.method.windows import Aligned
 
-__all__ = ["ChunkStats", "chunk_stats", "LayerSums", "GroupingSums"]
+__all__ = ["Accumulators", "ChunkStats", "GroupingSums", "LayerSums", "chunk_stats"]
 
 log = logging.getLogger(__name__)
+
+#: Prefix of every accumulator array in a result file.
+PREFIX = "sums"
 
 
 @dataclass
@@ -82,44 +72,55 @@ def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
 
 
 _FIELDS = ("act_sum", "grad_sum", "count", "act_sqsum", "sorted_sum", "sorted_count")
+_INT_FIELDS = ("count", "sorted_count")
+
+
+def _view(a: np.ndarray) -> torch.Tensor:
+    """A torch view of ``a`` (no copy): the additions write into the numpy arrays."""
+    return torch.from_numpy(a)
 
 
 @dataclass
 class LayerSums:
-    """Sums of one grouping in one layer, first axis = group.
+    """Sums of one grouping in one layer, first axis = group (numpy arrays).
 
     ``act_sum``, ``grad_sum``: ``(G, C, W)`` float64 sums of aligned activations and
     sensitivities; ``count``: ``(G, W)`` int64 examples with data at each position;
     ``act_sqsum``: ``(G, C)`` float64 sum of squared activations over valid positions;
     ``sorted_sum``: ``(G, C, W)`` float64 sums of per-neuron sorted activations (NAPs) and
     ``sorted_count``: ``(G, W)`` int64 examples with data at each rank (``None`` when
-    NAPs are off).
+    NAPs are off). ``G`` may exceed the number of labels (room made up front).
     """
 
-    act_sum: torch.Tensor
-    grad_sum: torch.Tensor
-    count: torch.Tensor
-    act_sqsum: torch.Tensor
-    sorted_sum: torch.Tensor | None = None
-    sorted_count: torch.Tensor | None = None
+    act_sum: np.ndarray
+    grad_sum: np.ndarray
+    count: np.ndarray
+    act_sqsum: np.ndarray
+    sorted_sum: np.ndarray | None = None
+    sorted_count: np.ndarray | None = None
 
     @classmethod
     def zeros(cls, groups: int, channels: int, width: int, naps: bool = True) -> LayerSums:
-        f64, i64 = torch.float64, torch.int64
+        f64, i64 = np.float64, np.int64
         return cls(
-            torch.zeros(groups, channels, width, dtype=f64),
-            torch.zeros(groups, channels, width, dtype=f64),
-            torch.zeros(groups, width, dtype=i64),
-            torch.zeros(groups, channels, dtype=f64),
-            torch.zeros(groups, channels, width, dtype=f64) if naps else None,
-            torch.zeros(groups, width, dtype=i64) if naps else None,
+            np.zeros((groups, channels, width), dtype=f64),
+            np.zeros((groups, channels, width), dtype=f64),
+            np.zeros((groups, width), dtype=i64),
+            np.zeros((groups, channels), dtype=f64),
+            np.zeros((groups, channels, width), dtype=f64) if naps else None,
+            np.zeros((groups, width), dtype=i64) if naps else None,
         )
 
     @property
     def naps(self) -> bool:
         return self.sorted_sum is not None
 
-    def fields(self) -> dict[str, torch.Tensor]:
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(C, W)``."""
+        return self.act_sum.shape[1], self.act_sum.shape[2]
+
+    def fields(self) -> dict[str, np.ndarray]:
         """Non-empty fields by name."""
         return {f: getattr(self, f) for f in _FIELDS if getattr(self, f) is not None}
 
@@ -129,9 +130,9 @@ class LayerSums:
         if groups <= have:
             return
         new = max(groups, 2 * have, 8)
-        for name, t in self.fields().items():
-            z = torch.zeros((new,) + tuple(t.shape[1:]), dtype=t.dtype)
-            z[:have] = t
+        for name, a in self.fields().items():
+            z = np.zeros((new,) + a.shape[1:], dtype=a.dtype)
+            z[:have] = a
             setattr(self, name, z)
 
     def add(
@@ -169,13 +170,14 @@ class LayerSums:
         self.add_parts(uniq, parts)
         return parts
 
-    def add_parts(self, groups: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+    def add_parts(self, groups: torch.Tensor, parts: Mapping[str, torch.Tensor]) -> None:
         """Add per-group partial sums ``parts[field]`` ``(m, ...)`` to groups ``groups`` ``(m,)``."""
         for name, acc in self.fields().items():
             part = parts[name]
-            if acc.dtype == torch.int64:
+            if name in _INT_FIELDS:
                 part = part.round()
-            acc.index_add_(0, groups, part.to(acc.dtype))
+            target = _view(acc)
+            target.index_add_(0, groups, part.to(target.dtype))
 
 
 class GroupingSums:
@@ -185,7 +187,7 @@ class GroupingSums:
     def __init__(
         self,
         name: str,
-        layer_shapes: dict[str, tuple[int, int]],
+        layer_shapes: Mapping[str, tuple[int, int]],
         naps: bool = True,
         size_hint: int = 0,
     ):
@@ -194,14 +196,14 @@ class GroupingSums:
         self.name = name
         self.labels: list[str] = []
         self.index: dict[str, int] = {}
-        self.examples = torch.zeros(0, dtype=torch.int64)
+        self.examples = np.zeros(max(size_hint, 0), dtype=np.int64)
         self.unlabelled = 0
         self.naps = naps
         self.layers = {
             layer: LayerSums.zeros(size_hint, c, w, naps) for layer, (c, w) in layer_shapes.items()
         }
 
-    def group_ids(self, labels: list[str | None]) -> torch.Tensor:
+    def group_ids(self, labels: Iterable[str | None]) -> torch.Tensor:
         """Group index per example (``-1`` for ``None``), adding new labels; ``(n,)``."""
         out = []
         for label in labels:
@@ -213,17 +215,19 @@ class GroupingSums:
                 i = self.index[label] = len(self.labels)
                 self.labels.append(label)
             out.append(i)
-        g = len(self.labels)
-        if self.examples.numel() < g:
-            self.examples = torch.cat(
-                [self.examples, torch.zeros(g - self.examples.numel(), dtype=torch.int64)]
-            )
-        for sums in self.layers.values():
-            sums.grow(g)
+        self._grow(len(self.labels))
         return torch.tensor(out, dtype=torch.int64)
 
+    def _grow(self, g: int) -> None:
+        if self.examples.shape[0] < g:
+            z = np.zeros(max(g, 2 * self.examples.shape[0], 8), dtype=np.int64)
+            z[: self.examples.shape[0]] = self.examples
+            self.examples = z
+        for sums in self.layers.values():
+            sums.grow(g)
+
     def add(
-        self, gid: torch.Tensor, stats: dict[str, ChunkStats]
+        self, gid: torch.Tensor, stats: Mapping[str, ChunkStats]
     ) -> dict[str, dict[str, torch.Tensor]] | None:
         """Add one chunk: ``gid`` ``(n,)`` from :meth:`group_ids`, ``stats`` per layer.
 
@@ -237,11 +241,11 @@ class GroupingSums:
             return None
         rows = None if bool(labelled.all()) else labelled.nonzero().flatten()
         groups = gid if rows is None else gid[rows]
-        self.examples.index_add_(0, groups, torch.ones_like(groups))
+        _view(self.examples).index_add_(0, groups, torch.ones_like(groups))
         parts = {layer: sums.add(rows, groups, stats[layer]) for layer, sums in self.layers.items()}
         return parts if rows is None else None
 
-    def add_total(self, n: int, group: int, parts: dict[str, dict[str, torch.Tensor]]) -> None:
+    def add_total(self, n: int, group: int, parts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         """Add ``n`` examples to group ``group`` from another grouping's partial sums."""
         self.examples[group] += n
         g = torch.tensor([group])
@@ -252,75 +256,141 @@ class GroupingSums:
             }
             sums.add_parts(g, total)
 
-    # --- arrays (the result file) -------------------------------------------------------
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Trimmed numpy arrays keyed ``labels``, ``examples``, ``<layer>/<field>``."""
-        g = len(self.labels)
-        out: dict[str, np.ndarray] = {
-            "labels": np.array(self.labels, dtype=np.str_).reshape(g),
-            "examples": self.examples[:g].numpy().copy(),
-        }
-        for layer, sums in self.layers.items():
-            for field, t in sums.fields().items():
-                out[f"{layer}/{field}"] = t[:g].numpy().copy()
-        return out
-
-    @classmethod
-    def from_arrays(cls, name: str, arrays: dict[str, np.ndarray], unlabelled: int = 0):
-        """Inverse of :meth:`to_arrays`."""
-        layers: dict[str, dict[str, np.ndarray]] = {}
-        for key, value in arrays.items():
-            if "/" in key:
-                layer, field = key.rsplit("/", 1)
-                layers.setdefault(layer, {})[field] = value
-        shapes = {layer: tuple(f["act_sum"].shape[1:]) for layer, f in layers.items()}
-        naps = all("sorted_sum" in f for f in layers.values()) and bool(layers)
-        self = cls(name, shapes, naps)
-        self.labels = [str(s) for s in arrays["labels"].tolist()]
-        self.index = {label: i for i, label in enumerate(self.labels)}
-        self.examples = torch.from_numpy(np.asarray(arrays["examples"], dtype=np.int64).copy())
-        self.unlabelled = int(unlabelled)
-        for layer, f in layers.items():
-            kw = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in f.items() if k in _FIELDS}
-            self.layers[layer] = LayerSums(**kw)
-        return self
-
     def merge(self, other: GroupingSums) -> None:
         """Add ``other`` (same layers and window widths) into this one, by label."""
         if set(other.layers) != set(self.layers):
             raise GradnapError(f"grouping {self.name!r}: the results hold different layers")
-        ids = self.group_ids(list(other.labels))
+        ids = self.group_ids(list(other.labels)).numpy()
+        n = len(other.labels)
         self.unlabelled += other.unlabelled
-        self.examples.index_add_(0, ids, other.examples[: len(other.labels)])
+        np.add.at(self.examples, ids, other.examples[:n])
         for layer, sums in self.layers.items():
             theirs = other.layers[layer].fields()
             mine = sums.fields()
             if set(theirs) != set(mine):
                 raise GradnapError(f"grouping {self.name!r}: one result has NAP sums, one not")
-            for field, t in mine.items():
-                o = theirs[field][: len(other.labels)]
-                if tuple(o.shape[1:]) != tuple(t.shape[1:]):
+            for field, a in mine.items():
+                o = theirs[field][:n]
+                if o.shape[1:] != a.shape[1:]:
                     raise GradnapError(
-                        f"layer {layer!r}: {field} shapes differ ({tuple(o.shape[1:])} vs "
-                        f"{tuple(t.shape[1:])}): different models or window widths"
+                        f"layer {layer!r}: {field} shapes differ ({o.shape[1:]} vs "
+                        f"{a.shape[1:]}): different models or window widths"
                     )
-                t.index_add_(0, ids, o.to(t.dtype))
+                np.add.at(a, ids, o.astype(a.dtype, copy=False))
 
     def reorder(self, labels: list[str]) -> None:
         """Re-index to exactly ``labels`` (a superset of the current ones, any order)."""
         missing = set(self.labels) - set(labels)
         if missing:
             raise GradnapError(f"grouping {self.name!r}: reorder drops {sorted(missing)}")
-        other = GroupingSums(self.name, {}, self.naps)
-        other.labels, other.index = self.labels, self.index
-        other.examples, other.layers, other.unlabelled = self.examples, self.layers, self.unlabelled
+        old = GroupingSums(self.name, {}, self.naps)
+        old.labels, old.index = self.labels, self.index
+        old.examples, old.layers, old.unlabelled = self.examples, self.layers, self.unlabelled
         self.labels, self.index = [], {}
-        self.examples = torch.zeros(0, dtype=torch.int64)
+        self.examples = np.zeros(0, dtype=np.int64)
         self.unlabelled = 0
         self.layers = {
-            layer: LayerSums.zeros(0, s.act_sum.shape[1], s.act_sum.shape[2], self.naps)
-            for layer, s in other.layers.items()
+            layer: LayerSums.zeros(0, *s.shape, self.naps) for layer, s in old.layers.items()
         }
         self.group_ids(list(labels))
-        self.merge(other)
+        self.merge(old)
+
+    # --- the array codec ----------------------------------------------------------------
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays keyed ``labels``, ``examples``, ``<layer>/<field>``, trimmed to the
+        labels (views, no copy)."""
+        g = len(self.labels)
+        out: dict[str, np.ndarray] = {
+            "labels": np.array(self.labels, dtype=np.str_).reshape(g),
+            "examples": self.examples[:g],
+        }
+        for layer, sums in self.layers.items():
+            for field, a in sums.fields().items():
+                out[f"{layer}/{field}"] = a[:g]
+        return out
+
+    @classmethod
+    def from_arrays(
+        cls, name: str, arrays: Mapping[str, np.ndarray], unlabelled: int = 0, copy: bool = False
+    ) -> GroupingSums:
+        """Inverse of :meth:`to_arrays` (``copy=False``: the sums are the given arrays)."""
+        layers: dict[str, dict[str, np.ndarray]] = {}
+        for key, value in arrays.items():
+            if "/" in key:
+                layer, field = key.rsplit("/", 1)
+                if field in _FIELDS:
+                    layers.setdefault(layer, {})[field] = np.array(value, copy=copy or None)
+        naps = bool(layers) and all("sorted_sum" in f for f in layers.values())
+        self = cls(name, {}, naps)
+        self.labels = [str(s) for s in arrays["labels"].tolist()]
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.examples = np.array(arrays["examples"], dtype=np.int64, copy=copy or None)
+        self.unlabelled = int(unlabelled)
+        self.layers = {layer: LayerSums(**f) for layer, f in layers.items()}
+        return self
+
+
+class Accumulators:
+    """The sums of every grouping of a run: ``{grouping name: GroupingSums}``, in order."""
+
+    def __init__(self, groupings: Mapping[str, GroupingSums]) -> None:
+        self.groupings = dict(groupings)
+
+    @classmethod
+    def zeros(
+        cls,
+        groupings: Mapping[str, int],
+        layer_shapes: Mapping[str, tuple[int, int]],
+        naps: bool = True,
+    ) -> Accumulators:
+        """Empty sums; ``groupings``: name -> expected number of groups."""
+        return cls(
+            {name: GroupingSums(name, layer_shapes, naps, hint) for name, hint in groupings.items()}
+        )
+
+    def __getitem__(self, name: str) -> GroupingSums:
+        return self.groupings[name]
+
+    def __iter__(self):
+        return iter(self.groupings.values())
+
+    def unlabelled(self) -> dict[str, int]:
+        return {name: g.unlabelled for name, g in self.groupings.items()}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of a result file (no copies)."""
+        out: dict[str, np.ndarray] = {}
+        for name, gs in self.groupings.items():
+            for key, value in gs.to_arrays().items():
+                out[f"{PREFIX}/{name}/{key}"] = value
+        return out
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], unlabelled: Mapping[str, int], copy: bool = False
+    ) -> Accumulators:
+        """The accumulators of the groupings ``unlabelled`` names (name -> examples
+        without a label) from a result file's arrays."""
+        out = {}
+        for name, n in unlabelled.items():
+            prefix = f"{PREFIX}/{name}/"
+            mine = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            if "labels" not in mine:
+                raise GradnapError(f"result lacks the sums of grouping {name!r}")
+            out[name] = GroupingSums.from_arrays(name, mine, n, copy=copy)
+        return cls(out)
+
+    def merge(self, other: Accumulators) -> None:
+        """Add ``other`` (the same groupings) into these sums, by label."""
+        if list(other.groupings) != list(self.groupings):
+            raise GradnapError(
+                f"different groupings: {list(other.groupings)} vs {list(self.groupings)}"
+            )
+        for name, gs in self.groupings.items():
+            gs.merge(other.groupings[name])
+
+
+def array_key(grouping: str, *parts: str) -> str:
+    """Name of an accumulator array in a result file: ``sums/<grouping>/<parts...>``."""
+    return "/".join((PREFIX, grouping) + parts)

@@ -1,9 +1,10 @@
-"""The result file of a collection run, and the profiles computed from it.
+"""The result of a collection run: metadata, accumulators, and the profiles computed from them.
 
 One ``.npz`` file per run, readable with numpy alone (``np.load(path)``; no pickles):
-plain arrays of sums and counts plus a JSON metadata string. The format is described in
-``docs/results.md``. :class:`Result` wraps the arrays and computes GradNAPs, NAvAIs and
-NAPs (DESIGN §1.4, §1.9) with their axes; results of shards merge by addition
+plain arrays of sums and counts (:mod:`gradnap.method.accumulators`) plus the JSON
+metadata (:class:`~gradnap.method.metadata.RunMeta`). The format is described in
+``docs/results.md``. :class:`Result` computes GradNAPs, NAvAIs and NAPs
+(docs/method.md §1.4, §1.9) with their axes; results of shards merge by addition
 (:func:`merge_results`).
 """
 
@@ -18,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gradnap.defaults import FEATURES, METHOD
+from gradnap.defaults import COLLECT
+from gradnap.engine.base import INPUT_LAYER
 from gradnap.errors import GradnapError
 from gradnap.fileio import atomic_write_bytes
-from gradnap.method.accumulators import GroupingSums
+from gradnap.method.accumulators import Accumulators, array_key
 from gradnap.method.groupings import ALL
+from gradnap.method.metadata import CorpusMeta, LayerMeta, Progress, RunMeta
 from gradnap.method.profiles import (
     dataset_mean,
     gradnap_profile,
@@ -32,12 +35,10 @@ from gradnap.method.profiles import (
     neuron_std,
 )
 
-__all__ = ["Axes", "Result", "merge_results", "FORMAT", "FORMAT_VERSION", "PROFILE_KINDS"]
+__all__ = ["Axes", "Result", "merge_results", "PROFILE_KINDS"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = "gradnap-result"
-FORMAT_VERSION = 1
 #: Kinds of profile :meth:`Result.profile` computes.
 PROFILE_KINDS = ("gradnap", "navai", "nap", "activation", "gradient")
 #: Why a result without NAP sums cannot give NAPs (the error and the report say this).
@@ -45,7 +46,9 @@ NO_NAPS = (
     "this result holds no NAP sums (collected with naps=False / 'gradnap collect --no-naps'); "
     "collect again with NAPs to see the NAP baseline"
 )
-INPUT = "input"
+INPUT = INPUT_LAYER
+#: Name of the mel-frequency axis array of the input layer in a result file.
+FREQUENCIES_KEY = f"axes/{INPUT_LAYER}/frequencies_hz"
 
 
 @dataclass(frozen=True)
@@ -62,28 +65,17 @@ class Axes:
     frequencies_hz: np.ndarray | None = None
 
 
-def _key(grouping: str, *parts: str) -> str:
-    return "/".join(("sums", grouping) + parts)
-
-
 class Result:
     """Accumulators and metadata of one run (or a merge of several).
 
-    ``meta`` is the JSON metadata (see ``docs/results.md``); ``arrays`` maps array names
-    to numpy arrays. Profiles use ``min_count`` from the run's options unless given.
+    ``meta``: the run's :class:`~gradnap.method.metadata.RunMeta`; ``arrays``: the
+    result file's arrays by name (accumulators and axes). Profiles use ``min_count`` from
+    the run's options unless given.
     """
 
-    def __init__(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-        if meta.get("format") != FORMAT:
-            raise GradnapError(f"not a gradnap result (format {meta.get('format')!r})")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise GradnapError(
-                f"result format version {meta['format_version']} is newer than this gradnap "
-                f"reads ({FORMAT_VERSION}); upgrade gradnap"
-            )
+    def __init__(self, meta: RunMeta, arrays: dict[str, np.ndarray]) -> None:
         self.meta = meta
         self.arrays = arrays
-        self._layers = {d["name"]: d for d in meta["layers"]}
         self._cache: dict[tuple, np.ndarray] = {}  # per (layer, grouping) means and scales
 
     # --- file -------------------------------------------------------------------------------
@@ -97,24 +89,25 @@ class Result:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
+        except ValueError as exc:
+            if "pickled" in str(exc):  # np.load of a text file, a .npy of objects, ...
+                raise GradnapError(f"{path}: not a gradnap result file (not an .npz archive of arrays)") from exc
+            raise GradnapError(f"{path}: cannot read result file ({exc})") from exc
         except Exception as exc:  # zipfile / numpy raise several types
             raise GradnapError(f"{path}: cannot read result file ({exc})") from exc
         if "meta" not in arrays:
             raise GradnapError(f"{path}: not a gradnap result file (no 'meta' entry)")
         try:
-            meta = json.loads(arrays.pop("meta").item())
-        except (ValueError, TypeError) as exc:
+            meta = RunMeta.from_json(json.loads(arrays.pop("meta").item()))
+        except (ValueError, TypeError, AttributeError) as exc:
             raise GradnapError(f"{path}: metadata is not valid JSON ({exc})") from exc
-        try:
-            return cls(meta, arrays)
         except GradnapError as exc:
             raise GradnapError(f"{path}: {exc}") from None
-        except KeyError as exc:
-            raise GradnapError(f"{path}: metadata lacks {exc}") from None
+        return cls(meta, arrays)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        meta = np.array(json.dumps(self.meta, sort_keys=True))
+        meta = np.array(json.dumps(self.meta.to_json(), sort_keys=True))
         # allow_pickle=True is numpy's default; passing it keeps mypy from matching **arrays to it
         np.savez(buf, allow_pickle=True, meta=meta, **self.arrays)
         return buf.getvalue()
@@ -130,36 +123,32 @@ class Result:
     @property
     def layers(self) -> list[str]:
         """Layer names, input side first."""
-        return [d["name"] for d in self.meta["layers"]]
+        return self.meta.layer_names
 
     @property
     def groupings(self) -> list[str]:
         """Grouping names (without the dataset-wide ``"all"``)."""
-        return [g["name"] for g in self.meta["groupings"] if g["name"] != ALL]
+        return [name for name in self.meta.grouping_names if name != ALL]
 
     @property
     def min_count(self) -> int:
-        return int(self.meta["options"].get("min_count", METHOD.min_count))
+        return int(self.meta.options.min_count)
 
     @property
     def complete(self) -> bool:
         """``False`` for a checkpoint of an unfinished run."""
-        return bool(self.meta.get("complete", False))
+        return self.meta.complete
 
     @property
     def has_naps(self) -> bool:
-        return bool(self.meta["options"].get("naps", False))
+        return bool(self.meta.options.naps)
 
-    def layer_info(self, layer: str) -> dict:
+    def layer_info(self, layer: str) -> LayerMeta:
         """Metadata of ``layer``: name, index, channels, width, jump, width_source."""
-        self._check_layer(layer)
-        return dict(self._layers[layer])
+        return self.meta.layer(layer)
 
     def _check_layer(self, layer: str) -> None:
-        if layer not in self._layers:
-            raise GradnapError(
-                f"unknown layer {layer!r}; this result holds: {', '.join(self.layers)}"
-            )
+        self.meta.layer(layer)
 
     def _check_grouping(self, grouping: str) -> None:
         if grouping != ALL and grouping not in self.groupings:
@@ -170,12 +159,12 @@ class Result:
     def labels(self, grouping: str) -> list[str]:
         """All labels of ``grouping`` (including groups below ``min_count``)."""
         self._check_grouping(grouping)
-        return [str(s) for s in self.arrays[_key(grouping, "labels")].tolist()]
+        return [str(s) for s in self.arrays[array_key(grouping, "labels")].tolist()]
 
     def counts(self, grouping: str) -> dict[str, int]:
         """Examples per group of ``grouping``."""
         labels = self.labels(grouping)
-        ex = self.arrays[_key(grouping, "examples")]
+        ex = self.arrays[array_key(grouping, "examples")]
         return dict(zip(labels, (int(n) for n in ex), strict=True))
 
     def groups(self, grouping: str, min_count: int | None = None) -> list[str]:
@@ -191,23 +180,19 @@ class Result:
     def unlabelled(self, grouping: str) -> int:
         """Examples to which ``grouping`` gave no label."""
         self._check_grouping(grouping)
-        for g in self.meta["groupings"]:
-            if g["name"] == grouping:
-                return int(g.get("unlabelled", 0))
-        return 0
+        return self.meta.grouping(grouping).unlabelled
 
     @property
     def num_examples(self) -> int:
-        return int(self.arrays[_key(ALL, "examples")].sum())
+        return int(self.arrays[array_key(ALL, "examples")].sum())
 
     def axes(self, layer: str) -> Axes:
         """Neurons, window offsets (positions and ms) and, for the input, mel frequencies."""
         info = self.layer_info(layer)
-        w, c = int(info["width"]), int(info["channels"])
+        w, c = info.width, info.channels
         offsets = np.arange(w) - w // 2
-        jump = info.get("jump")
-        frame_ms = 1000.0 * float(self.meta["options"].get("frame_seconds", FEATURES.frame_seconds))
-        offsets_ms = offsets * (float(jump) if jump is not None else np.nan) * frame_ms
+        frame_ms = 1000.0 * self.meta.options.frame_seconds
+        offsets_ms = offsets * (float(info.jump) if info.jump is not None else np.nan) * frame_ms
         freqs = self.arrays.get(f"axes/{layer}/frequencies_hz")
         return Axes(np.arange(c), offsets, offsets_ms, None if freqs is None else freqs.copy())
 
@@ -234,7 +219,7 @@ class Result:
         raise GradnapError(f"group {group!r} is in several groupings ({', '.join(hits)}); name one")
 
     def _sums(self, layer: str, grouping: str, field: str) -> np.ndarray:
-        key = _key(grouping, layer, field)
+        key = array_key(grouping, layer, field)
         if key not in self.arrays:
             if field.startswith("sorted"):
                 raise GradnapError(NO_NAPS)
@@ -277,7 +262,7 @@ class Result:
             raise GradnapError(f"NAvAI is defined for the input layer, not {layer!r}")
         grouping = self._find_grouping(group, grouping)
         gi = self.labels(grouping).index(group)
-        n = int(self.arrays[_key(grouping, "examples")][gi])
+        n = int(self.arrays[array_key(grouping, "examples")][gi])
         m = self.min_count if min_count is None else min_count
         if grouping != ALL and n < m:
             raise GradnapError(
@@ -345,13 +330,12 @@ class Result:
 
     def summary(self) -> str:
         """A few lines: run status, layers, groups kept and left out."""
-        p = self.meta.get("progress", {})
+        p = self.meta.progress
         lines = [
             f"gradnap result ({'complete' if self.complete else 'INCOMPLETE checkpoint'}): "
-            f"{p.get('utterances', 0)} utterances, {p.get('skipped', 0)} skipped, "
-            f"{self.num_examples} examples of {p.get('frames', 0)} output frames",
-            "layers: "
-            + ", ".join(f"{d['name']} ({d['channels']}x{d['width']})" for d in self.meta["layers"]),
+            f"{p.utterances} utterances, {p.skipped} skipped, "
+            f"{self.num_examples} examples of {p.frames} output frames",
+            "layers: " + ", ".join(f"{d.name} ({d.channels}x{d.width})" for d in self.meta.layers),
         ]
         for g in self.groupings:
             kept, out = self.groups(g), self.left_out(g)
@@ -372,92 +356,63 @@ class Result:
 
     # --- accumulators -------------------------------------------------------------------
 
-    def grouping_sums(self) -> dict[str, GroupingSums]:
-        """The accumulators as :class:`~gradnap.method.accumulators.GroupingSums` (for merging)."""
-        out = {}
-        for g in self.meta["groupings"]:
-            name = g["name"]
-            prefix = _key(name) + "/"
-            arrays = {k[len(prefix) :]: v for k, v in self.arrays.items() if k.startswith(prefix)}
-            out[name] = GroupingSums.from_arrays(name, arrays, g.get("unlabelled", 0))
-        return out
-
-
-def build_arrays(
-    sums: dict[str, GroupingSums], extra: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Arrays of a result file from accumulators (plus axes arrays in ``extra``)."""
-    arrays = dict(extra)
-    for name, gs in sums.items():
-        for key, value in gs.to_arrays().items():
-            arrays[_key(name, key)] = value
-    return arrays
-
-
-_SAME_OPTIONS = ("target", "examples", "naps", "blank", "frame_seconds")
+    def accumulators(self, copy: bool = False) -> Accumulators:
+        """The sums as :class:`~gradnap.method.accumulators.Accumulators` (``copy=False``:
+        views of this result's arrays)."""
+        return Accumulators.from_arrays(
+            self.arrays, {g.name: g.unlabelled for g in self.meta.groupings}, copy=copy
+        )
 
 
 def merge_results(results: Iterable[Result | str | Path]) -> Result:
     """Add up results of shards or separate runs (accumulators are sums).
 
-    All results must come from the same model weights, layers, window widths, groupings
-    and options (target, examples, NAPs). Two results of the same shard of the same
-    corpus would count its examples twice and raise :class:`GradnapError`.
+    All results must be compatible (:meth:`~gradnap.method.metadata.RunMeta.mismatches`:
+    the same model weights, layers, window widths, groupings and options). Two results of
+    the same shard of the same corpus would count its examples twice and raise
+    :class:`GradnapError`.
     """
     loaded = [r if isinstance(r, Result) else Result.load(r) for r in results]
     if not loaded:
         raise GradnapError("merge: no result given")
     first = loaded[0]
-    meta = json.loads(json.dumps(first.meta))  # deep copy
-    sums = first.grouping_sums()
+    sums = first.accumulators(copy=True)
     for i, r in enumerate(loaded[1:], 2):
-        where = f"merge: result {i}"
-        if r.meta["model"].get("weights_sha256") != first.meta["model"].get("weights_sha256"):
-            raise GradnapError(f"{where} comes from different model weights than result 1")
-        mine = [(d["name"], d["channels"], d["width"]) for d in first.meta["layers"]]
-        theirs = [(d["name"], d["channels"], d["width"]) for d in r.meta["layers"]]
-        if mine != theirs:
-            raise GradnapError(f"{where} has different layers or window widths: {theirs} vs {mine}")
-        if [g["name"] for g in r.meta["groupings"]] != [g["name"] for g in first.meta["groupings"]]:
+        diff = first.meta.mismatches(r.meta, "merge")
+        if diff:
             raise GradnapError(
-                f"{where} has different groupings: {r.groupings} vs {first.groupings}"
+                f"merge: result {i} differs from result 1 in {'; '.join(diff)}; "
+                "only results of the same model, layers, groupings and options add up"
             )
-        for opt in _SAME_OPTIONS:
-            a, b = first.meta["options"].get(opt), r.meta["options"].get(opt)
-            if a != b:
-                raise GradnapError(f"{where} was collected with {opt}={b!r}, result 1 with {a!r}")
-        other = r.grouping_sums()
-        for name, gs in sums.items():
-            gs.merge(other[name])
+        sums.merge(r.accumulators())
     # corpus: shards of the same corpus must not repeat
     seen: set[tuple] = set()
-    corpora = []
     for r in loaded:
-        c = r.meta.get("corpus", {})
-        for shard in c.get("shards") or [[0, 1]]:
-            key = (c.get("hash"), tuple(shard))
-            if c.get("hash") is not None and key in seen:
+        c = r.meta.corpus
+        for shard in c.shards or ((0, 1),):
+            key = (c.hash, tuple(shard))
+            if c.hash is not None and key in seen:
                 raise GradnapError(
-                    f"merge: shard {shard[0]}/{shard[1]} of corpus {c.get('root')} appears twice "
+                    f"merge: shard {shard[0]}/{shard[1]} of corpus {c.root} appears twice "
                     "(its examples would be counted twice)"
                 )
             seen.add(key)
-        corpora.append(c)
-    hashes = {c.get("hash") for c in corpora}
-    if len(hashes) == 1:
-        meta["corpus"] = dict(corpora[0])
-        meta["corpus"]["shards"] = sorted(list(s) for (_, s) in seen)
+    corpora = [r.meta.corpus for r in loaded]
+    if len({c.hash for c in corpora}) == 1:
+        corpus = corpora[0].replace_shards(sorted(s for (_, s) in seen))
     else:
-        log.warning("merge: the results come from %d different corpora", len(hashes))
-        meta["corpus"] = {"merged": corpora, "hash": None, "shards": None}
-    progress: dict = {}
-    for counter in ("utterances", "skipped", "frames", "examples", "seconds"):
-        progress[counter] = sum(r.meta.get("progress", {}).get(counter, 0) for r in loaded)
-    meta["progress"] = progress
-    meta["problems"] = [p for r in loaded for p in r.meta.get("problems", [])][:1000]
-    meta["complete"] = all(r.complete for r in loaded)
-    meta["merged_from"] = len(loaded)
-    for g in meta["groupings"]:
-        g["unlabelled"] = sums[g["name"]].unlabelled
+        log.warning("merge: the results come from %d different corpora", len(corpora))
+        corpus = CorpusMeta(hash=None, shards=(), merged=tuple(corpora))
+    meta = first.meta.replace(
+        corpus=corpus,
+        progress=Progress.combine((r.meta.progress for r in loaded), parallel=False),
+        problems=tuple(p for r in loaded for p in r.meta.problems)[: COLLECT.max_problems],
+        complete=all(r.complete for r in loaded),
+        merged_from=sum(r.meta.merged_from for r in loaded),
+        groupings=tuple(
+            g.__class__(g.name, g.kind, g.function, sums[g.name].unlabelled)
+            for g in first.meta.groupings
+        ),
+    )
     extra = {k: v for k, v in first.arrays.items() if k.startswith("axes/")}
-    return Result(meta, build_arrays(sums, extra))
+    return Result(meta, {**extra, **sums.to_arrays()})

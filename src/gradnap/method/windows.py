@@ -1,16 +1,11 @@
-"""Examples, alignment, accumulators and the profiles built from them (DESIGN §1).
+"""Windows at the alignment centre ``t*`` (docs/method.md §1.3).
 
-Pipeline for one chunk of examples of one utterance and one layer ``l``:
+For a chunk of examples of one utterance and one layer ``l``, the engine gives each
+example's sensitivities in a window of positions (an :class:`~gradnap.engine.base.Window`);
+:func:`align` finds the centre ``t*`` of each example and crops the layer's activations
+and the sensitivities to ``W_l`` positions around it (an :class:`Aligned` batch).
 
-1. :func:`select_examples` picks the output frames (examples) and their predicted class.
-2. The engine returns their sensitivities as a :class:`~gradnap.engine.base.Window`.
-3. :func:`align` finds the centre ``t*`` of each example and crops the layer's activations
-   and the sensitivities to ``W_l`` positions around it (an :class:`Aligned` batch).
-4. :func:`chunk_stats` turns the batch into the quantities that are summed, and
-   :class:`GroupingSums` adds them per group (sums and counts only, so accumulators of
-   shards, checkpoints or processes merge by addition).
-
-Conventions (normative for this package):
+Conventions:
 
 * **Search range of t\\*.** ``t*`` is searched over the positions of the output frame's
   cone (its receptive field in layer ``l``, when the model's geometry is known) that lie

@@ -80,7 +80,7 @@ def run_demo(
     from gradnap.asr.modelfile import load_model
     from gradnap.corpus import read_corpus
     from gradnap.corpus.synth import synthesize_corpus
-    from gradnap.method.collector import GradNAP
+    from gradnap.method.run import GradNAP
     from gradnap.report.paper import build_report
 
     timings: dict[str, float] = {}

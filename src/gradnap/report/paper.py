@@ -437,7 +437,11 @@ def build_report(
     report.heading("Provenance")
     report.pre(
         json.dumps(
-            {k: meta.get(k) for k in ("model", "corpus", "options", "version")},
+            {
+                k: v
+                for k, v in meta.to_json().items()
+                if k in ("gradnap_version", "created", "model", "corpus", "options")
+            },
             indent=1,
             default=_json,
         )
