@@ -19,7 +19,7 @@ CACHE_DIR = Path(os.environ.get("GRADNAP_CACHE", Path.home() / ".cache" / "gradn
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Audio front end of the paper's model (DESIGN §2).
+    """Audio front end of the paper's model (docs/method.md §2).
 
     Frame ``i`` is the STFT window centred on sample ``i * hop_length`` (``center=True``),
     so it covers time ``i * hop_length / sample_rate`` seconds; an utterance of ``n``
@@ -62,7 +62,7 @@ PHONE_SET: tuple[str, ...] = PHONEMES + (SILENCE,)
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """Options of the GradNAP method (DESIGN §1)."""
+    """Options of the GradNAP method (docs/method.md §1)."""
 
     #: Which output frames are examples: "nonblank" (default), "all", "first".
     examples: str = "nonblank"
@@ -79,7 +79,7 @@ METHOD = MethodConfig()
 
 @dataclass(frozen=True)
 class OptimalInputConfig:
-    """Optimal-input search for the most responsive neurons (DESIGN §1.7)."""
+    """Optimal-input search for the most responsive neurons (docs/method.md §1.7)."""
 
     init_std: float = 0.001
     lr: float = 0.05
@@ -91,13 +91,13 @@ class OptimalInputConfig:
 
 OPTIMAL_INPUT = OptimalInputConfig()
 
-#: Dendrogram cut percentiles of the pairwise distances (DESIGN §1.8).
+#: Dendrogram cut percentiles of the pairwise distances (docs/method.md §1.8).
 CLUSTER_PERCENTILES: tuple[float, ...] = (75.0, 80.0, 85.0, 90.0, 95.0)
 
 
 @dataclass(frozen=True)
 class AlignmentConfig:
-    """Forced alignment with pocketsphinx (:mod:`gradnap.corpus.forced_alignment`, DESIGN §2)."""
+    """Forced alignment with pocketsphinx (:mod:`gradnap.corpus.forced_alignment`, docs/method.md §2)."""
 
     #: Silence added before and after the audio so the aligner can place SIL there.
     pad_seconds: float = 0.3
@@ -233,7 +233,7 @@ class DemoConfig:
     model: str = "default"
     #: Seed of the random-label (chance level) groupings.
     chance_seed: int = 0
-    #: Groups with fewer examples are left out (DESIGN §1.5).
+    #: Groups with fewer examples are left out (docs/method.md §1.5).
     min_count: int = METHOD.min_count
 
 

@@ -104,7 +104,7 @@ class Geometry:
         return self.span(frame, frame, self.num_layers, layer)
 
     def cone_width(self, layer: int) -> int:
-        """Width ``W_l`` of one output frame's cone in positions of ``layer`` (DESIGN §1.3)."""
+        """Width ``W_l`` of one output frame's cone in positions of ``layer`` (docs/method.md §1.3)."""
         lo, hi = self.cone(0, layer)
         return hi - lo + 1
 

@@ -1,5 +1,4 @@
-"""The paper's analyses on GradNAPs (DESIGN §1.6–1.8): responsiveness, top neurons,
-optimal inputs, hierarchical clustering with silhouette scores, and a chance level.
+"""Hierarchical clustering of profiles and silhouette scores (docs/method.md §1.8).
 
 Everything here works on plain arrays, independent of how the profiles were collected:
 
@@ -20,25 +19,13 @@ Clustering (§1.8)
     The layer's score is the mean over the defined cuts; when no cut is defined it is
     ``NaN`` and :attr:`LayerClustering.n_defined` is 0. Nothing here is specific to
     GradNAPs: the same functions cluster any profiles of equal shape, e.g. the NAP
-    baseline (DESIGN §1.9, ``Result.profiles(layer, grouping, kind="nap")``), tabulated
+    baseline (docs/method.md §1.9, ``Result.profiles(layer, grouping, kind="nap")``), tabulated
     with ``silhouette_table(..., kind="nap")``.
 
-Chance level
-    The paper compares against profiles of randomly permuted labels. Accumulators hold
-    per-group sums, from which an example-level permutation cannot be recovered, so the
-    chance level is *collected*: :func:`random_label_grouping` builds a seeded user
-    grouping ``f(utterance, frame, predicted_class) -> label`` that gives every example a
-    random label drawn from a label distribution (e.g. the grapheme or phoneme counts of
-    the real grouping), independent of the example. Profiles collected with it are
-    clustered exactly like the real ones (:func:`cluster_layers`). The label of an example
-    is a hash of ``(seed, utterance id, frame)``, so it does not depend on the order in
-    which utterances are processed: shards, workers and resumed runs agree. Labels are
-    drawn independently, so group sizes match the distribution in expectation (a strict
-    permutation would match them exactly; with thousands of examples the difference is
-    a few percent of a group's size).
-
-Optimal input (§1.7)
-    See :func:`optimal_input`.
+The chance level is collected with random-label groupings
+(:func:`gradnap.method.groupings.random_label_grouping`) and clustered like the real ones.
+This silhouette depends on group sizes (docs/method.md §6): random labels do not give a
+floor for it.
 """
 
 from __future__ import annotations
@@ -63,9 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# --------------------------------------------------------------------------------------
-# Clustering and silhouette (§1.8)
 
 
 def silhouette(distances, labels) -> float | None:
@@ -335,7 +319,7 @@ def silhouette_table(
 
     Profiles are ``(C_l, W_l)`` arrays of any kind, clustered the same way
     (:func:`cluster_layers`); ``kind`` only labels the table (``"gradnap"``, or ``"nap"``
-    for the NAP baseline of DESIGN §1.9, whose columns are ranks instead of time).
+    for the NAP baseline of docs/method.md §1.9, whose columns are ranks instead of time).
     Typical groupings: ``"grapheme"``, ``"phoneme"`` and a chance level collected with
     :func:`random_label_grouping` (name it ``"chance"``; the plots draw groupings whose
     name starts with ``chance`` dashed).

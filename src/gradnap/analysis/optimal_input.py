@@ -1,44 +1,10 @@
-"""The paper's analyses on GradNAPs (DESIGN §1.6–1.8): responsiveness, top neurons,
-optimal inputs, hierarchical clustering with silhouette scores, and a chance level.
+"""Optimal inputs: the input pattern that drives a layer's most responsive neurons
+(docs/method.md §1.7).
 
-Everything here works on plain arrays, independent of how the profiles were collected:
-
-- a *profile* of one group in one layer is an array ``(C_l, W_l)`` (neurons × window
-  positions; ``(128 mel bins, W_0)`` for the input layer);
-- a *set of profiles* is a ``dict[str, np.ndarray]`` (group label -> profile) of one layer;
-- per-layer sets are ``dict[str, dict[str, np.ndarray]]`` (layer -> group -> profile).
-
-Clustering (§1.8)
-    Each group's GradNAP is flattened to a vector; groups are clustered with complete
-    linkage on Euclidean distances (:func:`scipy.cluster.hierarchy.linkage`). A cut at
-    percentile ``p`` uses the threshold ``t = np.percentile(d, p)`` (linear interpolation)
-    of the ``n(n-1)/2`` pairwise distances ``d`` and keeps merges of height ``<= t``
-    (:func:`scipy.cluster.hierarchy.fcluster`, ``criterion="distance"``). The silhouette
-    score of a cut (:func:`silhouette`, equal to :func:`sklearn.metrics.silhouette_score`)
-    is *undefined* when the cut gives one cluster or ``n`` clusters (every group alone);
-    such a cut is reported with ``silhouette=None`` and a reason, never given a value.
-    The layer's score is the mean over the defined cuts; when no cut is defined it is
-    ``NaN`` and :attr:`LayerClustering.n_defined` is 0. Nothing here is specific to
-    GradNAPs: the same functions cluster any profiles of equal shape, e.g. the NAP
-    baseline (DESIGN §1.9, ``Result.profiles(layer, grouping, kind="nap")``), tabulated
-    with ``silhouette_table(..., kind="nap")``.
-
-Chance level
-    The paper compares against profiles of randomly permuted labels. Accumulators hold
-    per-group sums, from which an example-level permutation cannot be recovered, so the
-    chance level is *collected*: :func:`random_label_grouping` builds a seeded user
-    grouping ``f(utterance, frame, predicted_class) -> label`` that gives every example a
-    random label drawn from a label distribution (e.g. the grapheme or phoneme counts of
-    the real grouping), independent of the example. Profiles collected with it are
-    clustered exactly like the real ones (:func:`cluster_layers`). The label of an example
-    is a hash of ``(seed, utterance id, frame)``, so it does not depend on the order in
-    which utterances are processed: shards, workers and resumed runs agree. Labels are
-    drawn independently, so group sizes match the distribution in expectation (a strict
-    permutation would match them exactly; with thousands of examples the difference is
-    a few percent of a group's size).
-
-Optimal input (§1.7)
-    See :func:`optimal_input`.
+:func:`optimal_input` searches a spectrogram window of the layer's receptive field by
+gradient descent on the neurons' pre-activations at its centre, with L1 and L2 penalties;
+:func:`optimal_input_for_profile` picks the neurons from a profile ``(C, W)`` by their
+responsiveness (:mod:`gradnap.analysis.responsiveness`).
 """
 
 from __future__ import annotations
@@ -60,10 +26,6 @@ from gradnap.geometry import ConvSpec, Geometry
 __all__ = ["OptimalInput", "optimal_input", "optimal_input_for_profile"]
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------
-# Responsiveness (§1.6)
 
 
 @dataclass
@@ -166,7 +128,7 @@ def optimal_input(
     geometry: Geometry | None = None,
     n_features: int | None = None,
 ) -> OptimalInput:
-    """Search the input that drives ``neurons`` of ``layer`` (DESIGN §1.7).
+    """Search the input that drives ``neurons`` of ``layer`` (docs/method.md §1.7).
 
     ``layer`` is a ``named_modules()`` name (``"layer2"`` for the project's models). Its
     pre-activation is the output of the Conv1d inside that block (the last one if there

@@ -41,7 +41,3 @@ def top_neurons(profile, k: int = OPTIMAL_INPUT.top_k) -> np.ndarray:
     r = responsiveness(profile)  # (C,)
     order = np.argsort(-np.abs(r), kind="stable")
     return order[:k].astype(np.int64)
-
-
-# --------------------------------------------------------------------------------------
-# Optimal input (§1.7)

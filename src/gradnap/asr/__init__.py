@@ -1,7 +1,12 @@
-"""The demo's ASR model, a separate product from the GradNAP method: the Wav2Letter
-architecture, model files, CTC training, decoding and evaluation."""
+"""The demo's ASR model, a separate product from the GradNAP method.
 
-from gradnap.asr.model import CONFIGS, ModelConfig, Wav2Letter, build_model
-from gradnap.asr.modelfile import load_model, save_model
+- :mod:`~gradnap.asr.config` — model configs (``default``, ``paper``), without torch;
+- :mod:`~gradnap.asr.model` — the Wav2Letter architecture;
+- :mod:`~gradnap.asr.modelfile` — model files: save, load (also torchaudio layouts);
+- :mod:`~gradnap.asr.data`, :mod:`~gradnap.asr.augment`, :mod:`~gradnap.asr.train` —
+  CTC training with cached features and SpecAugment-style masking;
+- :mod:`~gradnap.asr.decode`, :mod:`~gradnap.asr.evaluate` — greedy and beam-search
+  decoding, CER and WER.
 
-__all__ = ["CONFIGS", "ModelConfig", "Wav2Letter", "build_model", "load_model", "save_model"]
+Nothing is imported here, so that ``gradnap.asr.config`` stays free of torch.
+"""

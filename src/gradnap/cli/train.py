@@ -10,7 +10,7 @@ from gradnap.defaults import TRAIN
 
 
 def register(subparsers) -> None:
-    from gradnap.asr.model import CONFIGS
+    from gradnap.asr.config import CONFIGS
 
     p = subparsers.add_parser(
         "train",

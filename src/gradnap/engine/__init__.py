@@ -1,7 +1,7 @@
 """Sensitivity engines: per-frame gradients of the predicted class w.r.t. every layer.
 
 - :class:`ConeEngine` — exact and fast for chains of Conv1d and elementwise operations
-  (DESIGN §4); returns cone-wide windows.
+  (docs/method.md §4); returns cone-wide windows.
 - :class:`AutogradEngine` — any ``nn.Module``, batched autograd; whole-layer windows.
 - :class:`ReferenceEngine` — one backward per frame; for tests and benchmarks.
 
@@ -74,20 +74,21 @@ def make_engine(
     model.eval()
     names = check_layers(model, layers) if layers is not None else None
     chain = None
-    if kind in ("auto", "cone"):  # the one place a model is tried as a Conv1d chain
-        try:
-            chain = extract_chain(model, names, output)
-        except ChainError as exc:
-            if kind == "cone":
-                raise GradnapError(f"the cone engine cannot handle this model: {exc}") from exc
+    try:  # the one place a model is tried as a Conv1d chain
+        chain = extract_chain(model, names, output)
+    except ChainError as exc:
+        if kind == "cone":
+            raise GradnapError(f"the cone engine cannot handle this model: {exc}") from exc
+        if kind == "auto":
             log.info("using the autograd engine: %s", exc)
     if names is None:
         names = _default_layers(model, chain)
-    if chain is not None:
+    if kind in ("auto", "cone") and chain is not None:
         return ConeEngine(model, names, target, output, workers=workers, chain=chain)
+    # the other engines keep the chain for its geometry (cone widths, t* search ranges)
     if kind == "reference":
-        return ReferenceEngine(model, names, target, output)
-    return AutogradEngine(model, names, target, output)
+        return ReferenceEngine(model, names, target, output, chain=chain)
+    return AutogradEngine(model, names, target, output, chain=chain)
 
 
 def default_layers(model: nn.Module) -> list[str]:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from gradnap.defaults import METHOD
+from gradnap.engine._chain import Chain
 from gradnap.engine._layers import capture, check_layers, check_target, output_kind, target_values
 from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window
 from gradnap.errors import GradnapError
@@ -116,6 +117,7 @@ class AutogradEngine:
     ``model.output_kind``, else logits). ``batch_frames``: frames per batched backward
     (default: as many as fit in :data:`MAX_BATCH_BYTES`, at most ``METHOD.chunk_frames``).
     ``strategy``: ``"auto"``, ``"batch"`` or ``"per_frame"`` (module docstring).
+    ``chain``: the model's Conv1d chain when it is one (geometry only).
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class AutogradEngine:
         output: str | None = None,
         batch_frames: int | None = None,
         strategy: str = "auto",
+        chain: Chain | None = None,
     ) -> None:
         model.eval()
         self.model = model
@@ -139,8 +142,9 @@ class AutogradEngine:
         if strategy not in STRATEGIES:
             raise GradnapError(f"strategy: {strategy!r}; choose from {', '.join(STRATEGIES)}")
         self.strategy = strategy
-        #: No Conv1d chain (window widths and the output clock are estimated by the collector).
-        self.chain = None
+        #: The model as a Conv1d chain when it is one (not used for the gradients; its geometry
+        #: gives the collector cone widths and t* search ranges), else ``None``.
+        self.chain = chain
         #: Length class (log2 of output frames, rounded) -> calibration.
         self.calibrations: dict[int, _Calibration] = {}
         self.calibration: _Calibration | None = None

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from gradnap.defaults import METHOD
+from gradnap.engine._chain import Chain
 from gradnap.engine._layers import capture, check_layers, check_target, output_kind, target_values
 from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window
 from gradnap.errors import GradnapError
@@ -41,6 +42,7 @@ class ReferenceEngine:
         layers: Sequence[str],
         target: str = METHOD.target,
         output: str | None = None,
+        chain: Chain | None = None,
     ) -> None:
         model.eval()
         self.model = model
@@ -48,8 +50,8 @@ class ReferenceEngine:
         self.output = output_kind(model, output)
         check_target(target, self.output)
         self.target = target
-        #: The reference engine uses no Conv1d chain.
-        self.chain = None
+        #: The model as a Conv1d chain when it is one (its geometry only), else ``None``.
+        self.chain = chain
         p = next(model.parameters(), None)
         self._device = p.device if p is not None else torch.device("cpu")
         self._dtype = p.dtype if p is not None else torch.float32

@@ -245,7 +245,9 @@ class GroupingSums:
         parts = {layer: sums.add(rows, groups, stats[layer]) for layer, sums in self.layers.items()}
         return parts if rows is None else None
 
-    def add_total(self, n: int, group: int, parts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+    def add_total(
+        self, n: int, group: int, parts: Mapping[str, Mapping[str, torch.Tensor]]
+    ) -> None:
         """Add ``n`` examples to group ``group`` from another grouping's partial sums."""
         self.examples[group] += n
         g = torch.tensor([group])

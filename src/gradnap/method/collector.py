@@ -506,9 +506,7 @@ class Collector:
         return RunMeta(
             layers=tuple(self._layer_meta[n] for n in self.layers),
             groupings=tuple(
-                GroupingMeta(
-                    g.name, g.kind, getattr(g, "qualname", None), unlabelled[g.name]
-                )
+                GroupingMeta(g.name, g.kind, getattr(g, "qualname", None), unlabelled[g.name])
                 for g in self.groupings
             ),
             options=self.options(),

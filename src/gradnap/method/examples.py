@@ -13,7 +13,7 @@ __all__ = ["EXAMPLE_MODES", "select_examples"]
 
 log = logging.getLogger(__name__)
 
-#: Example selection modes (DESIGN §1.1).
+#: Example selection modes (docs/method.md §1.1).
 EXAMPLE_MODES = ("nonblank", "all", "first")
 
 

@@ -1,4 +1,4 @@
-"""Groupings: a label for every example (output frame) of an utterance (DESIGN §1.5).
+"""Groupings: a label for every example (output frame) of an utterance (docs/method.md §1.5).
 
 A grouping turns the examples of one utterance into group labels (strings) or ``None``
 (the example belongs to no group of that grouping). Several groupings are collected in
@@ -26,6 +26,9 @@ Any callable ``f(utterance, frame, predicted_class) -> label | None`` is a group
 (``frame`` is the output frame index, ``predicted_class`` the class index; the label is
 converted with ``str``). Its name is the function's ``__name__`` unless given as
 ``(name, f)`` or ``{name: f}``.
+
+:func:`random_label_grouping` makes such a function that labels every example at random
+(seeded, size-matched in expectation): the chance level of a comparison.
 """
 
 from __future__ import annotations
@@ -256,7 +259,15 @@ def make_groupings(
 
 @dataclass(frozen=True)
 class RandomLabelGrouping:
-    """A seeded user grouping that gives every example a random label (see module docs).
+    """A seeded user grouping that gives every example a random label, for the chance level.
+
+    The paper compares against profiles of randomly permuted labels. Accumulators hold
+    per-group sums, from which an example-level permutation cannot be recovered, so the
+    chance level is *collected*: every example gets a label drawn from a distribution
+    (e.g. the counts of the real grouping), independent of the example. The label is a
+    hash of ``(seed, utterance id, frame)``, so it does not depend on the order in which
+    utterances are processed: shards, workers and resumed runs agree. Labels are drawn
+    independently, so group sizes match the distribution in expectation only.
 
     Call it as ``f(utterance, frame, predicted_class) -> label``; ``utterance`` is an
     object with an ``id`` attribute (or the id itself), ``frame`` the output frame. The

@@ -255,7 +255,9 @@ class RunMeta:
         for d in self.layers:
             if d.name == name:
                 return d
-        raise GradnapError(f"unknown layer {name!r}; this result holds: {', '.join(self.layer_names)}")
+        raise GradnapError(
+            f"unknown layer {name!r}; this result holds: {', '.join(self.layer_names)}"
+        )
 
     def grouping(self, name: str) -> GroupingMeta:
         for g in self.groupings:

@@ -45,7 +45,7 @@ def dataset_mean(act_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
 def gradnap_profile(
     act_sum: np.ndarray, grad_sum: np.ndarray, count: np.ndarray, mean: np.ndarray
 ) -> np.ndarray:
-    """``GradNAP = (Ā - M) ⊙ |Ḡ| / max|Ḡ|`` ``(C, W)`` of one group (DESIGN §1.4).
+    """``GradNAP = (Ā - M) ⊙ |Ḡ| / max|Ḡ|`` ``(C, W)`` of one group (docs/method.md §1.4).
 
     ``act_sum``, ``grad_sum``: ``(C, W)``; ``count``: ``(W,)``; ``mean``: ``M`` ``(C, W)``.
     Where the group has no data, ``Ā = M`` and ``Ḡ = 0``; an all-zero ``Ḡ`` gives an

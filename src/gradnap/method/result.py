@@ -91,7 +91,9 @@ class Result:
                 arrays = {k: z[k] for k in z.files}
         except ValueError as exc:
             if "pickled" in str(exc):  # np.load of a text file, a .npy of objects, ...
-                raise GradnapError(f"{path}: not a gradnap result file (not an .npz archive of arrays)") from exc
+                raise GradnapError(
+                    f"{path}: not a gradnap result file (not an .npz archive of arrays)"
+                ) from exc
             raise GradnapError(f"{path}: cannot read result file ({exc})") from exc
         except Exception as exc:  # zipfile / numpy raise several types
             raise GradnapError(f"{path}: cannot read result file ({exc})") from exc
@@ -248,7 +250,7 @@ class Result:
     ) -> np.ndarray:
         """Profile ``(C, W)`` of ``group`` in ``layer`` (axes: :meth:`axes`).
 
-        ``kind``: ``"gradnap"`` (default, DESIGN §1.4), ``"navai"`` (input layer only),
+        ``kind``: ``"gradnap"`` (default, docs/method.md §1.4), ``"navai"`` (input layer only),
         ``"nap"`` (sorted activations; columns are ranks, not time), ``"activation"``
         (``Ā``) or ``"gradient"`` (``Ḡ``). ``grouping`` may be omitted when exactly one
         grouping has the label. Groups below ``min_count`` raise :class:`GradnapError`.

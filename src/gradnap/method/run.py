@@ -286,7 +286,9 @@ class GradNAP(Collector):
 
     def _resume(self, checkpoint: Result, path: str | Path) -> None:
         """Continue from a checkpoint of the same run (:meth:`RunMeta.mismatches`)."""
-        diff = self.planned_meta(checkpoint.meta, self._corpus).mismatches(checkpoint.meta, "resume")
+        diff = self.planned_meta(checkpoint.meta, self._corpus).mismatches(
+            checkpoint.meta, "resume"
+        )
         if diff:
             raise GradnapError(
                 f"{path}: checkpoint does not match this run ({', '.join(diff)} "
@@ -311,7 +313,9 @@ class GradNAP(Collector):
         labels: list[Any] = [None] * world
         dist.all_gather_object(labels, {g.name: (g.labels, g.unlabelled) for g in self.sums})
         for sums in self.sums:
-            union = list(dict.fromkeys(lab for per_rank in labels for lab in per_rank[sums.name][0]))
+            union = list(
+                dict.fromkeys(lab for per_rank in labels for lab in per_rank[sums.name][0])
+            )
             sums.reorder(union)
             g = len(union)
             sums.unlabelled = sum(per_rank[sums.name][1] for per_rank in labels)

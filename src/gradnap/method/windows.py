@@ -98,7 +98,7 @@ def align(
     input_layer: bool,
     search: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Aligned:
-    """Align ``n`` examples in one layer (DESIGN §1.3).
+    """Align ``n`` examples in one layer (docs/method.md §1.3).
 
     ``act``: the layer's activations ``(C, T)`` (the spectrogram ``(F, T)`` for the
     input), or their :class:`Positions` (reused across the chunks of an utterance).
