@@ -25,7 +25,7 @@ import torch
 from gradnap.errors import GradnapError
 from gradnap.method.windows import Aligned
 
-__all__ = ["Accumulators", "ChunkStats", "GroupingSums", "LayerSums", "chunk_stats"]
+__all__ = ["Accumulators", "ChunkRows", "ChunkStats", "GroupingSums", "LayerSums", "chunk_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,21 @@ _INT_FIELDS = ("count", "sorted_count")
 def _view(a: np.ndarray) -> torch.Tensor:
     """A torch view of ``a`` (no copy): the additions write into the numpy arrays."""
     return torch.from_numpy(a)
+
+
+@dataclass(frozen=True)
+class ChunkRows:
+    """The examples of a chunk that one grouping labels."""
+
+    #: ``(m,)`` indices of the labelled examples, ``None`` when all are labelled.
+    rows: torch.Tensor | None
+    #: ``(m,)`` int64 group index of each labelled example.
+    groups: torch.Tensor
+
+    @property
+    def complete(self) -> bool:
+        """Every example of the chunk has a label."""
+        return self.rows is None
 
 
 @dataclass
@@ -226,15 +241,9 @@ class GroupingSums:
         for sums in self.layers.values():
             sums.grow(g)
 
-    def add(
-        self, gid: torch.Tensor, stats: Mapping[str, ChunkStats]
-    ) -> dict[str, dict[str, torch.Tensor]] | None:
-        """Add one chunk: ``gid`` ``(n,)`` from :meth:`group_ids`, ``stats`` per layer.
-
-        When every example has a label, returns the per-group partial sums of the chunk
-        (layer -> field -> ``(m, ...)``); their sum over groups is the chunk's total,
-        which :meth:`add_total` adds to a one-group grouping without another pass.
-        """
+    def begin_chunk(self, gid: torch.Tensor) -> ChunkRows | None:
+        """Count one chunk's examples: ``gid`` ``(n,)`` from :meth:`group_ids`. Returns the
+        rows to add to each layer (:meth:`add_layer`), ``None`` when none has a label."""
         labelled = gid >= 0
         self.unlabelled += int((~labelled).sum())
         if not bool(labelled.any()):
@@ -242,21 +251,31 @@ class GroupingSums:
         rows = None if bool(labelled.all()) else labelled.nonzero().flatten()
         groups = gid if rows is None else gid[rows]
         _view(self.examples).index_add_(0, groups, torch.ones_like(groups))
-        parts = {layer: sums.add(rows, groups, stats[layer]) for layer, sums in self.layers.items()}
-        return parts if rows is None else None
+        return ChunkRows(rows, groups)
 
-    def add_total(
-        self, n: int, group: int, parts: Mapping[str, Mapping[str, torch.Tensor]]
-    ) -> None:
-        """Add ``n`` examples to group ``group`` from another grouping's partial sums."""
+    def add_layer(self, layer: str, chunk: ChunkRows, stats: ChunkStats) -> dict[str, torch.Tensor]:
+        """Add one layer's ``stats`` of a chunk; returns the per-group partial sums
+        (field -> ``(m, ...)``), whose sum over groups is the chunk's total when every
+        example has a label (:meth:`add_total`). Layers are independent: different
+        layers may be added from different threads."""
+        return self.layers[layer].add(chunk.rows, chunk.groups, stats)
+
+    def add(self, gid: torch.Tensor, stats: Mapping[str, ChunkStats]) -> None:
+        """Add one chunk of every layer (``stats``: layer -> :class:`ChunkStats`)."""
+        chunk = self.begin_chunk(gid)
+        if chunk is not None:
+            for layer in self.layers:
+                self.add_layer(layer, chunk, stats[layer])
+
+    def begin_total(self, n: int, group: int) -> None:
+        """Count ``n`` examples of group ``group`` whose sums come from :meth:`add_total`."""
         self.examples[group] += n
-        g = torch.tensor([group])
-        for layer, sums in self.layers.items():
-            # in float64: the rows' order (group numbering) differs between runs and shards
-            total = {
-                k: v.to(torch.float64).sum(dim=0, keepdim=True) for k, v in parts[layer].items()
-            }
-            sums.add_parts(g, total)
+
+    def add_total(self, layer: str, group: int, parts: Mapping[str, torch.Tensor]) -> None:
+        """Add another grouping's partial sums of one layer, summed, to group ``group``."""
+        # in float64: the rows' order (group numbering) differs between runs and shards
+        total = {k: v.to(torch.float64).sum(dim=0, keepdim=True) for k, v in parts.items()}
+        self.layers[layer].add_parts(torch.tensor([group]), total)
 
     def merge(self, other: GroupingSums) -> None:
         """Add ``other`` (same layers and window widths) into this one, by label."""

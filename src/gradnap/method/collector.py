@@ -23,10 +23,14 @@ grouping) is the probe's input-support centre of an output frame.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
+import weakref
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,11 +39,17 @@ from torch import nn
 
 from gradnap.defaults import BLANK_INDEX, COLLECT, FEATURES, METHOD, FeatureConfig
 from gradnap.engine import make_engine
-from gradnap.engine.base import INPUT_LAYER, TARGETS, ForwardPass
+from gradnap.engine.base import INPUT_LAYER, TARGETS, ForwardPass, Window
 from gradnap.errors import GradnapError
 from gradnap.features import mel_frequencies
 from gradnap.geometry import Geometry
-from gradnap.method.accumulators import Accumulators, ChunkStats, chunk_stats
+from gradnap.method.accumulators import (
+    Accumulators,
+    ChunkRows,
+    ChunkStats,
+    GroupingSums,
+    chunk_stats,
+)
 from gradnap.method.examples import EXAMPLE_MODES, select_examples
 from gradnap.method.groupings import ALL, AllGrouping, FrameClock, Grouping, make_groupings
 from gradnap.method.metadata import (
@@ -126,6 +136,17 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How one grouping takes a chunk: its labelled rows, or (``source``) the summed
+    partial sums of another grouping into its group ``group``."""
+
+    sums: GroupingSums
+    chunk: ChunkRows | None
+    source: str | None = None
+    group: int = 0
+
+
 class Collector:
     """Collects GradNAP accumulators for a model, one utterance at a time.
 
@@ -161,6 +182,10 @@ class Collector:
     features:
         Feature settings (for the time axis and corpus audio); default ``model.features``
         or :data:`gradnap.defaults.FEATURES`.
+    threads:
+        Threads for the windows and sums of a chunk (layers run in parallel, each with one
+        intra-op thread; the result does not depend on it); default: torch's intra-op
+        thread count.
     """
 
     def __init__(
@@ -178,6 +203,7 @@ class Collector:
         chunk_frames: int = METHOD.chunk_frames,
         blank: int = BLANK_INDEX,
         features: FeatureConfig | None = None,
+        threads: int | None = None,
     ) -> None:
         if target not in TARGETS:
             raise GradnapError(f"target {target!r}: choose from {', '.join(TARGETS)}")
@@ -210,6 +236,10 @@ class Collector:
         self.features = features if features is not None else getattr(model, "features", FEATURES)
         self.windows = self._check_windows(window)
         self.chain = model_geometry(engine, self.layers)
+        self.threads = max(1, min(len(self.layers), threads or torch.get_num_threads()))
+        self._executor: ThreadPoolExecutor | None = None
+        # the widest windows first, so that the threads finish together
+        self._layer_order = self.layers
         self._model_id: ModelMeta | None = None
         #: Where the model came from (a model file), recorded in the result file.
         self.model_source: str | None = None
@@ -348,8 +378,8 @@ class Collector:
 
     # --- one utterance ----------------------------------------------------------------
 
-    def _forward(self, uid: str, features: torch.Tensor | np.ndarray) -> ForwardPass:
-        """Check the features ``(F, T)`` and run the engine's forward pass."""
+    def _check_features(self, uid: str, features: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The features ``(F, T)`` as float32, or :class:`UtteranceError`."""
         x = torch.as_tensor(features, dtype=torch.float32)
         if x.ndim != 2:
             raise UtteranceError(f"{uid}: features must be (F, T), got shape {tuple(x.shape)}")
@@ -357,6 +387,10 @@ class Collector:
             raise UtteranceError(f"{uid}: {x.shape[0]} feature bins, expected {self._n_features}")
         if not bool(torch.isfinite(x).all()):
             raise UtteranceError(f"{uid}: features contain NaN or infinity")
+        return x
+
+    def _forward(self, uid: str, x: torch.Tensor) -> ForwardPass:
+        """The engine's forward pass of ``x`` ``(F, T)``, checked."""
         try:
             fwd = self.engine.forward(x)
         except GradnapError as exc:
@@ -377,16 +411,20 @@ class Collector:
         if self._layer_meta is None:
             self._init_layers(fwd, x.shape[0], x.shape[1])
             self._n_features = int(x.shape[0])
-        if self.chain is not None:  # the geometry must match what the model computes
-            geom, index = self.chain
-            for name in self.layers:
-                t_l = fwd.activations[name].shape[1]
-                if t_l != geom.output_length(x.shape[1], index[name]):
-                    raise GradnapError(
-                        f"{uid}: layer {name!r} has {t_l} positions, the Conv1d geometry "
-                        f"predicts {geom.output_length(x.shape[1], index[name])}"
-                    )
         return fwd
+
+    def _check_geometry(self, uid: str, fwd: ForwardPass, x: torch.Tensor) -> None:
+        """The geometry must match what the model computes."""
+        if self.chain is None:
+            return
+        geom, index = self.chain
+        for name in self.layers:
+            t_l = fwd.activations[name].shape[1]
+            if t_l != geom.output_length(x.shape[1], index[name]):
+                raise GradnapError(
+                    f"{uid}: layer {name!r} has {t_l} positions, the Conv1d geometry "
+                    f"predicts {geom.output_length(x.shape[1], index[name])}"
+                )
 
     def add(self, utterance: Any, features: torch.Tensor | np.ndarray, progress=None) -> int:
         """Add one utterance; returns its number of examples.
@@ -396,46 +434,36 @@ class Collector:
         updated with the examples done.
         """
         uid = item_id(utterance, self.progress.utterances)
-        fwd = self._forward(uid, features)
-        frames, classes = select_examples(fwd.probs, self.examples, self.blank)
-        assert self.sums is not None and self._clock is not None
-        assert self._layer_meta is not None
-        fr_np, cl_np = frames.numpy(), classes.numpy()
-        gids = {
-            g.name: self.sums[g.name].group_ids(g.labels(utterance, fr_np, cl_np, self._clock))
-            for g in self.groupings
-        }
+        with _one_thread():
+            x = self._check_features(uid, features)
+        fwd = self._forward(uid, x)  # the engine's own threads
+        with _one_thread():
+            self._check_geometry(uid, fwd, x)
+            frames, classes = select_examples(fwd.probs, self.examples, self.blank)
+            assert self.sums is not None and self._clock is not None
+            assert self._layer_meta is not None
+            fr_np, cl_np = frames.numpy(), classes.numpy()
+            gids = {
+                g.name: self.sums[g.name].group_ids(g.labels(utterance, fr_np, cl_np, self._clock))
+                for g in self.groupings
+            }
+            positions = {  # padded once for windows reaching 1.5 widths past the ends
+                name: Positions(fwd.activations[name].detach(), 2 * self._layer_meta[name].width)
+                for name in self.layers
+            }
         n = int(frames.numel())
-        positions = {  # padded once for windows reaching 1.5 widths past the ends
-            name: Positions(fwd.activations[name].detach(), pad=2 * self._layer_meta[name].width)
-            for name in self.layers
-        }
         for s in range(0, n, self.chunk_frames):
             fr, cl = frames[s : s + self.chunk_frames], classes[s : s + self.chunk_frames]
-            wins = self.engine.sensitivities(fwd, fr, cl)  # engines may need autograd
+            wins = self.engine.sensitivities(fwd, fr, cl)  # the engine's own threads
             with torch.no_grad(), _one_thread():
-                stats = {}
-                for name in self.layers:
-                    win = wins[name]
-                    grads, start, search = win.grads.detach(), win.start, None
-                    if self.chain is not None:
-                        geom, index = self.chain
-                        search = geom.cone(fr, index[name])
-                        width = geom.cone_width(index[name])
-                        if grads.shape[2] != width:  # e.g. whole-layer windows: cut to the cone
-                            grads, start = recrop(grads, start, search[0], width), search[0]
-                    aligned = align(
-                        positions[name],
-                        grads,
-                        start,
-                        self._layer_meta[name].width,
-                        input_layer=name == INPUT_LAYER,
-                        search=search,
-                    )
-                    del win
-                    stats[name] = chunk_stats(aligned, self.naps)
+                plan = self._begin_chunk(gids, slice(s, s + self.chunk_frames), int(fr.numel()))
+
+                # layers are independent: their windows and sums on the collector's threads
+                step = functools.partial(
+                    self._layer_step, positions=positions, wins=wins, frames=fr, plan=plan
+                )
+                list(self._pool().map(step, self._layer_order))
                 del wins
-                self._accumulate(gids, slice(s, s + self.chunk_frames), int(fr.numel()), stats)
             if progress is not None:
                 progress.update(int(fr.numel()))
         p = self.progress
@@ -446,22 +474,80 @@ class Collector:
         )
         return n
 
-    def _accumulate(
-        self, gids: dict[str, torch.Tensor], rows: slice, n: int, stats: dict[str, ChunkStats]
+    def _pool(self) -> ThreadPoolExecutor:
+        """The collector's worker threads (one intra-op thread each), made on first use."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                self.threads, thread_name_prefix="gradnap-collect",
+                initializer=torch.set_num_threads, initargs=(1,),
+            )  # fmt: skip
+            weakref.finalize(self, self._executor.shutdown, wait=False)
+        return self._executor
+
+    def _layer_step(
+        self,
+        name: str,
+        positions: dict[str, Positions],
+        wins: dict[str, Window],
+        frames: torch.Tensor,
+        plan: list[_Plan],
     ) -> None:
-        """Add one chunk to every grouping; the dataset-wide ``all`` grouping (last) is
-        summed from the partial sums of a grouping that labels every example of the chunk
-        (one pass fewer), else directly."""
+        """One layer of a chunk: windows at ``t*``, then the sums of every grouping."""
+        stats = self._window_stats(name, positions[name], wins[name], frames)
+        self._accumulate(name, plan, stats)
+
+    def _window_stats(
+        self, name: str, positions: Positions, win: Window, frames: torch.Tensor
+    ) -> ChunkStats:
+        """The windows at ``t*`` of one layer and what they add to the sums."""
+        grads, start, search = win.grads.detach(), win.start, None
+        if self.chain is not None:
+            geom, index = self.chain
+            search = geom.cone(frames, index[name])
+            width = geom.cone_width(index[name])
+            if grads.shape[2] != width:  # e.g. whole-layer windows: cut to the cone
+                grads, start = recrop(grads, start, search[0], width), search[0]
+        assert self._layer_meta is not None
+        aligned = align(
+            positions,
+            grads,
+            start,
+            self._layer_meta[name].width,
+            input_layer=name == INPUT_LAYER,
+            search=search,
+        )
+        return chunk_stats(aligned, self.naps)
+
+    def _begin_chunk(self, gids: dict[str, torch.Tensor], rows: slice, n: int) -> list[_Plan]:
+        """Count a chunk's examples in every grouping; returns, per grouping, its rows and
+        the grouping whose partial sums it adds up instead (the dataset-wide ``all``
+        grouping, last, is summed from a grouping that labels every example of the chunk:
+        one pass fewer)."""
         assert self.sums is not None
-        total = None
+        plan: list[_Plan] = []
+        source = None
         for g in self.groupings:
             sums = self.sums[g.name]
-            if g.name == ALL and total is not None:
-                sums.add_total(n, int(gids[ALL][rows][0]), total)
+            if g.name == ALL and source is not None:
+                group = int(gids[ALL][rows][0])
+                sums.begin_total(n, group)
+                plan.append(_Plan(sums, None, source, group))
                 continue
-            parts = sums.add(gids[g.name][rows], stats)
-            if total is None:
-                total = parts
+            chunk = sums.begin_chunk(gids[g.name][rows])
+            plan.append(_Plan(sums, chunk))
+            if source is None and chunk is not None and chunk.complete:
+                source = sums.name
+        return plan
+
+    @staticmethod
+    def _accumulate(layer: str, plan: list[_Plan], stats: ChunkStats) -> None:
+        """Add one layer's chunk to every grouping as :meth:`_begin_chunk` planned."""
+        parts: dict[str, dict[str, torch.Tensor]] = {}
+        for step in plan:
+            if step.source is not None:
+                step.sums.add_total(layer, step.group, parts[step.source])
+            elif step.chunk is not None:
+                parts[step.sums.name] = step.sums.add_layer(layer, step.chunk, stats)
 
     # --- result -------------------------------------------------------------------------
 
