@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradnap.defaults import REPORT, ReportConfig
+from gradnap.defaults import OPTIMAL_INPUT, REPORT, ReportConfig
 from gradnap.errors import GradnapError
 from gradnap.fileio import atomic_write_bytes, atomic_write_text
 from gradnap.method.result import INPUT, NO_NAPS
@@ -26,6 +26,7 @@ __all__ = [
     "Report",
     "action_figure",
     "build_report",
+    "dendrogram_figure",
     "input_figure",
     "nap_figure",
     "result_silhouettes",
@@ -174,7 +175,7 @@ def _examples(result, grouping: str, groups) -> str:
 
 def input_figure(result, groups, grouping: str):
     """Input-layer GradNAPs of ``groups`` beside their NAvAIs (paper Fig. 2)."""
-    from gradnap.figures.plots import plot_input_gradnaps
+    from gradnap.figures import plot_input_gradnaps
 
     axes = result.axes(INPUT)
     return plot_input_gradnaps(
@@ -185,17 +186,22 @@ def input_figure(result, groups, grouping: str):
     )
 
 
-def action_figure(result, layer: str, group: str, grouping: str | None, model=None):
-    """Action potentials of ``group`` in ``layer`` beside the optimal input of its top
-    neurons (paper Fig. 3); no optimal input without ``model``. Returns
-    ``(figure, optimal input or None)``."""
-    from gradnap.analysis.optimal_input import optimal_input_for_profile
-    from gradnap.figures.plots import plot_action_potentials
+def action_figure(
+    result, layer: str, group: str, grouping: str | None, model=None, k: int = OPTIMAL_INPUT.top_k
+):
+    """Action potentials of ``group`` in ``layer``, its ``k`` most responsive neurons
+    (docs/method.md §1.6) coloured, beside the optimal input of those neurons (§1.7, paper
+    Fig. 3); no optimal input without ``model``. Returns ``(figure, optimal input or
+    None)``."""
+    from gradnap.analysis import optimal_input_for_profile, responsiveness, top_neurons
+    from gradnap.figures import plot_action_potentials
 
     profile = result.profile(layer, group, grouping)
-    optimal = None if model is None else optimal_input_for_profile(model, layer, profile)
+    optimal = None if model is None else optimal_input_for_profile(model, layer, profile, k=k)
     fig = plot_action_potentials(
         profile,
+        top=top_neurons(profile, k),
+        r=responsiveness(profile),
         times_ms=result.axes(layer).offsets_ms,
         optimal=optimal,
         freqs=result.axes(INPUT).frequencies_hz if INPUT in result.layers else None,
@@ -206,11 +212,11 @@ def action_figure(result, layer: str, group: str, grouping: str | None, model=No
 
 
 def nap_figure(result, layer: str | None, groups, grouping: str):
-    """NAPs (the baseline of DESIGN §1.9) of ``groups`` of ``grouping`` in ``layer``, one
+    """NAPs (the baseline of docs/method.md §1.9) of ``groups`` of ``grouping`` in ``layer``, one
     heatmap ``(C, W)`` (neurons × rank) per group on one colour scale. ``layer=None``: the
     report's default ("layer2", else the second hidden layer). Raises
     :class:`GradnapError` when the result holds no NAPs."""
-    from gradnap.figures.plots import plot_naps
+    from gradnap.figures import plot_naps
 
     if not result.has_naps:
         raise GradnapError(NO_NAPS)
@@ -221,6 +227,19 @@ def nap_figure(result, layer: str | None, groups, grouping: str):
     return plot_naps(
         {g: result.profile(layer, g, grouping, kind="nap") for g in groups}, layer=layer
     )
+
+
+def dendrogram_figure(
+    result, layer: str, grouping: str, percentile: float = REPORT.dendrogram_percentile
+):
+    """Dendrogram of the GradNAPs of ``grouping`` in ``layer``, clustered
+    (docs/method.md §1.8) and coloured by the cut at ``percentile``."""
+    from gradnap.analysis import cluster_profiles
+    from gradnap.figures import plot_dendrogram
+
+    _check_layer(result, layer)
+    clustering = cluster_profiles(result.profiles(layer, grouping), (percentile,), layer=layer)
+    return plot_dendrogram(clustering, percentile)
 
 
 def result_silhouettes(result, groupings, kind: str = "gradnap"):
@@ -276,7 +295,7 @@ def build_report(
     (``silhouettes_nap.json``); without NAPs the section says so. Returns the path of
     index.html.
     """
-    from gradnap.figures import plots
+    from gradnap.figures import plot_dendrogram, plot_silhouettes
     from gradnap.method.result import Result
 
     if not isinstance(result, Result):
@@ -337,7 +356,8 @@ def build_report(
                 fig,
                 f"GradNAP of {config.action_grouping} {g} in {action_layer} "
                 f"({result.counts(config.action_grouping).get(g, 0)} examples): every neuron "
-                f"over window time, the 5 most responsive (|r_n|) coloured.{opt_text}",
+                f"over window time, the {OPTIMAL_INPUT.top_k} most responsive (|r_n|) coloured."
+                f"{opt_text}",
             )
 
     # Clustering and silhouettes (paper Fig. 4, Table).
@@ -346,7 +366,7 @@ def build_report(
     if groupings:
         table = result_silhouettes(result, groupings)
         report.heading("Clustering: silhouette scores per layer")
-        fig = plots.plot_silhouettes(table)
+        fig = plot_silhouettes(table)
         n_groups = {g: len(result.groups(g)) for g in groupings}
         report.figure(
             "silhouettes",
@@ -367,9 +387,7 @@ def build_report(
 
         if dendro_layer is not None and config.dendrogram_grouping in groupings:
             clustering = table.clusterings[config.dendrogram_grouping][dendro_layer]
-            fig = plots.plot_dendrogram(
-                clustering, config.dendrogram_percentile, layer=dendro_layer
-            )
+            fig = plot_dendrogram(clustering, config.dendrogram_percentile, layer=dendro_layer)
             report.heading(f"Dendrogram of {dendro_layer}")
             report.figure(
                 f"dendrogram_{dendro_layer}",
@@ -379,7 +397,7 @@ def build_report(
                 f"clusters of the cut at the {config.dendrogram_percentile:g}th percentile.",
             )
 
-    # The NAP baseline (DESIGN §1.9): heatmaps and silhouettes beside the GradNAP ones.
+    # The NAP baseline (docs/method.md §1.9): heatmaps and silhouettes beside the GradNAP ones.
     report.heading("NAP baseline")
     if not result.has_naps:
         report.text(f"Not shown: {NO_NAPS}.")
@@ -407,7 +425,7 @@ def build_report(
                 skipped.append(f"NAPs in {nap_layer}: none of the input figure's groups")
         if groupings:
             nap_table = result_silhouettes(result, groupings, kind="nap")
-            fig = plots.plot_silhouettes(
+            fig = plot_silhouettes(
                 table,
                 baseline=nap_table,
                 show_cuts=False,
