@@ -1,29 +1,25 @@
-"""Self-contained HTML reports: figures embedded as PNG, also written as files.
+"""The paper's report of a result: its figures, tables and provenance on one page.
 
-:class:`Report` collects figures, tables and paragraphs and writes a directory with
-``index.html`` (opens offline: images are base64 ``data:`` URIs, styles inline) and one
-PNG per figure. :func:`build_report` turns a result file into the paper's report.
+The figure helpers (a result in, a figure out) are shared with ``gradnap plot``: they pick
+the profiles from the result, run the analyses of :mod:`gradnap.analysis` that a figure
+shows and hand both to :mod:`gradnap.figures`. :func:`build_report` lays them out with
+the silhouette tables on a :class:`~gradnap.report.page.Report`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
-import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from gradnap.defaults import OPTIMAL_INPUT, REPORT, ReportConfig
 from gradnap.errors import GradnapError
-from gradnap.fileio import atomic_write_bytes, atomic_write_text
+from gradnap.fileio import atomic_write_text
 from gradnap.method.result import INPUT, NO_NAPS
+from gradnap.report.page import Report
 
 __all__ = [
-    "Report",
     "action_figure",
     "build_report",
     "dendrogram_figure",
@@ -32,110 +28,9 @@ __all__ = [
     "result_silhouettes",
 ]
 
-log = logging.getLogger(__name__)
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
-       color: #222; line-height: 1.45; }
-h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #444; font-size: 0.92em; margin-top: 0.3em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-code, pre { background: #f6f6f6; } pre { padding: 0.6em; overflow-x: auto; }
-"""
-
-
-@dataclass
-class _Item:
-    kind: str  # "heading", "text", "figure", "table", "pre"
-    payload: dict = field(default_factory=dict)
-
-
-@dataclass
-class Report:
-    """An HTML report under construction."""
-
-    title: str
-    items: list[_Item] = field(default_factory=list)
-
-    def heading(self, text: str) -> None:
-        self.items.append(_Item("heading", {"text": text}))
-
-    def text(self, text: str) -> None:
-        self.items.append(_Item("text", {"text": text}))
-
-    def pre(self, text: str) -> None:
-        self.items.append(_Item("pre", {"text": text}))
-
-    def figure(self, name: str, fig, caption: str, dpi: int = 110) -> None:
-        """Add a matplotlib figure (rendered now and closed) as ``<name>.png``."""
-        import matplotlib.pyplot as plt
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        plt.close(fig)
-        self.items.append(
-            _Item("figure", {"name": name, "png": buf.getvalue(), "caption": caption})
-        )
-
-    def table(self, header: list[str], rows: list[list[object]], caption: str = "") -> None:
-        self.items.append(_Item("table", {"header": header, "rows": rows, "caption": caption}))
-
-    def write(self, out_dir: str | Path) -> Path:
-        """Write ``index.html`` and the PNGs into ``out_dir``; returns the path of index.html."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        parts = [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>",
-            f"<h1>{html.escape(self.title)}</h1>",
-        ]
-        for item in self.items:
-            p = item.payload
-            if item.kind == "heading":
-                parts.append(f"<h2>{html.escape(p['text'])}</h2>")
-            elif item.kind == "text":
-                parts.append(f"<p>{html.escape(p['text'])}</p>")
-            elif item.kind == "pre":
-                parts.append(f"<pre>{html.escape(p['text'])}</pre>")
-            elif item.kind == "figure":
-                atomic_write_bytes(out_dir / f"{p['name']}.png", p["png"])
-                data = base64.b64encode(p["png"]).decode("ascii")
-                parts.append(
-                    f'<figure id="{html.escape(p["name"])}"><img alt="{html.escape(p["name"])}" '
-                    f'src="data:image/png;base64,{data}"><figcaption>{html.escape(p["caption"])}'
-                    "</figcaption></figure>"
-                )
-            elif item.kind == "table":
-                head = "".join(f"<th>{html.escape(str(h))}</th>" for h in p["header"])
-                body = "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
-                    for row in p["rows"]
-                )
-                cap = f"<caption>{html.escape(p['caption'])}</caption>" if p["caption"] else ""
-                parts.append(
-                    f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-                )
-        parts.append("</body></html>")
-        index = out_dir / "index.html"
-        atomic_write_text(index, "\n".join(parts) + "\n")
-        log.info("report written to %s", index)
-        return index
-
-
-def _fmt(value: object) -> str:
-    if value is None:
-        return "undefined"
-    if isinstance(value, float):
-        return "undefined" if value != value else f"{value:.3f}"
-    return str(value)
-
 
 # --------------------------------------------------------------------------------------
-# The paper's report
+# Layers
 
 
 def _default_layer(result) -> str | None:
@@ -154,23 +49,8 @@ def _check_layer(result, name: str | None) -> None:
         )
 
 
-def _pick_layers(result, config: ReportConfig) -> tuple[str | None, str | None]:
-    """(action-potential layer, dendrogram layer) by the rules of :class:`ReportConfig`."""
-    hidden = [name for name in result.layers if name != INPUT]
-    action = config.action_layer
-    if action is None:
-        action = _default_layer(result)
-    dendro = config.dendrogram_layer
-    if dendro is None and hidden:
-        dendro = hidden[-2] if len(hidden) >= 2 else hidden[-1]
-    for name in (action, dendro):
-        _check_layer(result, name)
-    return action, dendro
-
-
-def _examples(result, grouping: str, groups) -> str:
-    counts = result.counts(grouping)
-    return ", ".join(f"{g}: {counts.get(g, 0)}" for g in groups)
+# --------------------------------------------------------------------------------------
+# Figures of a result (shared with `gradnap plot`)
 
 
 def input_figure(result, groups, grouping: str):
@@ -257,6 +137,29 @@ def result_silhouettes(result, groupings, kind: str = "gradnap"):
         },
         kind=kind,
     )
+
+
+# --------------------------------------------------------------------------------------
+# The report
+
+
+def _pick_layers(result, config: ReportConfig) -> tuple[str | None, str | None]:
+    """(action-potential layer, dendrogram layer) by the rules of :class:`ReportConfig`."""
+    hidden = [name for name in result.layers if name != INPUT]
+    action = config.action_layer
+    if action is None:
+        action = _default_layer(result)
+    dendro = config.dendrogram_layer
+    if dendro is None and hidden:
+        dendro = hidden[-2] if len(hidden) >= 2 else hidden[-1]
+    for name in (action, dendro):
+        _check_layer(result, name)
+    return action, dendro
+
+
+def _examples(result, grouping: str, groups) -> str:
+    counts = result.counts(grouping)
+    return ", ".join(f"{g}: {counts.get(g, 0)}" for g in groups)
 
 
 def _silhouette_rows(table, groupings) -> tuple[list[str], list[list[object]]]:
