@@ -13,7 +13,8 @@ from gradnap.corpus.timings import PhoneSpan
 from gradnap.defaults import REPORT
 from gradnap.method.result import Result
 from gradnap.method.run import GradNAP
-from gradnap.report.paper import Report, build_report
+from gradnap.report.page import Report
+from gradnap.report.paper import build_report
 
 
 class Utt:
@@ -66,6 +67,38 @@ def test_report_embeds_figures_and_escapes(tmp_path):
     assert base64.b64decode(embedded) == png
     assert html.count("undefined") == 2 and "0.500" in html
     assert "http" not in html  # opens offline: nothing to fetch
+
+
+def test_report_page_closes_pyplot_figures_only_when_pyplot_is_loaded(tmp_path):
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    fig.add_subplot().plot([0, 1], [1, 0])
+    r = Report("t")
+    r.figure("a", fig, "a pyplot figure")
+    assert not plt.fignum_exists(fig.number)
+    plain = matplotlib.figure.Figure()
+    plain.add_subplot().plot([0, 1])
+    r.figure("b", plain, "a plain figure")
+    r.write(tmp_path)
+    assert {p.name for p in tmp_path.glob("*.png")} == {"a.png", "b.png"}
+
+
+def test_import_of_the_report_package_is_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gradnap.report as r; assert 'Report' in dir(r); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert "matplotlib" not in loaded and "torch" not in loaded
+    import gradnap.report
+
+    assert gradnap.report.Report is Report and gradnap.report.build_report is build_report
 
 
 def test_build_report_has_every_figure(tiny_result, tmp_path):

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gradnap.report.paper.demo import run_demo
+    from gradnap.report.demo import run_demo
 
     config = dataclasses.replace(DEMO, utterances=args.utterances, seed=args.seed, model=args.model)
     result = run_demo(args.out, config=config, corpus_dir=args.corpus, jobs=args.jobs)

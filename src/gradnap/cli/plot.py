@@ -64,7 +64,7 @@ def _split(text: str) -> list[str]:
 
 
 def _save(fig, path: Path) -> int:
-    from gradnap.figures.plots import save_figure
+    from gradnap.figures import save_figure
 
     save_figure(fig, path)
     print(f"figure: {path}")
@@ -99,7 +99,7 @@ def _naps(args: argparse.Namespace) -> int:
 
 
 def _silhouettes(args: argparse.Namespace) -> int:
-    from gradnap.figures.plots import plot_silhouettes
+    from gradnap.figures import plot_silhouettes
     from gradnap.method.groupings import ALL
     from gradnap.method.result import Result
     from gradnap.report.paper import result_silhouettes
@@ -116,11 +116,8 @@ def _silhouettes(args: argparse.Namespace) -> int:
 
 
 def _dendrogram(args: argparse.Namespace) -> int:
-    from gradnap.figures.plots import plot_dendrogram
     from gradnap.method.result import Result
+    from gradnap.report.paper import dendrogram_figure
 
-    result = Result.load(args.result)
-    fig = plot_dendrogram(
-        result.profiles(args.layer, args.grouping), args.percentile, layer=args.layer
-    )
+    fig = dendrogram_figure(Result.load(args.result), args.layer, args.grouping, args.percentile)
     return _save(fig, args.out)

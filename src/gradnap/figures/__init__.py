@@ -1,17 +1,34 @@
-"""The paper's figures, drawing only: every function takes ``ax=None`` (or axes) and
-returns the figure; nothing here computes an analysis or calls ``plt.show()``."""
+"""The paper's figures, drawing only: every function takes ``ax=None`` (or ``axes``) and
+returns the figure; nothing here computes an analysis or calls ``plt.show()``.
 
-from gradnap.figures.plots import (
-    plot_action_potentials,
-    plot_dendrogram,
-    plot_input_gradnap,
-    plot_input_gradnaps,
-    plot_naps,
-    plot_silhouettes,
-    save_figure,
-)
+- :mod:`~gradnap.figures.input` — input-layer GradNAP and NAvAI heatmaps (Fig. 2);
+- :mod:`~gradnap.figures.action` — action potentials and the optimal input (Fig. 3);
+- :mod:`~gradnap.figures.silhouettes` — silhouette scores per layer (Fig. 4);
+- :mod:`~gradnap.figures.dendrogram` — the dendrogram of one layer, coloured by one cut;
+- :mod:`~gradnap.figures.naps` — NAP heatmaps (the baseline);
+- :mod:`~gradnap.figures.save` — rendering headless (Agg) and writing PNGs;
+- :mod:`~gradnap.figures._style` — what they share (colour map, axes, captions, heatmap).
+
+Every function draws into the axes it is given (``ax=None`` / ``axes=None``: a new
+figure on an Agg canvas; pyplot is never imported) and returns the
+:class:`matplotlib.figure.Figure`. Every function takes ``title`` and ``caption`` (one
+line on what was computed and on how many examples): the caption is written under a
+figure the function created (under the axes otherwise) and kept in
+``fig.gradnap_meta``; :func:`save_figure` writes it into the PNG's metadata.
+
+Inputs are plain arrays and the results of :mod:`gradnap.analysis` (which neurons to
+highlight, clusterings, silhouette tables, optimal inputs): the caller computes them.
+"""
+
+from gradnap.figures.action import plot_action_potentials
+from gradnap.figures.dendrogram import plot_dendrogram
+from gradnap.figures.input import plot_input_gradnap, plot_input_gradnaps
+from gradnap.figures.naps import plot_naps
+from gradnap.figures.save import figure_bytes, save_figure
+from gradnap.figures.silhouettes import plot_silhouettes
 
 __all__ = [
+    "figure_bytes",
     "plot_action_potentials",
     "plot_dendrogram",
     "plot_input_gradnap",

@@ -1,5 +1,42 @@
-"""The paper's report as a self-contained HTML page, and ``gradnap demo``."""
+"""The paper's report as a self-contained HTML page, and ``gradnap demo``.
 
-from gradnap.report.paper import Report, build_report
+- :mod:`~gradnap.report.page` — :class:`Report`, the HTML page writer (headings, text,
+  tables, embedded PNG figures);
+- :mod:`~gradnap.report.paper` — :func:`build_report`, the paper's report of a result,
+  and the figures of a result that ``gradnap plot`` shares;
+- :mod:`~gradnap.report.demo` — ``gradnap demo``: from nothing to a report.
 
-__all__ = ["Report", "build_report"]
+Names are imported on first use, so ``import gradnap.report`` loads neither torch nor
+matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gradnap.report.demo import run_demo
+    from gradnap.report.page import Report
+    from gradnap.report.paper import build_report
+
+__all__ = ["Report", "build_report", "run_demo"]
+
+_LAZY = {
+    "Report": "gradnap.report.page",
+    "build_report": "gradnap.report.paper",
+    "run_demo": "gradnap.report.demo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gradnap.report' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,140 +1,36 @@
-"""Self-contained HTML reports: figures embedded as PNG, also written as files.
+"""The paper's report of a result: its figures, tables and provenance on one page.
 
-:class:`Report` collects figures, tables and paragraphs and writes a directory with
-``index.html`` (opens offline: images are base64 ``data:`` URIs, styles inline) and one
-PNG per figure. :func:`build_report` turns a result file into the paper's report.
+The figure helpers (a result in, a figure out) are shared with ``gradnap plot``: they pick
+the profiles from the result, run the analyses of :mod:`gradnap.analysis` that a figure
+shows and hand both to :mod:`gradnap.figures`. :func:`build_report` lays them out with
+the silhouette tables on a :class:`~gradnap.report.page.Report`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
-import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from gradnap.defaults import REPORT, ReportConfig
+from gradnap.defaults import CLUSTER_PERCENTILES, OPTIMAL_INPUT, REPORT, ReportConfig
 from gradnap.errors import GradnapError
-from gradnap.fileio import atomic_write_bytes, atomic_write_text
+from gradnap.fileio import atomic_write_text
 from gradnap.method.result import INPUT, NO_NAPS
+from gradnap.report.page import Report
 
 __all__ = [
-    "Report",
     "action_figure",
     "build_report",
+    "dendrogram_figure",
     "input_figure",
     "nap_figure",
     "result_silhouettes",
 ]
 
-log = logging.getLogger(__name__)
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
-       color: #222; line-height: 1.45; }
-h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #444; font-size: 0.92em; margin-top: 0.3em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-code, pre { background: #f6f6f6; } pre { padding: 0.6em; overflow-x: auto; }
-"""
-
-
-@dataclass
-class _Item:
-    kind: str  # "heading", "text", "figure", "table", "pre"
-    payload: dict = field(default_factory=dict)
-
-
-@dataclass
-class Report:
-    """An HTML report under construction."""
-
-    title: str
-    items: list[_Item] = field(default_factory=list)
-
-    def heading(self, text: str) -> None:
-        self.items.append(_Item("heading", {"text": text}))
-
-    def text(self, text: str) -> None:
-        self.items.append(_Item("text", {"text": text}))
-
-    def pre(self, text: str) -> None:
-        self.items.append(_Item("pre", {"text": text}))
-
-    def figure(self, name: str, fig, caption: str, dpi: int = 110) -> None:
-        """Add a matplotlib figure (rendered now and closed) as ``<name>.png``."""
-        import matplotlib.pyplot as plt
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        plt.close(fig)
-        self.items.append(
-            _Item("figure", {"name": name, "png": buf.getvalue(), "caption": caption})
-        )
-
-    def table(self, header: list[str], rows: list[list[object]], caption: str = "") -> None:
-        self.items.append(_Item("table", {"header": header, "rows": rows, "caption": caption}))
-
-    def write(self, out_dir: str | Path) -> Path:
-        """Write ``index.html`` and the PNGs into ``out_dir``; returns the path of index.html."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        parts = [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>",
-            f"<h1>{html.escape(self.title)}</h1>",
-        ]
-        for item in self.items:
-            p = item.payload
-            if item.kind == "heading":
-                parts.append(f"<h2>{html.escape(p['text'])}</h2>")
-            elif item.kind == "text":
-                parts.append(f"<p>{html.escape(p['text'])}</p>")
-            elif item.kind == "pre":
-                parts.append(f"<pre>{html.escape(p['text'])}</pre>")
-            elif item.kind == "figure":
-                atomic_write_bytes(out_dir / f"{p['name']}.png", p["png"])
-                data = base64.b64encode(p["png"]).decode("ascii")
-                parts.append(
-                    f'<figure id="{html.escape(p["name"])}"><img alt="{html.escape(p["name"])}" '
-                    f'src="data:image/png;base64,{data}"><figcaption>{html.escape(p["caption"])}'
-                    "</figcaption></figure>"
-                )
-            elif item.kind == "table":
-                head = "".join(f"<th>{html.escape(str(h))}</th>" for h in p["header"])
-                body = "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
-                    for row in p["rows"]
-                )
-                cap = f"<caption>{html.escape(p['caption'])}</caption>" if p["caption"] else ""
-                parts.append(
-                    f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-                )
-        parts.append("</body></html>")
-        index = out_dir / "index.html"
-        atomic_write_text(index, "\n".join(parts) + "\n")
-        log.info("report written to %s", index)
-        return index
-
-
-def _fmt(value: object) -> str:
-    if value is None:
-        return "undefined"
-    if isinstance(value, float):
-        return "undefined" if value != value else f"{value:.3f}"
-    return str(value)
-
 
 # --------------------------------------------------------------------------------------
-# The paper's report
+# Layers
 
 
 def _default_layer(result) -> str | None:
@@ -153,6 +49,101 @@ def _check_layer(result, name: str | None) -> None:
         )
 
 
+# --------------------------------------------------------------------------------------
+# Figures of a result (shared with `gradnap plot`)
+
+
+def input_figure(result, groups, grouping: str):
+    """Input-layer GradNAPs of ``groups`` beside their NAvAIs (paper Fig. 2)."""
+    from gradnap.figures import plot_input_gradnaps
+
+    axes = result.axes(INPUT)
+    return plot_input_gradnaps(
+        {g: result.profile(INPUT, g, grouping) for g in groups},
+        {g: result.profile(INPUT, g, grouping, kind="navai") for g in groups},
+        times_ms=axes.offsets_ms,
+        freqs=axes.frequencies_hz,
+    )
+
+
+def action_figure(
+    result, layer: str, group: str, grouping: str | None, model=None, k: int = OPTIMAL_INPUT.top_k
+):
+    """Action potentials of ``group`` in ``layer``, its ``k`` most responsive neurons
+    (docs/method.md §1.6) coloured, beside the optimal input of those neurons (§1.7, paper
+    Fig. 3); no optimal input without ``model``. Returns ``(figure, optimal input or
+    None)``."""
+    from gradnap.analysis import optimal_input_for_profile, responsiveness, top_neurons
+    from gradnap.figures import plot_action_potentials
+
+    profile = result.profile(layer, group, grouping)
+    optimal = None if model is None else optimal_input_for_profile(model, layer, profile, k=k)
+    fig = plot_action_potentials(
+        profile,
+        top=top_neurons(profile, k),
+        r=responsiveness(profile),
+        times_ms=result.axes(layer).offsets_ms,
+        optimal=optimal,
+        freqs=result.axes(INPUT).frequencies_hz if INPUT in result.layers else None,
+        group=group,
+        layer=layer,
+    )
+    return fig, optimal
+
+
+def nap_figure(result, layer: str | None, groups, grouping: str):
+    """NAPs (the baseline of docs/method.md §1.9) of ``groups`` of ``grouping`` in
+    ``layer``, one heatmap ``(C, W)`` (neurons × rank) per group on one colour scale.
+    ``layer=None``: the report's default ("layer2", else the second hidden layer). Raises
+    :class:`GradnapError` when the result holds no NAPs."""
+    from gradnap.figures import plot_naps
+
+    if not result.has_naps:
+        raise GradnapError(NO_NAPS)
+    layer = _default_layer(result) if layer is None else layer
+    if layer is None:
+        raise GradnapError("the result has no hidden layer; name the layer of the NAPs")
+    _check_layer(result, layer)
+    return plot_naps(
+        {g: result.profile(layer, g, grouping, kind="nap") for g in groups}, layer=layer
+    )
+
+
+def dendrogram_figure(
+    result, layer: str, grouping: str, percentile: float = REPORT.dendrogram_percentile
+):
+    """Dendrogram of the GradNAPs of ``grouping`` in ``layer``, clustered
+    (docs/method.md §1.8) and coloured by the cut at ``percentile``."""
+    from gradnap.analysis import cluster_profiles
+    from gradnap.figures import plot_dendrogram
+
+    _check_layer(result, layer)
+    clustering = cluster_profiles(result.profiles(layer, grouping), (percentile,), layer=layer)
+    return plot_dendrogram(clustering, percentile)
+
+
+def result_silhouettes(result, groupings, kind: str = "gradnap"):
+    """:func:`gradnap.analysis.silhouette_table` of ``groupings`` over every layer
+    (docs/method.md §1.8), on the profiles of ``kind`` (``"gradnap"``, or ``"nap"`` for the
+    NAP baseline, §1.9; that raises :class:`GradnapError` when the result holds no
+    NAPs)."""
+    from gradnap.analysis.clustering import silhouette_table
+
+    if kind == "nap" and not result.has_naps:
+        raise GradnapError(NO_NAPS)
+    return silhouette_table(
+        {
+            g: {layer: result.profiles(layer, g, kind=kind) for layer in result.layers}
+            for g in groupings
+        },
+        kind=kind,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The report
+
+
 def _pick_layers(result, config: ReportConfig) -> tuple[str | None, str | None]:
     """(action-potential layer, dendrogram layer) by the rules of :class:`ReportConfig`."""
     hidden = [name for name in result.layers if name != INPUT]
@@ -167,77 +158,20 @@ def _pick_layers(result, config: ReportConfig) -> tuple[str | None, str | None]:
     return action, dendro
 
 
+def _kept(result, grouping: str, groups) -> tuple[list[str], list[str]]:
+    """``groups`` the result kept for ``grouping`` and the others, in their order."""
+    kept = set(result.groups(grouping))
+    return [g for g in groups if g in kept], [g for g in groups if g not in kept]
+
+
 def _examples(result, grouping: str, groups) -> str:
     counts = result.counts(grouping)
     return ", ".join(f"{g}: {counts.get(g, 0)}" for g in groups)
 
 
-def input_figure(result, groups, grouping: str):
-    """Input-layer GradNAPs of ``groups`` beside their NAvAIs (paper Fig. 2)."""
-    from gradnap.figures.plots import plot_input_gradnaps
-
-    axes = result.axes(INPUT)
-    return plot_input_gradnaps(
-        {g: result.profile(INPUT, g, grouping) for g in groups},
-        {g: result.profile(INPUT, g, grouping, kind="navai") for g in groups},
-        times_ms=axes.offsets_ms,
-        freqs=axes.frequencies_hz,
-    )
-
-
-def action_figure(result, layer: str, group: str, grouping: str | None, model=None):
-    """Action potentials of ``group`` in ``layer`` beside the optimal input of its top
-    neurons (paper Fig. 3); no optimal input without ``model``. Returns
-    ``(figure, optimal input or None)``."""
-    from gradnap.analysis.optimal_input import optimal_input_for_profile
-    from gradnap.figures.plots import plot_action_potentials
-
-    profile = result.profile(layer, group, grouping)
-    optimal = None if model is None else optimal_input_for_profile(model, layer, profile)
-    fig = plot_action_potentials(
-        profile,
-        times_ms=result.axes(layer).offsets_ms,
-        optimal=optimal,
-        freqs=result.axes(INPUT).frequencies_hz if INPUT in result.layers else None,
-        group=group,
-        layer=layer,
-    )
-    return fig, optimal
-
-
-def nap_figure(result, layer: str | None, groups, grouping: str):
-    """NAPs (the baseline of DESIGN §1.9) of ``groups`` of ``grouping`` in ``layer``, one
-    heatmap ``(C, W)`` (neurons × rank) per group on one colour scale. ``layer=None``: the
-    report's default ("layer2", else the second hidden layer). Raises
-    :class:`GradnapError` when the result holds no NAPs."""
-    from gradnap.figures.plots import plot_naps
-
-    if not result.has_naps:
-        raise GradnapError(NO_NAPS)
-    layer = _default_layer(result) if layer is None else layer
-    if layer is None:
-        raise GradnapError("the result has no hidden layer; name the layer of the NAPs")
-    _check_layer(result, layer)
-    return plot_naps(
-        {g: result.profile(layer, g, grouping, kind="nap") for g in groups}, layer=layer
-    )
-
-
-def result_silhouettes(result, groupings, kind: str = "gradnap"):
-    """:func:`gradnap.analysis.clustering.silhouette_table` of ``groupings`` over every layer, on the
-    profiles of ``kind`` (``"gradnap"``, or ``"nap"`` for the NAP baseline; that raises
-    :class:`GradnapError` when the result holds no NAPs)."""
-    from gradnap.analysis.clustering import silhouette_table
-
-    if kind == "nap" and not result.has_naps:
-        raise GradnapError(NO_NAPS)
-    return silhouette_table(
-        {
-            g: {layer: result.profiles(layer, g, kind=kind) for layer in result.layers}
-            for g in groupings
-        },
-        kind=kind,
-    )
+def _percentiles() -> str:
+    """The dendrogram cuts the silhouettes average over, for captions ("75-95th")."""
+    return f"{min(CLUSTER_PERCENTILES):g}-{max(CLUSTER_PERCENTILES):g}th"
 
 
 def _silhouette_rows(table, groupings) -> tuple[list[str], list[list[object]]]:
@@ -256,6 +190,166 @@ def _silhouette_rows(table, groupings) -> tuple[list[str], list[list[object]]]:
     return header, rows
 
 
+def _add_silhouettes(report: Report, table, groupings, caption: str, path: Path) -> None:
+    """The silhouette table on the page and, as JSON (:meth:`SilhouetteTable.to_dict`), in
+    ``path``."""
+    header, rows = _silhouette_rows(table, groupings)
+    report.table(header, rows, caption)
+    atomic_write_text(path, json.dumps(table.to_dict(), indent=1, default=_json))
+
+
+def _input_section(report: Report, result, config: ReportConfig, skipped: list[str]) -> None:
+    """Input-layer GradNAPs beside NAvAI (paper Fig. 2)."""
+    if INPUT not in result.layers or config.input_grouping not in result.groupings:
+        return
+    groups, missing = _kept(result, config.input_grouping, config.input_groups)
+    skipped += [
+        f"input GradNAP of {g}: fewer than {result.min_count} examples or absent" for g in missing
+    ]
+    if not groups:
+        return
+    report.heading("Input-layer GradNAPs")
+    report.figure(
+        "input_gradnaps",
+        input_figure(result, groups, config.input_grouping),
+        f"Input-layer GradNAPs (left) and NAvAIs (right) of {config.input_grouping}s "
+        f"{', '.join(groups)}: mean aligned spectrogram minus the dataset mean, masked by "
+        f"the normalised mean |gradient| (GradNAP) or unmasked (NAvAI); time relative to "
+        f"the alignment centre. Examples: {_examples(result, config.input_grouping, groups)}.",
+    )
+
+
+def _action_section(
+    report: Report, result, config: ReportConfig, layer: str | None, model, skipped: list[str]
+) -> None:
+    """Action potentials with optimal inputs (paper Fig. 3)."""
+    if layer is None or config.action_grouping not in result.groupings:
+        return
+    groups, missing = _kept(result, config.action_grouping, config.action_groups)
+    skipped += [
+        f"action potentials of {g}: fewer than {result.min_count} examples" for g in missing
+    ]
+    if groups:
+        report.heading(f"Action potentials in {layer}")
+    counts = result.counts(config.action_grouping)
+    for g in groups:
+        fig, optimal = action_figure(result, layer, g, config.action_grouping, model)
+        opt_text = ""
+        if optimal is not None:
+            opt_text = (
+                f" Right: optimal input of those neurons ({optimal.config.steps} Adam steps, "
+                f"loss {optimal.losses[0]:.3g} -> {optimal.losses[-1]:.3g})."
+            )
+        report.figure(
+            f"action_potentials_{layer}_{g}",
+            fig,
+            f"GradNAP of {config.action_grouping} {g} in {layer} "
+            f"({counts.get(g, 0)} examples): every neuron over window time, the "
+            f"{OPTIMAL_INPUT.top_k} most responsive (|r_n|) coloured.{opt_text}",
+        )
+
+
+def _clustering_section(
+    report: Report, result, config: ReportConfig, groupings, layer: str | None, out_dir: Path
+):
+    """Silhouettes per layer (paper Fig. 4, Table) and the dendrogram of ``layer``; returns
+    the silhouette table."""
+    from gradnap.figures import plot_dendrogram, plot_silhouettes
+
+    table = result_silhouettes(result, groupings)
+    report.heading("Clustering: silhouette scores per layer")
+    n_groups = {g: len(result.groups(g)) for g in groupings}
+    report.figure(
+        "silhouettes",
+        plot_silhouettes(table),
+        f"Mean silhouette score over the dendrogram cuts at the {_percentiles()} percentiles "
+        "of the pairwise Euclidean distances of the GradNAPs (complete linkage), per layer; "
+        "dashed: the same groupings with random labels (chance level). Groups: "
+        + ", ".join(f"{g} {n}" for g, n in n_groups.items())
+        + ".",
+    )
+    _add_silhouettes(
+        report,
+        table,
+        groupings,
+        "Mean silhouette per layer (undefined: every cut gave 1 or n clusters)",
+        out_dir / "silhouettes.json",
+    )
+    if layer is not None and config.dendrogram_grouping in groupings:
+        clustering = table.clusterings[config.dendrogram_grouping][layer]
+        report.heading(f"Dendrogram of {layer}")
+        report.figure(
+            f"dendrogram_{layer}",
+            plot_dendrogram(clustering, config.dendrogram_percentile, layer=layer),
+            f"Complete-linkage dendrogram of the {len(clustering.groups)} "
+            f"{config.dendrogram_grouping} GradNAPs in {layer}, coloured by the "
+            f"clusters of the cut at the {config.dendrogram_percentile:g}th percentile.",
+        )
+    return table
+
+
+def _nap_section(
+    report: Report,
+    result,
+    config: ReportConfig,
+    layer: str | None,
+    groupings,
+    table,
+    out_dir: Path,
+    skipped: list[str],
+) -> None:
+    """The NAP baseline (docs/method.md §1.9): heatmaps in ``layer`` and silhouettes beside
+    the GradNAP ones (``table``); one line when the result holds no NAPs."""
+    from gradnap.figures import plot_silhouettes
+
+    report.heading("NAP baseline")
+    if not result.has_naps:
+        report.text(f"Not shown: {NO_NAPS}.")
+        return
+    report.text(
+        "NAPs (neuron activation profiles, the authors' earlier method): per neuron, the "
+        "activations in the aligned window sorted in descending order, averaged per group, "
+        "minus the dataset mean of the sorted activations and divided by the neuron's "
+        "standard deviation. Columns are ranks, not time, and no gradient is involved."
+    )
+    if layer is not None and config.input_grouping in result.groupings:
+        groups, _ = _kept(result, config.input_grouping, config.input_groups)
+        if groups:
+            report.figure(
+                f"naps_{layer}",
+                nap_figure(result, layer, groups, config.input_grouping),
+                f"NAPs of {config.input_grouping}s {', '.join(groups)} in {layer}: "
+                "each neuron's sorted activations (rank 1 = largest) averaged over the "
+                "group, minus the dataset mean, divided by the neuron's standard deviation; "
+                f"one colour scale. Examples: "
+                f"{_examples(result, config.input_grouping, groups)}.",
+            )
+        else:
+            skipped.append(f"NAPs in {layer}: none of the input figure's groups")
+    if not groupings:
+        return
+    nap_table = result_silhouettes(result, groupings, kind="nap")
+    report.figure(
+        "silhouettes_nap",
+        plot_silhouettes(
+            table,
+            baseline=nap_table,
+            show_cuts=False,
+            title="Silhouette scores per layer: GradNAP vs NAP",
+        ),
+        "Mean silhouette score per layer of the GradNAPs (solid; dashed: chance level) "
+        "and of the NAPs of the same groups (dotted; dash-dotted: chance level), "
+        f"clustered the same way (complete linkage, cuts at the {_percentiles()} percentiles).",
+    )
+    _add_silhouettes(
+        report,
+        nap_table,
+        groupings,
+        "NAP baseline: mean silhouette per layer (undefined: every cut gave 1 or n clusters)",
+        out_dir / "silhouettes_nap.json",
+    )
+
+
 def build_report(
     result,
     out_dir: str | Path,
@@ -272,11 +366,10 @@ def build_report(
     the action-potential plots show no optimal input). Figures whose groups or layers the
     result lacks are skipped with a note in the report. When the result holds NAPs, a
     "NAP baseline" section shows the NAPs of the input figure's groups in
-    ``config.nap_layer`` (default: the action-potential layer) and the NAP silhouettes beside the GradNAP ones
-    (``silhouettes_nap.json``); without NAPs the section says so. Returns the path of
-    index.html.
+    ``config.nap_layer`` (default: the action-potential layer) and the NAP silhouettes
+    beside the GradNAP ones (``silhouettes_nap.json``); without NAPs the section says so.
+    Returns the path of index.html.
     """
-    from gradnap.figures import plots
     from gradnap.method.result import Result
 
     if not isinstance(result, Result):
@@ -293,144 +386,14 @@ def build_report(
     nap_layer = action_layer if config.nap_layer is None else config.nap_layer
     _check_layer(result, nap_layer)
 
-    # Input-layer GradNAPs beside NAvAI (paper Fig. 2).
-    if INPUT in result.layers and config.input_grouping in result.groupings:
-        kept = set(result.groups(config.input_grouping))
-        groups = [g for g in config.input_groups if g in kept]
-        skipped += [
-            f"input GradNAP of {g}: fewer than {result.min_count} examples or absent"
-            for g in config.input_groups
-            if g not in kept
-        ]
-        if groups:
-            fig = input_figure(result, groups, config.input_grouping)
-            report.heading("Input-layer GradNAPs")
-            report.figure(
-                "input_gradnaps",
-                fig,
-                f"Input-layer GradNAPs (left) and NAvAIs (right) of {config.input_grouping}s "
-                f"{', '.join(groups)}: mean aligned spectrogram minus the dataset mean, masked by "
-                f"the normalised mean |gradient| (GradNAP) or unmasked (NAvAI); time relative to "
-                f"the alignment centre. Examples: {_examples(result, config.input_grouping, groups)}.",
-            )
-
-    # Action potentials with optimal inputs (paper Fig. 3).
-    if action_layer is not None and config.action_grouping in result.groupings:
-        kept = set(result.groups(config.action_grouping))
-        shown = False
-        for g in config.action_groups:
-            if g not in kept:
-                skipped.append(f"action potentials of {g}: fewer than {result.min_count} examples")
-                continue
-            if not shown:
-                report.heading(f"Action potentials in {action_layer}")
-                shown = True
-            fig, optimal = action_figure(result, action_layer, g, config.action_grouping, model)
-            opt_text = ""
-            if optimal is not None:
-                opt_text = (
-                    f" Right: optimal input of those neurons ({optimal.config.steps} Adam steps, "
-                    f"loss {optimal.losses[0]:.3g} -> {optimal.losses[-1]:.3g})."
-                )
-            report.figure(
-                f"action_potentials_{action_layer}_{g}",
-                fig,
-                f"GradNAP of {config.action_grouping} {g} in {action_layer} "
-                f"({result.counts(config.action_grouping).get(g, 0)} examples): every neuron "
-                f"over window time, the 5 most responsive (|r_n|) coloured.{opt_text}",
-            )
-
-    # Clustering and silhouettes (paper Fig. 4, Table).
+    _input_section(report, result, config, skipped)
+    _action_section(report, result, config, action_layer, model, skipped)
     groupings = [g for g in config.cluster_groupings if g in result.groupings]
     groupings += [f"chance_{g}" for g in groupings if f"chance_{g}" in result.groupings]
+    table = None
     if groupings:
-        table = result_silhouettes(result, groupings)
-        report.heading("Clustering: silhouette scores per layer")
-        fig = plots.plot_silhouettes(table)
-        n_groups = {g: len(result.groups(g)) for g in groupings}
-        report.figure(
-            "silhouettes",
-            fig,
-            "Mean silhouette score over the dendrogram cuts at the 75-95th percentiles of the "
-            "pairwise Euclidean distances of the GradNAPs (complete linkage), per layer; "
-            "dashed: the same groupings with random labels (chance level). Groups: "
-            + ", ".join(f"{g} {n}" for g, n in n_groups.items())
-            + ".",
-        )
-        header, rows = _silhouette_rows(table, groupings)
-        report.table(
-            header, rows, "Mean silhouette per layer (undefined: every cut gave 1 or n clusters)"
-        )
-        atomic_write_text(
-            out_dir / "silhouettes.json", json.dumps(table.to_dict(), indent=1, default=_json)
-        )
-
-        if dendro_layer is not None and config.dendrogram_grouping in groupings:
-            clustering = table.clusterings[config.dendrogram_grouping][dendro_layer]
-            fig = plots.plot_dendrogram(
-                clustering, config.dendrogram_percentile, layer=dendro_layer
-            )
-            report.heading(f"Dendrogram of {dendro_layer}")
-            report.figure(
-                f"dendrogram_{dendro_layer}",
-                fig,
-                f"Complete-linkage dendrogram of the {len(clustering.groups)} "
-                f"{config.dendrogram_grouping} GradNAPs in {dendro_layer}, coloured by the "
-                f"clusters of the cut at the {config.dendrogram_percentile:g}th percentile.",
-            )
-
-    # The NAP baseline (DESIGN §1.9): heatmaps and silhouettes beside the GradNAP ones.
-    report.heading("NAP baseline")
-    if not result.has_naps:
-        report.text(f"Not shown: {NO_NAPS}.")
-    else:
-        report.text(
-            "NAPs (neuron activation profiles, the authors' earlier method): per neuron, the "
-            "activations in the aligned window sorted in descending order, averaged per group, "
-            "minus the dataset mean of the sorted activations and divided by the neuron's "
-            "standard deviation. Columns are ranks, not time, and no gradient is involved."
-        )
-        if nap_layer is not None and config.input_grouping in result.groupings:
-            kept = set(result.groups(config.input_grouping))
-            nap_groups = [g for g in config.input_groups if g in kept]
-            if nap_groups:
-                report.figure(
-                    f"naps_{nap_layer}",
-                    nap_figure(result, nap_layer, nap_groups, config.input_grouping),
-                    f"NAPs of {config.input_grouping}s {', '.join(nap_groups)} in {nap_layer}: "
-                    "each neuron's sorted activations (rank 1 = largest) averaged over the "
-                    "group, minus the dataset mean, divided by the neuron's standard deviation; "
-                    f"one colour scale. Examples: "
-                    f"{_examples(result, config.input_grouping, nap_groups)}.",
-                )
-            else:
-                skipped.append(f"NAPs in {nap_layer}: none of the input figure's groups")
-        if groupings:
-            nap_table = result_silhouettes(result, groupings, kind="nap")
-            fig = plots.plot_silhouettes(
-                table,
-                baseline=nap_table,
-                show_cuts=False,
-                title="Silhouette scores per layer: GradNAP vs NAP",
-            )
-            report.figure(
-                "silhouettes_nap",
-                fig,
-                "Mean silhouette score per layer of the GradNAPs (solid; dashed: chance level) "
-                "and of the NAPs of the same groups (dotted; dash-dotted: chance level), "
-                "clustered the same way (complete linkage, cuts at the 75-95th percentiles).",
-            )
-            header, rows = _silhouette_rows(nap_table, groupings)
-            report.table(
-                header,
-                rows,
-                "NAP baseline: mean silhouette per layer (undefined: every cut gave 1 or n "
-                "clusters)",
-            )
-            atomic_write_text(
-                out_dir / "silhouettes_nap.json",
-                json.dumps(nap_table.to_dict(), indent=1, default=_json),
-            )
+        table = _clustering_section(report, result, config, groupings, dendro_layer, out_dir)
+    _nap_section(report, result, config, nap_layer, groupings, table, out_dir, skipped)
     if skipped:
         report.heading("Not shown")
         report.pre("\n".join(skipped))
