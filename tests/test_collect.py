@@ -2,89 +2,28 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from torch import nn
 
-from gradnap.asr.model import ModelConfig, Wav2Letter
 from gradnap.asr.modelfile import save_model
 from gradnap.cli import main
-from gradnap.corpus import PhoneSpan, read_corpus, write_timings
+from gradnap.corpus import read_corpus
 from gradnap.defaults import PHONE_SET
-from gradnap.engine import ChainError, extract_chain
-from gradnap.engine.base import ForwardPass, Window
 from gradnap.errors import GradnapError
 from gradnap.method.collector import model_geometry
 from gradnap.method.result import Result, merge_results
 from gradnap.method.run import GradNAP, collect
-
-
-class FrameEngine:
-    """Per-frame autograd reference (the engine contract, written out plainly).
-
-    One forward with hooks, then one backward per target frame. Whole-layer windows
-    (start 0), or, given ``(geometry, layer index)``, cone-wide windows starting at the
-    cone's first position (zeros outside the utterance), like the cone engine.
-    """
-
-    def __init__(self, model, layers, target="prob", cone=None):
-        self.model, self.layers, self.target, self.cone = model, list(layers), target, cone
-        try:  # the geometry the collector uses, as make_engine would find it
-            self.chain = extract_chain(model, self.layers)
-        except ChainError:
-            self.chain = None
-        self.modules = dict(model.named_modules())
-
-    def forward(self, x):
-        inp = x.detach().clone()[None].requires_grad_(True)  # (1, F, T)
-        acts = {"input": inp}
-        hooks = [
-            self.modules[n].register_forward_hook(lambda m, i, o, n=n: acts.__setitem__(n, o))
-            for n in self.layers
-            if n != "input"
-        ]
-        try:
-            logits = self.model(inp)[0]  # (K, T')
-        finally:
-            for h in hooks:
-                h.remove()
-        out = {n: acts[n][0].detach() for n in self.layers}
-        return ForwardPass(out, torch.softmax(logits, 0).detach(), state=(acts, logits))
-
-    def sensitivities(self, fwd, frames, classes):
-        acts, logits = fwd.state
-        y = {
-            "prob": torch.softmax(logits, 0),
-            "logprob": torch.log_softmax(logits, 0),
-            "logit": logits,
-        }[self.target]
-        inputs = [acts[n] for n in self.layers]
-        per = {n: [] for n in self.layers}
-        for tau, k in zip(frames.tolist(), classes.tolist(), strict=True):
-            grads = torch.autograd.grad(y[k, tau], inputs, retain_graph=True)
-            for n, g in zip(self.layers, grads, strict=True):
-                per[n].append(g[0])
-        out = {}
-        for n in self.layers:
-            g = torch.stack(per[n])  # (n, C, T)
-            if self.cone is None:
-                out[n] = Window(g, torch.zeros(len(frames), dtype=torch.int64))
-                continue
-            geom, index = self.cone
-            lo, hi = geom.cone(frames, index[n])
-            width = int(hi[0] - lo[0] + 1)
-            gp = nn.functional.pad(g, (width, width))
-            cols = (lo[:, None] + torch.arange(width) + width).clamp(0, gp.shape[2] - 1)
-            out[n] = Window(gp.gather(2, cols[:, None, :].expand(-1, g.shape[1], -1)), lo)
-        return out
-
-
-def parity(utt, frame, cls):
-    return "even" if frame % 2 == 0 else "odd"
-
-
-def items(xs):
-    return [(SimpleNamespace(id=f"u{i}", speaker="s", phones=None), x) for i, x in enumerate(xs)]
+from helpers import (
+    LAYERS,
+    FrameEngine,
+    gradnap_of,
+    items,
+    parity,
+    small_data,
+    small_model,
+    tiny_model,
+    write_corpus,
+)
 
 
 def conv(cin, cout, k, weight, **kw):
@@ -168,42 +107,10 @@ def test_known_answer_hidden_layer_alignment():
 # --- engines and window kinds -------------------------------------------------------------
 
 
-pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids thread hand-offs on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def small_model(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv1d(6, 8, 5, stride=2, padding=2),
-        nn.ReLU(),
-        nn.Conv1d(8, 8, 4, padding="same"),  # even kernel: asymmetric padding
-        nn.ReLU(),
-        nn.Conv1d(8, 5, 1),
-    )
-
-
-LAYERS = ["input", "1", "3"]
-
-
-def small_data(n=6, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    # lengths around and below the receptive field (13 input frames)
-    return items([torch.randn(6, t, generator=gen) for t in (3, 9, 14, 27, 40, 61)[:n]])
-
-
-def gradnap_of(model, engine, **kw):
-    opts = dict(examples="all", blank=4, min_count=1, groups=("grapheme", parity))
-    opts.update(kw)
-    return GradNAP(model, LAYERS, engine=engine, **opts)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def by_label(r: Result):
@@ -400,45 +307,11 @@ def test_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
         )
 
 
-def write_corpus(root, n=4, seconds=0.5, broken=True):
-    """A LibriSpeech-format corpus of noise with phone timings (speaker s1, chapter c1)."""
-    chapter = root / "s1" / "c1"
-    chapter.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    lines, timings = [], {}
-    for i in range(n):
-        uid = f"s1-c1-{i:04d}"
-        sf.write(
-            chapter / f"{uid}.wav",
-            rng.normal(0, 0.1, int(16000 * seconds)).astype("float32"),
-            16000,
-        )
-        lines.append(f"{uid} HELLO THERE")
-        cuts = np.linspace(0, seconds, 6)
-        phones = ["SIL", "HH", "AH", "L", "OW"]
-        timings[uid] = [
-            PhoneSpan(p, float(a), float(b))
-            for p, a, b in zip(phones, cuts[:-1], cuts[1:], strict=True)
-        ]
-    if broken:
-        (chapter / f"s1-c1-{n:04d}.wav").write_bytes(b"RIFF broken")
-        lines.append(f"s1-c1-{n:04d} BROKEN AUDIO")
-    (chapter / "s1-c1.trans.txt").write_text("\n".join(lines) + "\n")
-    write_timings(chapter / "s1-c1.phones.tsv", timings)
-    return root
-
-
-def tiny_wav2letter(seed=0):
-    torch.manual_seed(seed)
-    cfg = ModelConfig("tiny", (8,) * 8 + (16, 16, 29))
-    return Wav2Letter(cfg).eval()
-
-
 def test_collect_over_a_corpus_directory_with_phonemes(tmp_path):
     root = write_corpus(tmp_path / "corpus", n=5)  # plus one corrupt file, left out on reading
     corpus = read_corpus(root)
     (root / "s1" / "c1" / "s1-c1-0002.wav").unlink()  # vanishes before collection: skipped
-    model = tiny_wav2letter()
+    model = tiny_model()
     layers = ["input", "layer2", "layer10"]
     r = collect(
         model, corpus, layers=layers, engine="cone", examples="all",
@@ -466,7 +339,7 @@ def test_collect_over_a_corpus_directory_with_phonemes(tmp_path):
 
 def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
     root = write_corpus(tmp_path / "corpus", n=4, broken=False)
-    model_path = save_model(tmp_path / "tiny.pt", tiny_wav2letter())
+    model_path = save_model(tmp_path / "tiny.pt", tiny_model())
     common = ["--model", str(model_path), "--corpus", str(root), "--layers", "input,layer9"]
     common += ["--groups", "grapheme,phoneme", "--examples", "all", "--no-progress"]
     out = tmp_path / "whole.npz"

@@ -14,28 +14,21 @@ from gradnap.asr.data import (
 from gradnap.asr.model import CONFIGS
 from gradnap.corpus.librispeech import Utterance, read_corpus
 from gradnap.errors import GradnapError
+from helpers import write_corpus
 
 
-def write_corpus(root, n_per_speaker=3, speakers=("s1", "s2")):
-    """A tiny LibriSpeech-format corpus of tones; returns the root."""
-    rng = np.random.default_rng(0)
-    for spk in speakers:
-        ch = root / spk / "1"
-        ch.mkdir(parents=True)
-        lines = []
-        for i in range(n_per_speaker):
-            uid = f"{spk}-1-{i:04d}"
-            n = 1600 * (i + 2)
-            t = np.arange(n) / 16000
-            audio = 0.3 * np.sin(2 * np.pi * (200 + 100 * i) * t) + 0.01 * rng.standard_normal(n)
-            sf.write(ch / f"{uid}.wav", audio.astype(np.float32), 16000)
-            lines.append(f"{uid} SENTENCE NUMBER {'ABCDEFGH'[i]}")
-        (ch / f"{spk}-1.trans.txt").write_text("\n".join(lines) + "\n")
-    return root
+def two_speakers(root):
+    """Speakers s1, s2, chapter 1: three utterances each of 0.2, 0.3, 0.4 s, "sentence
+    number a", "b", "c"."""
+    texts = [f"SENTENCE NUMBER {c}" for c in "ABC"]
+    return write_corpus(
+        root, 3, [0.2, 0.3, 0.4], broken=False,
+        speakers=("s1", "s2"), chapter="1", texts=texts, phones=False,
+    )  # fmt: skip
 
 
 def test_load_features_uses_cache(tmp_path, monkeypatch):
-    root = write_corpus(tmp_path / "c")
+    root = two_speakers(tmp_path / "c")
     corpus = read_corpus(root)
     ex = load_features(corpus, cache_dir=tmp_path / "cache", progress=False)
     assert len(ex) == 6
@@ -63,7 +56,7 @@ def test_load_features_uses_cache(tmp_path, monkeypatch):
 
 
 def test_unreadable_audio_is_skipped_and_counted(tmp_path):
-    root = write_corpus(tmp_path / "c")
+    root = two_speakers(tmp_path / "c")
     (root / "s1" / "1" / "s1-1-0001.wav").write_bytes(b"not audio at all")
     corpus = read_corpus(root)
     ex = load_features(corpus, cache_dir=tmp_path / "cache", progress=False)

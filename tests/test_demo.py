@@ -5,16 +5,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from gradnap.asr.model import ModelConfig, Wav2Letter
 from gradnap.defaults import DEMO
 from gradnap.method.result import Result
 from gradnap.report.demo import chance_groupings, run_demo
+from helpers import tiny_model
 
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
-    torch.manual_seed(0)
-    model = Wav2Letter(ModelConfig("tiny", (6,) * 8 + (10, 10, 29))).eval()
+    model = tiny_model()
     config = replace(DEMO, utterances=8, seed=5, min_count=1)
     out = run_demo(
         tmp_path / "report",

@@ -7,15 +7,16 @@ from torch import nn
 from gradnap.engine import AutogradEngine, ReferenceEngine, default_layers
 from gradnap.engine._autograd import output_seeds
 from gradnap.errors import GradnapError
-from test_engine_models import (
+from helpers import (
     N_FEATURES,
     Residual,
     TorchaudioLike,
     assert_engines_agree,
     mixed_model,
-    single_thread,  # noqa: F401
     tiny_wav2letter,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(model, layers=None, target="prob", **kw):

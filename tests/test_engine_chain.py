@@ -3,13 +3,15 @@ import torch
 from torch import nn
 
 from gradnap.engine import ChainError, ConeEngine, ReferenceEngine, extract_chain
-from test_engine_models import (
+from helpers import (
     N_FEATURES,
+    TorchaudioLike,
     assert_engines_agree,
     mixed_model,
-    single_thread,  # noqa: F401
     tiny_wav2letter,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class FunctionalScale(nn.Module):
@@ -97,3 +99,13 @@ def test_chain_forward_reproduces_every_position():
             if name in chain.positions:
                 i, j = chain.positions[name]
                 torch.testing.assert_close(vals[i][j], h, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("builder", [tiny_wav2letter, TorchaudioLike, mixed_model])
+def test_model_geometry_matches_output_length(builder):
+    model = builder()
+    geom = extract_chain(model).geometry
+    for t in (15, 64, 257):
+        n_out = geom.output_length(t)
+        assert n_out > 0
+        assert model(torch.randn(1, N_FEATURES, t)).shape[-1] == n_out

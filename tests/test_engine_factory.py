@@ -5,13 +5,9 @@ import torch
 
 from gradnap.engine import AutogradEngine, ConeEngine, ReferenceEngine, make_engine
 from gradnap.errors import GradnapError
-from test_engine_models import (
-    N_FEATURES,
-    Residual,
-    TorchaudioLike,
-    single_thread,  # noqa: F401
-    tiny_wav2letter,
-)
+from helpers import N_FEATURES, Residual, TorchaudioLike, tiny_wav2letter
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_auto_picks_the_cone_engine_for_chains():

@@ -12,13 +12,9 @@ from gradnap.engine._layers import (
     output_kind,
 )
 from gradnap.errors import GradnapError
-from test_engine_models import (
-    N_FEATURES,
-    Residual,
-    TorchaudioLike,
-    single_thread,  # noqa: F401
-    tiny_wav2letter,
-)
+from helpers import N_FEATURES, Residual, TorchaudioLike, tiny_wav2letter
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_project_model_layer_names():

@@ -4,7 +4,9 @@ from torch import nn
 
 from gradnap.engine import ForwardPass, ReferenceEngine
 from gradnap.errors import GradnapError
-from test_engine_models import N_FEATURES, single_thread  # noqa: F401
+from helpers import N_FEATURES
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _linear_model() -> nn.Conv1d:

@@ -4,10 +4,9 @@ import torch
 from gradnap.asr.data import Example
 from gradnap.asr.decode import BeamDecoder, greedy_decode
 from gradnap.asr.evaluate import ErrorCount, edit_distance, evaluate_model, transcribe
-from gradnap.asr.model import ModelConfig, build_model
+from gradnap.asr.model import build_model
 from gradnap.corpus.librispeech import Utterance
-
-TINY = ModelConfig("tiny", (8,) * 8 + (16, 16, 29))
+from helpers import TINY, write_corpus
 
 
 def test_edit_distance_known_answers():
@@ -65,28 +64,6 @@ def test_batched_evaluation_equals_one_by_one():
     assert res.loss > 0
 
 
-def _tone_corpus(root, speakers=("s1", "s2"), n=4):
-    import numpy as np
-    import soundfile as sf
-
-    words = ["a cat", "the dog", "we go", "i see", "no way", "big sun"]
-    for spk in speakers:
-        ch = root / spk / "1"
-        ch.mkdir(parents=True)
-        lines = []
-        for i in range(n):
-            uid = f"{spk}-1-{i:04d}"
-            t = np.arange(1600 * (i + 3)) / 16000
-            sf.write(
-                ch / f"{uid}.wav",
-                (0.3 * np.sin(2 * np.pi * 300 * (i + 1) * t)).astype(np.float32),
-                16000,
-            )
-            lines.append(f"{uid} {words[i].upper()}")
-        (ch / f"{spk}-1.trans.txt").write_text("\n".join(lines) + "\n")
-    return root
-
-
 def test_cli_train_then_eval(tmp_path, monkeypatch, capsys):
     import json
 
@@ -94,7 +71,11 @@ def test_cli_train_then_eval(tmp_path, monkeypatch, capsys):
     from gradnap.cli import main
 
     monkeypatch.setitem(model_mod.CONFIGS, "tiny", TINY)
-    corpus = _tone_corpus(tmp_path / "corpus")
+    texts = ["A CAT", "THE DOG", "WE GO", "I SEE"]
+    corpus = write_corpus(
+        tmp_path / "corpus", 4, [0.3, 0.4, 0.5, 0.6], broken=False,
+        speakers=("s1", "s2"), chapter="1", texts=texts, phones=False,
+    )  # fmt: skip
     out = tmp_path / "m.pt"
     common = ["--threads", "1", "--feature-cache", str(tmp_path / "cache"), "--no-progress"]
     status = main(

@@ -5,8 +5,7 @@ import torch
 from gradnap.asr.model import CONFIGS, ModelConfig, Wav2Letter, build_model, output_frame_seconds
 from gradnap.errors import GradnapError
 from gradnap.features import frame_to_seconds
-
-TINY = ModelConfig("tiny", (8,) * 8 + (16, 16, 29))
+from helpers import TINY
 
 
 def test_paper_config_size_and_receptive_field():

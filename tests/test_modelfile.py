@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from gradnap.asr import modelfile as ckpt
-from gradnap.asr.model import ModelConfig, build_model
+from gradnap.asr.model import build_model
 from gradnap.asr.modelfile import (
     TORCHAUDIO_PADDINGS,
     from_torchaudio_state_dict,
@@ -16,8 +16,7 @@ from gradnap.asr.modelfile import (
 )
 from gradnap.defaults import FEATURES
 from gradnap.errors import GradnapError
-
-TINY = ModelConfig("tiny", (8,) * 8 + (16, 16, 29))
+from helpers import TINY
 
 
 def test_round_trip(tmp_path):

@@ -7,17 +7,12 @@ import torch
 from gradnap.cli import main
 from gradnap.errors import GradnapError
 from gradnap.method.result import Result, merge_results
-from test_collect import LAYERS, FrameEngine, gradnap_of, small_data, small_model
+from helpers import LAYERS, FrameEngine, gradnap_of, small_data, small_model
 
-pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,13 @@ import pytest
 import torch
 
 from gradnap.asr.data import Example
-from gradnap.asr.model import ModelConfig
 from gradnap.asr.modelfile import load_model, read_model_file
 from gradnap.asr.train import lr_factor, train_examples
 from gradnap.corpus.librispeech import Utterance
 from gradnap.defaults import TRAIN
 from gradnap.errors import GradnapError
+from helpers import TINY
 
-TINY = ModelConfig("tiny", (8,) * 8 + (16, 16, 29))
 CFG = replace(TRAIN, epochs=2, lr=3e-3, warmup_steps=2, max_frames=400, max_batch=4, seed=5)
 
 
@@ -41,8 +40,8 @@ def test_lr_schedule():
     assert mid == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_loss_falls_and_checkpoint_written(tmp_path):
-    torch.set_num_threads(1)
     train_set, valid_set = toy_examples(40), toy_examples(6, seed=1)
     cfg = replace(CFG, epochs=4)
     res = train_examples(
@@ -59,8 +58,8 @@ def test_loss_falls_and_checkpoint_written(tmp_path):
         assert torch.equal(a, b)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_interrupt_and_resume_repeat_the_uninterrupted_run(tmp_path):
-    torch.set_num_threads(1)
     train_set, valid_set = toy_examples(24), toy_examples(4, seed=1)
     full = train_examples(
         train_set, valid_set, TINY, tmp_path / "a.pt", CFG, run_dir=tmp_path / "ra", progress=False

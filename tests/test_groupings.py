@@ -1,3 +1,6 @@
+import dataclasses
+import pickle
+from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +17,7 @@ from gradnap.method.groupings import (
     PhonemeGrouping,
     SpeakerGrouping,
     make_groupings,
+    random_label_grouping,
 )
 
 CLOCK = FrameClock(stride=2.0, offset=0.0)  # output frame f is centred on input frame 2f
@@ -86,3 +90,33 @@ def test_make_groupings_specs():
         make_groupings([("all", voiced)])
     with pytest.raises(GradnapError, match="no grouping"):
         make_groupings("")
+
+
+def test_random_label_grouping_seeded_order_free_and_distributed():
+    g = random_label_grouping({"a": 3.0, "b": 1.0, "never": 0.0}, seed=7)
+    frames = list(range(4000))
+    labels = [g("utt-1", f, 5) for f in frames]
+    # same labels whatever the order of the calls and the predicted class
+    assert [g("utt-1", f, 0) for f in reversed(frames)] == labels[::-1]
+    counts = Counter(labels)
+    assert counts["never"] == 0
+    # binomial(4000, 0.75): sd ~ 27
+    assert abs(counts["a"] - 3000) < 150
+
+    @dataclasses.dataclass
+    class Utt:
+        id: str
+
+    assert g(Utt("utt-1"), 12, 3) == labels[12]
+    other_seed = random_label_grouping({"a": 3.0, "b": 1.0, "never": 0.0}, seed=8)
+    assert [other_seed("utt-1", f) for f in frames] != labels
+    other_utt = [g("utt-2", f) for f in frames]
+    assert other_utt != labels
+    assert pickle.loads(pickle.dumps(g))("utt-1", 99) == labels[99]
+    assert g.__name__ == "chance"
+    assert random_label_grouping(["x"], name="chance_phoneme").__name__ == "chance_phoneme"
+    uniform = random_label_grouping(["x", "y"])
+    assert set(uniform("u", f) for f in range(200)) == {"x", "y"}
+    for bad in ([], ["x", "x"], {"x": -1.0}, {"x": 0.0}):
+        with pytest.raises(GradnapError):
+            random_label_grouping(bad)
