@@ -22,6 +22,7 @@ from gradnap.asr.model import ModelConfig, Wav2Letter
 from gradnap.corpus.timings import PhoneSpan, write_timings
 from gradnap.engine import ChainError, extract_chain
 from gradnap.engine.base import ForwardPass, Window
+from gradnap.method.result import Result
 from gradnap.method.run import GradNAP
 
 # --- the project's architecture, few channels ---------------------------------------------------
@@ -349,3 +350,24 @@ def write_corpus(
         if phones:
             write_timings(d / f"{speaker}-{chapter}.phones.tsv", timings)
     return root
+
+
+def by_label(r: Result):
+    """{(grouping, label, array name): array} (label order independent)."""
+    out = {}
+    for g in r.groupings + ["all"]:
+        for i, label in enumerate(r.labels(g)):
+            for k, v in r.arrays.items():
+                if k.startswith(f"sums/{g}/") and k != f"sums/{g}/labels":
+                    out[(g, label, k)] = v[i]
+    return out
+
+
+def assert_same_sums(a: Result, b: Result, rtol=1e-10):
+    x, y = by_label(a), by_label(b)
+    assert set(x) == set(y)
+    for k in x:
+        if x[k].dtype.kind == "i":
+            assert np.array_equal(x[k], y[k]), k
+        else:
+            np.testing.assert_allclose(x[k], y[k], rtol=rtol, atol=rtol * 1e-3, err_msg=str(k))
