@@ -222,7 +222,7 @@ def collect_fps(model, utterances: int, workers: int | None, chunk: int) -> floa
             model,
             layers,
             engine=engine,
-            groups=("grapheme", "phoneme"),
+            groupings=("grapheme", "phoneme"),
             examples="all",
             chunk_frames=chunk,
         )

@@ -292,7 +292,7 @@ def small_data(n=6, seed=1):
 
 def gradnap_of(model, engine, **kw):
     """A GradNAP over :data:`LAYERS`: every frame an example, blank 4, graphemes and parity."""
-    opts = dict(examples="all", blank=4, min_count=1, groups=("grapheme", parity))
+    opts = dict(examples="all", blank=4, min_count=1, groupings=("grapheme", parity))
     opts.update(kw)
     return GradNAP(model, LAYERS, engine=engine, **opts)
 

@@ -40,7 +40,7 @@ def test_known_answer_input_layer_linear_model():
     model = nn.Sequential(conv(1, 2, 3, [[[0, 1, 0]], [[0, -1, 0]]], padding=1))
     x = torch.tensor([[1.0, -2.0, 3.0, 4.0]])  # examples tau = 0 (even), 2 (even), 3 (odd)
     nap = GradNAP(
-        model, ["input"], target="logit", groups=parity, blank=1, min_count=0,
+        model, ["input"], target="logit", groupings=parity, blank=1, min_count=0,
         engine=FrameEngine(model, ["input"], "logit"),
     )  # fmt: skip
     r = nap.collect(items([x]), progress=False)
@@ -68,7 +68,7 @@ def test_known_answer_hidden_layer_alignment():
     model = nn.Sequential(conv(1, 1, 1, [[[1.0]]]), nn.ReLU(), c2)
     x = torch.tensor([[0.0, 1, 5, 0, 0, 0, 2, -3]])  # A = [0, 1, 5, 0, 0, 0, 2, 0]
     nap = GradNAP(
-        model, ["1"], target="logit", groups=("grapheme", parity), blank=1, min_count=0,
+        model, ["1"], target="logit", groupings=("grapheme", parity), blank=1, min_count=0,
         engine=FrameEngine(model, ["1"], "logit"), naps=False,
     )  # fmt: skip
     r = nap.collect(items([x]), progress=False)
@@ -238,5 +238,5 @@ def test_the_engine_is_built_once_and_checks_the_layers(monkeypatch):
     calls = []
     real = engines.extract_chain
     monkeypatch.setattr(engines, "extract_chain", lambda *a, **k: calls.append(1) or real(*a, **k))
-    nap = GradNAP(small_model(), LAYERS, groups="grapheme", blank=4)
+    nap = GradNAP(small_model(), LAYERS, groupings="grapheme", blank=4)
     assert len(calls) == 1 and nap.chain is not None and nap.engine.chain is not None

@@ -45,7 +45,7 @@ def tiny_result():
     data = [
         (Utt(f"u{i}", 150 + 7 * i), torch.randn(128, 150 + 7 * i, generator=g)) for i in range(6)
     ]
-    nap = GradNAP(model, groups=("grapheme", "phoneme"), min_count=1, examples="all")
+    nap = GradNAP(model, groupings=("grapheme", "phoneme"), min_count=1, examples="all")
     return model, nap.collect(data, progress=False)
 
 
@@ -180,7 +180,7 @@ def test_report_and_plots_without_naps_say_so(tmp_path):
 
     g = torch.Generator().manual_seed(2)
     data = [(Utt(f"v{i}", 160), torch.randn(128, 160, generator=g)) for i in range(2)]
-    nap = GradNAP(tiny_model(), groups=("phoneme",), min_count=1, examples="all", naps=False)
+    nap = GradNAP(tiny_model(), groupings=("phoneme",), min_count=1, examples="all", naps=False)
     result = nap.collect(data, progress=False)
     assert not result.has_naps
     index = build_report(result, tmp_path / "rep")

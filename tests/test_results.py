@@ -85,7 +85,7 @@ def test_ambiguous_labels_need_a_grouping():
     def letters(utt, frame, cls):
         return "abcde"[cls]
 
-    r = gradnap_of(model, FrameEngine(model, LAYERS), groups=("grapheme", letters)).collect(
+    r = gradnap_of(model, FrameEngine(model, LAYERS), groupings=("grapheme", letters)).collect(
         small_data(3), progress=False
     )
     label = r.labels("letters")[0]
@@ -120,7 +120,7 @@ def test_merge_refuses_incompatible_results(result):
     )
     with pytest.raises(GradnapError, match=r"target \('prob' vs 'logit'\)"):
         merge_results([result, other])
-    other = gradnap_of(model, FrameEngine(model, LAYERS), groups="grapheme").collect(
+    other = gradnap_of(model, FrameEngine(model, LAYERS), groupings="grapheme").collect(
         small_data(2), progress=False
     )
     with pytest.raises(GradnapError, match="groupings"):

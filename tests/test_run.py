@@ -87,7 +87,7 @@ def test_collect_over_a_corpus_directory_with_phonemes(tmp_path):
     layers = ["input", "layer2", "layer10"]
     r = collect(
         model, corpus, layers=layers, engine="cone", examples="all",
-        groups="grapheme,phoneme,speaker", min_count=1, progress=False,
+        groupings="grapheme,phoneme,speaker", min_count=1, progress=False,
     )  # fmt: skip
     p = r.meta.progress
     assert (p.utterances, p.skipped) == (4, 1)
@@ -113,7 +113,7 @@ def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
     root = write_corpus(tmp_path / "corpus", n=4, broken=False)
     model_path = save_model(tmp_path / "tiny.pt", tiny_model())
     common = ["--model", str(model_path), "--corpus", str(root), "--layers", "input,layer9"]
-    common += ["--groups", "grapheme,phoneme", "--examples", "all", "--no-progress"]
+    common += ["--groupings", "grapheme,phoneme", "--examples", "all", "--no-progress"]
     out = tmp_path / "whole.npz"
     assert main(["collect", *common, "--out", str(out)]) == 0
     printed = capsys.readouterr().out

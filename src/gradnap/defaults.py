@@ -186,7 +186,7 @@ class CollectConfig:
     """Options of a collection run (``gradnap collect``, :meth:`gradnap.GradNAP.collect`)."""
 
     #: Groupings collected when none are named.
-    groups: str = "grapheme"
+    groupings: str = "grapheme"
     #: Checkpoint every this many utterances or seconds, whichever comes first.
     checkpoint_every: int = 200
     checkpoint_seconds: float = 300.0

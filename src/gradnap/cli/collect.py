@@ -25,9 +25,12 @@ def register(subparsers) -> None:
     p.add_argument("--corpus", required=True, type=Path, help="LibriSpeech-format corpus directory")
     p.add_argument("--out", required=True, type=Path, help="result file to write (.npz)")
     p.add_argument(
+        "--groupings",
         "--groups",
-        default=COLLECT.groups,
-        help=f"comma-separated groupings: grapheme, phoneme, speaker (default: {COLLECT.groups})",
+        dest="groupings",
+        default=COLLECT.groupings,
+        help="comma-separated groupings: grapheme, phoneme, speaker "
+        f"(default: {COLLECT.groupings}; --groups is the old name)",
     )
     p.add_argument(
         "--layers", default=None, help="comma-separated layer names (default: every layer)"
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         layers,
         target=args.target,
         examples=args.examples,
-        groups=args.groups,
+        groupings=args.groupings,
         min_count=args.min_count,
         window=_parse_window(args.window),
         engine=engine,

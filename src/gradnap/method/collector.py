@@ -163,7 +163,7 @@ class Collector:
     examples:
         ``"nonblank"`` (default), ``"all"`` or ``"first"``
         (:func:`~gradnap.method.examples.select_examples`).
-    groups:
+    groupings:
         Groupings collected in the same pass (:func:`gradnap.method.groupings.make_groupings`):
         ``"grapheme"``, ``"phoneme"``, ``"speaker"``, functions ``f(utt, frame, class)``.
     min_count:
@@ -195,7 +195,7 @@ class Collector:
         *,
         target: str = METHOD.target,
         examples: str = METHOD.examples,
-        groups: Any = COLLECT.groups,
+        groupings: Any = COLLECT.groupings,
         min_count: int = METHOD.min_count,
         window: int | dict[str, int] | None = None,
         engine: Any = "auto",
@@ -228,7 +228,7 @@ class Collector:
             raise GradnapError(f"the engine differentiates {engine.target!r}, not {target!r}")
         self.target = target
         self.examples = examples
-        self.groupings: list[Grouping] = make_groupings(groups) + [AllGrouping()]
+        self.groupings: list[Grouping] = make_groupings(groupings) + [AllGrouping()]
         self.min_count = int(min_count)
         self.naps = bool(naps)
         self.chunk_frames = int(chunk_frames)

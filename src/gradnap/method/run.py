@@ -1,7 +1,7 @@
 """The run loop: a whole corpus through the collector, with shards, checkpoints, resume
 and ``torch.distributed`` (docs/method.md §5).
 
->>> nap = GradNAP(model, layers=None, target="prob", groups=("grapheme", "phoneme"))
+>>> nap = GradNAP(model, layers=None, target="prob", groupings=("grapheme", "phoneme"))
 >>> result = nap.collect(corpus, progress=True)          # a Corpus, a path or pairs
 >>> result.profile("layer3", "a")                         # (C, W) GradNAP of group "a"
 >>> result.axes("input").frequencies_hz                   # mel-bin centres, Hz

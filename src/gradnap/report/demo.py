@@ -100,7 +100,7 @@ def run_demo(
     model = load_model(source) if isinstance(source, str | Path) else source
     corpus = read_corpus(corpus_dir)
     groups = ["grapheme", "phoneme", *chance_groupings(corpus, seed=config.chance_seed)]
-    nap = GradNAP(model, groups=groups, min_count=config.min_count)
+    nap = GradNAP(model, groupings=groups, min_count=config.min_count)
     nap.model_source = str(source) if isinstance(source, str | Path) else None
     result = nap.collect(
         corpus, progress=progress, checkpoint=out_dir / "result.partial.npz", resume=True
