@@ -1,4 +1,4 @@
-"""Wav2Letter acoustic models (docs/method.md §3): configs and architecture.
+"""The Wav2Letter acoustic model (docs/method.md §3); its configs are in :mod:`gradnap.asr.config`.
 
 A model is a ``torch.nn.Sequential`` of blocks ``layer1 .. layer11``; each block is a
 ``Conv1d`` named ``conv`` followed (except in the last block) by a ``ReLU`` named

@@ -1,4 +1,4 @@
-"""Model checkpoints: one file with weights, config, alphabet, feature settings and metadata.
+"""Model files: one file with weights, config, alphabet, feature settings and metadata.
 
 A gradnap checkpoint is a ``torch.save`` file holding a dict::
 

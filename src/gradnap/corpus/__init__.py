@@ -1,4 +1,4 @@
-"""Corpora: synthesis (flite, eSpeak NG), LibriSpeech-format reading, phone timings, alignment."""
+"""Corpora: synthesis (flite, eSpeak NG), LibriSpeech-format reading, phone timings, forced alignment."""
 
 from gradnap.corpus.librispeech import Corpus, Utterance, read_corpus
 from gradnap.corpus.timings import PhoneSpan, read_timings, write_timings
