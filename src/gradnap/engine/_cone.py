@@ -27,6 +27,9 @@ result equals autograd on the whole utterance up to float rounding.
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -146,7 +149,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:
-    """Worker threads that each run torch with one intra-op thread.
+    """``workers`` threads that each run torch with one intra-op thread.
 
     The setting must be made in every thread: a new thread starts with OpenMP's default
     thread count whatever the caller set, so without it every worker's GEMMs would run
@@ -217,9 +220,57 @@ class ConeEngine:
         for i, st in enumerate(self.chain.stages[1:], start=1):
             assert st.weight is not None and st.spec is not None
             self._weights.append(_TapWeights(st.weight, st.spec, self._width[i]))
+        #: Per stage ``i >= 1``: the weight as a ``(C_out, C_in * k)`` matrix for the
+        #: forward pass's im2col GEMM.
+        self._fwd_weight: list[torch.Tensor | None] = [None]
+        for st in self.chain.stages[1:]:
+            assert st.weight is not None
+            self._fwd_weight.append(st.weight.reshape(st.weight.shape[0], -1).contiguous())
         w = self.chain.stages[1].weight
         assert w is not None
         self._device, self._dtype = w.device, w.dtype
+        self._init_pool()
+
+    # -- worker threads --------------------------------------------------------------------
+
+    def _init_pool(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        self._pool_pid = os.getpid()
+        self._pool_lock = threading.Lock()
+        self._pool_finalizer: weakref.finalize | None = None
+
+    def _executor(self, workers: int) -> ThreadPoolExecutor:
+        """The engine's worker threads (at least ``workers``), created on first use and kept
+        for later calls. After a ``fork`` the child makes its own (the parent's threads do
+        not exist there); a pickled engine carries no threads."""
+        if self._pool_pid != os.getpid():  # forked: drop the parent's pool and lock
+            self._init_pool()
+        with self._pool_lock:
+            if self._pool is None or self._pool_size < workers:
+                self.close()
+                pool = _single_threaded_pool(workers)
+                # shut the threads down when the engine is collected (or at exit)
+                self._pool_finalizer = weakref.finalize(self, pool.shutdown, wait=False)
+                self._pool, self._pool_size = pool, workers
+                log.debug("cone engine: %d worker threads started", workers)
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker threads (a later call starts them again)."""
+        if self._pool_finalizer is not None:
+            self._pool_finalizer()  # pool.shutdown(wait=False): idle threads exit
+        self._pool, self._pool_size, self._pool_finalizer = None, 0, None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in ("_pool", "_pool_size", "_pool_pid", "_pool_lock", "_pool_finalizer"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_pool()
 
     @property
     def flops_per_frame(self) -> float:
@@ -246,8 +297,7 @@ class ConeEngine:
         # with workers, everything runs single-threaded: the convolutions in time slices
         # on the workers, the many small elementwise operations in this thread
         with _one_thread():
-            with _single_threaded_pool(workers) as pool:
-                vals = self._sliced_forward(x[None], pool, workers)
+            vals = self._sliced_forward(x[None], self._executor(workers), workers)
             return self._forward(x, vals)
 
     def _forward(self, x: torch.Tensor, vals: list[list[torch.Tensor]]) -> ForwardPass:
@@ -293,29 +343,45 @@ class ConeEngine:
         self, x: torch.Tensor, pool: ThreadPoolExecutor, workers: int
     ) -> list[list[torch.Tensor]]:
         """:meth:`Chain.forward` with each convolution split into ``workers`` time slices
-        of its output, one per single-threaded worker. ``x``: ``(1, F, T)``."""
+        of its output, one per single-threaded worker. ``x``: ``(1, F, T)``.
+
+        Each slice is one im2col GEMM, ``(C_out, C_in * k) @ (C_in * k, t)``, written into
+        its columns of the stage's ``(C_out, T_out)`` output: faster than ``conv1d`` for the
+        long kernels (k = 48, 32) and no concatenation."""
         out: list[list[torch.Tensor]] = []
         a = x
-        for st in self.chain.stages:
+        for i, st in enumerate(self.chain.stages):
             if st.weight is None:
                 z = a
             else:
                 spec = st.spec
                 assert spec is not None
-                xp = F.pad(a, (spec.pad_left, spec.pad_right))
+                xp = F.pad(a[0], (spec.pad_left, spec.pad_right))  # (C_in, P)
                 t_out = spec.output_length(a.shape[-1])
                 parts = min(workers, max(1, t_out // 32))
                 bounds = [t_out * w // parts for w in range(parts + 1)]
+                z2 = xp.new_empty(st.weight.shape[0], t_out)  # (C_out, T_out)
+                wmat = self._fwd_weight[i]
+                assert wmat is not None
 
-                def conv(lo_hi, xp=xp, st=st, spec=spec):
+                def conv(lo_hi, xp=xp, spec=spec, z2=z2, wmat=wmat, bias=st.bias):
                     lo, hi = lo_hi
-                    seg = xp[:, :, lo * spec.stride : (hi - 1) * spec.stride + spec.span]
-                    return F.conv1d(
-                        seg, st.weight, st.bias, stride=spec.stride, dilation=spec.dilation
-                    )
+                    (c_in, _), (sc, sp) = xp.shape, xp.stride()
+                    # (C_in, k, t) view: column t holds input positions (lo + t) * s + j * d
+                    cols = xp.as_strided(
+                        (c_in, spec.kernel, hi - lo),
+                        (sc, spec.dilation * sp, spec.stride * sp),
+                        xp.storage_offset() + lo * spec.stride * sp,
+                    ).reshape(c_in * spec.kernel, hi - lo)
+                    zs = z2[:, lo:hi]
+                    if bias is None:
+                        zs.addmm_(wmat, cols, beta=0.0)
+                    else:
+                        zs.copy_(bias[:, None].expand_as(zs))
+                        zs.addmm_(wmat, cols)
 
-                pieces = list(pool.map(conv, zip(bounds, bounds[1:], strict=False)))
-                z = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
+                list(pool.map(conv, zip(bounds, bounds[1:], strict=False)))
+                z = z2[None]
             vals = [z]
             for f in st.pointwise:
                 u = vals[-1].clone() if getattr(f, "inplace", False) else vals[-1]
@@ -404,8 +470,8 @@ class ConeEngine:
                 a, b = ab
                 self._backward(state, frames[a:b], classes[a:b], bufs, a)
 
-            with _single_threaded_pool(parts_n) as pool:
-                list(pool.map(work, zip(bounds, bounds[1:], strict=False)))
+            pool = self._executor(workers)
+            list(pool.map(work, zip(bounds, bounds[1:], strict=False)))
         return {
             name: Window(bufs[name].permute(2, 0, 1), frames * self._step[i] + self._lo0[i])
             for name, (i, _) in self._pos.items()
