@@ -114,10 +114,11 @@ class _TapWeights:
         s, d, k = self.spec.stride, self.spec.dilation, self.k
         w_out = (w - 1) * s + d * (k - 1) + 1
         if s == 1:
-            out = gz.new_zeros(self.c_in, w_out * n)
+            out = gz.new_empty(self.c_in, w_out * n)
+            out[:, w * n :].zero_()  # tap 0 (beta = 0) writes positions 0 .. W - 1
             for j in range(k):
                 o = j * d
-                out[:, o * n : (o + w) * n].addmm_(self.taps[j], gz)
+                out[:, o * n : (o + w) * n].addmm_(self.taps[j], gz, beta=0.0 if j == 0 else 1.0)
             return out.view(self.c_in, w_out, n)
         out = gz.new_empty(self.c_in, w_out, n)
         for ph in range(s):
@@ -126,10 +127,15 @@ class _TapWeights:
             if not taps:
                 out[:, ph::s] = 0.0
                 continue
-            buf = gz.new_zeros(self.c_in, count * n)
+            buf = gz.new_empty(self.c_in, count * n)
+            q0 = (taps[0] * d) // s  # the first tap (beta = 0) writes q0 .. q0 + W - 1
+            buf[:, : q0 * n].zero_()
+            buf[:, (q0 + w) * n :].zero_()
             for j in taps:
                 q = (j * d) // s
-                buf[:, q * n : (q + w) * n].addmm_(self.taps[j], gz)
+                buf[:, q * n : (q + w) * n].addmm_(
+                    self.taps[j], gz, beta=0.0 if j == taps[0] else 1.0
+                )
             out[:, ph::s] = buf.view(self.c_in, count, n)
         return out
 
@@ -512,6 +518,7 @@ class ConeEngine:
             width = self._width[i]
             start = frames * self._step[i] + self._lo0[i]  # (n,)
             idx = start + state.offset[i]  # index of column 0 in the padded tensors
+            aliased = i == L  # the seeds' layout is a view of another tensor: never in place
             for name, j in by_stage.get(i, []):
                 if j == m:
                     gw = self._mask_edges(g, start, state.lengths[i])
@@ -523,12 +530,16 @@ class ConeEngine:
                     into[name][:, :, column : column + n].copy_(gw)
                 else:
                     out[name] = Window(gw.permute(2, 0, 1), start)  # (n, C, W)
+                    aliased = aliased or gw is g
             if i == 0:
                 break
             d = state.deriv[i]
             weights = self._weights[i]
             assert d is not None and weights is not None
-            gz = torch.mul(g, self._cut(d, idx, width)).contiguous()  # (C_i, W_i, n)
+            if aliased:  # g is a returned window: keep it
+                gz = torch.mul(g, self._cut(d, idx, width)).contiguous()  # (C_i, W_i, n)
+            else:  # g is this call's own buffer: mask it in place
+                gz = g.mul_(self._cut(d, idx, width))
             g = weights.backward(gz.view(gz.shape[0], width * n))  # (C_{i-1}, W_{i-1}, n)
         return {name: out[name] for name in self.layers if name in out}
 
