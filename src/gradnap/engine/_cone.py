@@ -30,10 +30,11 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,14 @@ from gradnap.geometry import ConvSpec
 __all__ = ["ConeEngine", "cone_flops"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_DONE = object()
+#: Frames of a chunk per work item of a worker thread (items are split evenly between
+#: the workers; 128-frame chunks on two workers: one item each).
+_PIECE_FRAMES = 64
+#: Output positions per time slice of a forward convolution.
+_SLICE_POSITIONS = 64
 
 
 @dataclass
@@ -268,6 +277,32 @@ class ConeEngine:
             self._pool_finalizer()  # pool.shutdown(wait=False): idle threads exit
         self._pool, self._pool_size, self._pool_finalizer = None, 0, None
 
+    def _parallel(self, fn: Callable[[_T], None], items: Sequence[_T], workers: int) -> None:
+        """``fn(item)`` for every item on ``workers`` pool threads (one intra-op thread
+        each); a thread takes the next item when it is done with one. One worker or one
+        item: in the calling thread."""
+        if workers <= 1 or len(items) <= 1:
+            for item in items:
+                fn(item)
+            return
+        todo = iter(items)
+        lock = threading.Lock()
+
+        def drain() -> None:
+            while True:
+                with lock:
+                    item = next(todo, _DONE)
+                if item is _DONE:
+                    return
+                fn(item)  # type: ignore[arg-type]
+
+        pool = self._executor(workers)
+        helpers = [pool.submit(drain) for _ in range(min(workers, len(items)))]
+        for h in helpers:  # every helper runs to the end, then the first error is raised
+            h.exception()
+        for h in helpers:
+            h.result()
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         for key in ("_pool", "_pool_size", "_pool_pid", "_pool_lock", "_pool_finalizer"):
@@ -303,7 +338,7 @@ class ConeEngine:
         # with workers, everything runs single-threaded: the convolutions in time slices
         # on the workers, the many small elementwise operations in this thread
         with _one_thread():
-            vals = self._sliced_forward(x[None], self._executor(workers), workers)
+            vals = self._sliced_forward(x[None], workers)
             return self._forward(x, vals)
 
     def _forward(self, x: torch.Tensor, vals: list[list[torch.Tensor]]) -> ForwardPass:
@@ -345,11 +380,10 @@ class ConeEngine:
         state = _ConeState(deriv, suffix, offset, lengths, probs)
         return ForwardPass(acts, probs, state)
 
-    def _sliced_forward(
-        self, x: torch.Tensor, pool: ThreadPoolExecutor, workers: int
-    ) -> list[list[torch.Tensor]]:
-        """:meth:`Chain.forward` with each convolution split into ``workers`` time slices
-        of its output, one per single-threaded worker. ``x``: ``(1, F, T)``.
+    def _sliced_forward(self, x: torch.Tensor, workers: int) -> list[list[torch.Tensor]]:
+        """:meth:`Chain.forward` with each convolution split into time slices of its
+        output (two per worker when long enough), taken by the single-threaded workers as
+        they become free (:meth:`_parallel`). ``x``: ``(1, F, T)``.
 
         Each slice is one im2col GEMM, ``(C_out, C_in * k) @ (C_in * k, t)``, written into
         its columns of the stage's ``(C_out, T_out)`` output: faster than ``conv1d`` for the
@@ -364,7 +398,9 @@ class ConeEngine:
                 assert spec is not None
                 xp = F.pad(a[0], (spec.pad_left, spec.pad_right))  # (C_in, P)
                 t_out = spec.output_length(a.shape[-1])
-                parts = min(workers, max(1, t_out // 32))
+                parts = max(1, min(2 * workers, t_out // _SLICE_POSITIONS))
+                if parts > workers:
+                    parts -= parts % workers  # every worker the same number of slices
                 bounds = [t_out * w // parts for w in range(parts + 1)]
                 z2 = xp.new_empty(st.weight.shape[0], t_out)  # (C_out, T_out)
                 wmat = self._fwd_weight[i]
@@ -386,7 +422,7 @@ class ConeEngine:
                         zs.copy_(bias[:, None].expand_as(zs))
                         zs.addmm_(wmat, cols)
 
-                list(pool.map(conv, zip(bounds, bounds[1:], strict=False)))
+                self._parallel(conv, list(zip(bounds, bounds[1:], strict=False)), workers)
                 z = z2[None]
             vals = [z]
             for f in st.pointwise:
@@ -461,12 +497,14 @@ class ConeEngine:
             }
         if workers == 0:
             return self._backward(state, frames, classes)
-        parts_n = max(1, min(workers, n // 8))  # at least 8 frames per worker
+        # work items of _PIECE_FRAMES frames, the same number per worker, at least 8 frames
+        per = max(1, n // (_PIECE_FRAMES * workers))
+        parts_n = max(1, min(workers * per, n // 8))
         bounds = [n * w // parts_n for w in range(parts_n + 1)]
         with _one_thread():
             if parts_n == 1:
                 return self._backward(state, frames, classes)
-            # each worker writes its frames' columns of one (C, W, n) buffer per layer
+            # each work item writes its frames' columns of one (C, W, n) buffer per layer
             bufs = {
                 name: fwd.probs.new_empty(fwd.activations[name].shape[0], self._width[i], n)
                 for name, (i, _) in self._pos.items()
@@ -476,8 +514,7 @@ class ConeEngine:
                 a, b = ab
                 self._backward(state, frames[a:b], classes[a:b], bufs, a)
 
-            pool = self._executor(workers)
-            list(pool.map(work, zip(bounds, bounds[1:], strict=False)))
+            self._parallel(work, list(zip(bounds, bounds[1:], strict=False)), workers)
         return {
             name: Window(bufs[name].permute(2, 0, 1), frames * self._step[i] + self._lo0[i])
             for name, (i, _) in self._pos.items()
