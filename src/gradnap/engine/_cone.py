@@ -1,10 +1,12 @@
 """The cone engine: exact per-frame sensitivities restricted to each frame's receptive field.
 
-DESIGN §4. For a model that is a chain of Conv1d layers and elementwise operations
-(:mod:`gradnap.engine._chain`):
+The method is described in ``docs/method.md`` §4, the implementation and its measured
+speed in ``docs/engine.md``. For a model that is a chain of Conv1d layers and
+elementwise operations (:mod:`gradnap.engine._chain`):
 
-1. :meth:`ConeEngine.forward` runs the chain once without gradients and keeps, per stage
-   ``i``, the activation derivative ``D_i = dA_i/dZ_i`` (the ReLU mask; the product of the
+1. :meth:`ConeEngine.forward` runs the chain once without gradients (each convolution as
+   im2col GEMMs in time slices on the worker threads) and keeps, per stage ``i``, the
+   activation derivative ``D_i = dA_i/dZ_i`` (the ReLU mask; the product of the
    derivatives when a stage has several elementwise operations), zero-padded outside the
    utterance so that every frame's cone can be cut from it.
 2. :meth:`ConeEngine.sensitivities` runs a hand-written backward for a chunk of ``n``
@@ -13,12 +15,13 @@ DESIGN §4. For a model that is a chain of Conv1d layers and elementwise operati
    ``gZ = gA * D_i[cone]`` and ``gA_{i-1} = conv_transpose(gZ, W_i)``. Gradients are kept
    position-major, ``(C, W, n)`` with the frames innermost, so that the transposed
    convolution is one GEMM per kernel tap (``W[:, :, j].T @ gZ`` into a column slice of
-   the output; strided layers per stride phase) — or a single GEMM when the cone is one
-   position wide (the k=1 and k=32 layers of Wav2Letter). The window of stage ``i`` for
-   frame ``tau`` starts at ``Geometry.cone(tau, i)[0]`` and is ``Geometry.cone_width(i)``
-   wide.
+   the output, the first tap writing with ``beta = 0`` so the output needs no zero fill;
+   strided layers per stride phase) — or a single GEMM when the cone is one position
+   wide (the k=1 and k=32 layers of Wav2Letter). The window of stage ``i`` for frame
+   ``tau`` starts at ``Geometry.cone(tau, i)[0]`` and is ``Geometry.cone_width(i)`` wide.
 3. With ``workers``, the frames of a chunk are split between single-threaded worker
-   threads that write into shared result buffers (see :class:`ConeEngine`).
+   threads that write into shared result buffers; the threads are kept for the engine's
+   lifetime (see :class:`ConeEngine`).
 
 Positions outside the utterance are zero in ``D`` and zeroed in returned windows, so the
 result equals autograd on the whole utterance up to float rounding.
@@ -196,7 +199,13 @@ class ConeEngine:
     for the duration of the call); ``None`` (default) = as many as torch's intra-op
     threads on CPU, 1 on other devices; ``0`` = no workers, torch's own intra-op
     parallelism. Independent single-threaded GEMMs beat one multi-threaded GEMM on small
-    machines and stay fast when other processes compete for the cores.
+    machines and stay fast when other processes compete for the cores. ``workers=1`` runs
+    in the calling thread.
+
+    The worker threads are started on first use and kept for later calls (one pool per
+    engine); :meth:`close` stops them, and they stop by themselves when the engine is
+    garbage-collected or the interpreter exits. A pickled engine carries no threads, and
+    a forked child starts its own.
 
     ``chain``: the model's :class:`~gradnap.engine._chain.Chain` when the caller has it.
 
