@@ -294,3 +294,16 @@ def test_forked_child_starts_its_own_worker_threads():
     for name, w in want.items():
         assert torch.equal(torch.from_numpy(got[name]), w.grads)
     eng.close()
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_threading_modes_equal_reference(workers):
+    # sliced forward (elementwise ops, batch norm after an activation, derivatives per
+    # time slice) on several workers, and torch's own threads (workers=0)
+    model = mixed_model()
+    layers = ["input", "bn1", "act1", "conv2", "act2", "act3", "bn3", "conv5", "out"]
+    cone, ref = _pair(model, layers, "prob", workers=workers)
+    for frames in (20, 101, 300):
+        torch.manual_seed(frames)
+        assert_engines_agree(cone, ref, torch.randn(N_FEATURES, frames))
+    cone.close()

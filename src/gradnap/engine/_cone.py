@@ -344,28 +344,49 @@ class ConeEngine:
         workers = self.resolved_workers()
         if workers == 0:
             return self._forward(x, chain.forward(x[None]))
-        # with workers, everything runs single-threaded: the convolutions in time slices
-        # on the workers, the many small elementwise operations in this thread
+        # with workers, everything runs single-threaded: each stage in time slices on the
+        # workers (convolution, elementwise operations, derivatives), the rest here
         with _one_thread():
-            vals = self._sliced_forward(x[None], workers)
-            return self._forward(x, vals)
+            vals, deriv = self._sliced_forward(x[None], workers)
+            return self._forward(x, vals, deriv)
 
-    def _forward(self, x: torch.Tensor, vals: list[list[torch.Tensor]]) -> ForwardPass:
-        """Derivatives, padding and the :class:`ForwardPass` from the chain's values."""
+    def _pads(self, t_in: int) -> list[tuple[int, int]]:
+        """Per stage: zero padding ``(left, right)`` of the derivatives so that every output
+        frame's cone can be cut from them, for ``t_in`` input frames."""
+        t_out = self.geometry.output_length(t_in)
+        pads = []
+        for i in range(self.chain.num_stages + 1):
+            lo = self._lo0[i]
+            hi = self._step[i] * (t_out - 1) + lo + self._width[i] - 1
+            length = self.geometry.output_length(t_in, i)
+            pads.append((max(0, -lo), max(0, hi - (length - 1))))
+        return pads
+
+    def _forward(
+        self,
+        x: torch.Tensor,
+        vals: list[list[torch.Tensor]],
+        deriv: list[torch.Tensor | None] | None = None,
+    ) -> ForwardPass:
+        """Derivatives, padding and the :class:`ForwardPass` from the chain's values
+        (``vals[i][j]``: ``(1, C_i, T_i)``); ``deriv``: the padded stage derivatives when
+        already computed (:meth:`_sliced_forward`)."""
         chain = self.chain
         L = chain.num_stages
         lengths = [v[0].shape[-1] for v in vals]
-        t_out = lengths[L]
-        offset: list[int] = []
-        deriv: list[torch.Tensor | None] = []
+        pads = self._pads(x.shape[-1])
+        offset = [pad_l for pad_l, _ in pads]
+        given = deriv is not None
+        if deriv is None:
+            deriv = [None] * (L + 1)
         suffix: dict[tuple[int, int], torch.Tensor] = {}
         wanted = {p for p in self._pos.values()}
         for i, st in enumerate(chain.stages):
-            lo = self._lo0[i]
-            hi = self._step[i] * (t_out - 1) + lo + self._width[i] - 1
-            pad_l, pad_r = max(0, -lo), max(0, hi - (lengths[i] - 1))
-            offset.append(pad_l)
+            pad_l, pad_r = pads[i]
             m = len(st.pointwise)
+            need = [j for j in range(m) if (i, j) in wanted and not (i >= 1 and j == 0)]
+            if not need and (given or i == 0):
+                continue
             ds = [_derivative(f, vals[i][j], vals[i][j + 1]) for j, f in enumerate(st.pointwise)]
             # suffix products: after[j] = prod_{q > j} d_q  (positions j = 0..m)
             after: list[torch.Tensor | None] = [None] * (m + 1)
@@ -373,14 +394,11 @@ class ConeEngine:
             for j in range(m - 1, -1, -1):
                 acc = ds[j] if acc is None else acc * ds[j]
                 after[j] = acc
-            if i == 0:
-                deriv.append(None)
-            else:
+            if i >= 1 and not given:
                 d0 = after[0] if after[0] is not None else torch.ones_like(vals[i][0])
-                deriv.append(F.pad(d0[0], (pad_l, pad_r)))
-            for j in range(m):
-                if (i, j) in wanted and not (i >= 1 and j == 0):
-                    suffix[(i, j)] = F.pad(after[j][0], (pad_l, pad_r))  # type: ignore[index]
+                deriv[i] = F.pad(d0[0], (pad_l, pad_r))
+            for j in need:
+                suffix[(i, j)] = F.pad(after[j][0], (pad_l, pad_r))  # type: ignore[index]
         z = vals[L][-1][0]  # (K, T')
         probs = torch.softmax(z, dim=0)
         acts = {}
@@ -389,57 +407,99 @@ class ConeEngine:
         state = _ConeState(deriv, suffix, offset, lengths, probs)
         return ForwardPass(acts, probs, state)
 
-    def _sliced_forward(self, x: torch.Tensor, workers: int) -> list[list[torch.Tensor]]:
-        """:meth:`Chain.forward` with each convolution split into time slices of its
-        output (two per worker when long enough), taken by the single-threaded workers as
-        they become free (:meth:`_parallel`). ``x``: ``(1, F, T)``.
+    def _sliced_forward(
+        self, x: torch.Tensor, workers: int
+    ) -> tuple[list[list[torch.Tensor]], list[torch.Tensor | None]]:
+        """:meth:`Chain.forward` on the single-threaded workers (:meth:`_parallel`).
+        ``x``: ``(1, F, T)``.
 
-        Each slice is one im2col GEMM, ``(C_out, C_in * k) @ (C_in * k, t)``, written into
-        its columns of the stage's ``(C_out, T_out)`` output: faster than ``conv1d`` for the
-        long kernels (k = 48, 32) and no concatenation."""
+        Per stage: the convolution as one im2col GEMM, ``(C_out, C_in * k) @ (C_in * k,
+        T_out)``, split between the workers by output channels (faster than ``conv1d`` for
+        the long kernels, k = 48 and 32; split by time, every slice's GEMM packed the whole
+        weight, which cost as much as the product for the 2000 x 8000 layer); then the
+        elementwise operations and the product of their derivatives in time slices,
+        written into the stage's values and its padded derivative ``(C, P)``. Returns the
+        values ``vals[i][j]`` ``(1, C_i, T_i)`` and the padded derivatives (None for
+        stage 0)."""
         out: list[list[torch.Tensor]] = []
+        deriv: list[torch.Tensor | None] = [None]
+        pads = self._pads(x.shape[-1])
         a = x
         for i, st in enumerate(self.chain.stages):
-            if st.weight is None:
-                z = a
-            else:
-                spec = st.spec
-                assert spec is not None
-                xp = F.pad(a[0], (spec.pad_left, spec.pad_right))  # (C_in, P)
-                t_out = spec.output_length(a.shape[-1])
-                parts = max(1, min(2 * workers, t_out // _SLICE_POSITIONS))
-                if parts > workers:
-                    parts -= parts % workers  # every worker the same number of slices
-                bounds = [t_out * w // parts for w in range(parts + 1)]
-                z2 = xp.new_empty(st.weight.shape[0], t_out)  # (C_out, T_out)
-                wmat = self._fwd_weight[i]
-                assert wmat is not None
+            if st.weight is None:  # stage 0: elementwise operations on the input, if any
+                vals = [a]
+                for f in st.pointwise:
+                    u = vals[-1].clone() if getattr(f, "inplace", False) else vals[-1]
+                    vals.append(f(u))
+                out.append(vals)
+                a = vals[-1]
+                continue
+            spec = st.spec
+            assert spec is not None
+            xp = F.pad(a[0], (spec.pad_left, spec.pad_right))  # (C_in, P_in)
+            t_out = spec.output_length(a.shape[-1])
+            c_out = st.weight.shape[0]
+            vals = [xp.new_empty(1, c_out, t_out) for _ in range(len(st.pointwise) + 1)]
+            pad_l, pad_r = pads[i]
+            d = xp.new_empty(c_out, pad_l + t_out + pad_r)  # (C_out, P)
+            d[:, :pad_l] = 0.0
+            d[:, pad_l + t_out :] = 0.0
+            wmat = self._fwd_weight[i]
+            assert wmat is not None
+            # im2col: (C_in, k, T_out) view, column t holds input positions t * s + j * d
+            (c_in, _), (sc, sp) = xp.shape, xp.stride()
+            cols = xp.as_strided(
+                (c_in, spec.kernel, t_out),
+                (sc, spec.dilation * sp, spec.stride * sp),
+                xp.storage_offset(),
+            ).reshape(c_in * spec.kernel, t_out)  # (C_in * k, T_out)
+            z = vals[0][0]  # (C_out, T_out)
+            # the GEMM split by output channels: each worker packs only its rows of the
+            # weight (packing the whole weight per time slice cost as much as the product)
+            rows = (
+                [c_out * w // workers for w in range(workers + 1)]
+                if c_out >= 8 * workers
+                else [0, c_out]
+            )
 
-                def conv(lo_hi, xp=xp, spec=spec, z2=z2, wmat=wmat, bias=st.bias):
-                    lo, hi = lo_hi
-                    (c_in, _), (sc, sp) = xp.shape, xp.stride()
-                    # (C_in, k, t) view: column t holds input positions (lo + t) * s + j * d
-                    cols = xp.as_strided(
-                        (c_in, spec.kernel, hi - lo),
-                        (sc, spec.dilation * sp, spec.stride * sp),
-                        xp.storage_offset() + lo * spec.stride * sp,
-                    ).reshape(c_in * spec.kernel, hi - lo)
-                    zs = z2[:, lo:hi]
+            def gemm(r, z=z, cols=cols, wmat=wmat, bias=st.bias):
+                with torch.no_grad():
+                    zs = z[r[0] : r[1]]
                     if bias is None:
-                        zs.addmm_(wmat, cols, beta=0.0)
+                        zs.addmm_(wmat[r[0] : r[1]], cols, beta=0.0)
                     else:
-                        zs.copy_(bias[:, None].expand_as(zs))
-                        zs.addmm_(wmat, cols)
+                        zs.copy_(bias[r[0] : r[1], None].expand_as(zs))
+                        zs.addmm_(wmat[r[0] : r[1]], cols)
 
-                self._parallel(conv, list(zip(bounds, bounds[1:], strict=False)), workers)
-                z = z2[None]
-            vals = [z]
-            for f in st.pointwise:
-                u = vals[-1].clone() if getattr(f, "inplace", False) else vals[-1]
-                vals.append(f(u))
+            self._parallel(gemm, list(zip(rows, rows[1:], strict=False)), workers)
+            # elementwise operations and derivatives in time slices
+            parts = max(1, min(workers, t_out // _SLICE_POSITIONS))
+            bounds = [t_out * w // parts for w in range(parts + 1)]
+
+            def stage(lo_hi, vals=vals, d=d, pad_l=pad_l, st=st):
+                lo, hi = lo_hi
+                with torch.no_grad():
+                    ds = []
+                    u = vals[0][:, :, lo:hi]
+                    for j, f in enumerate(st.pointwise):
+                        v = f(u.clone() if getattr(f, "inplace", False) else u)
+                        ds.append(_derivative(f, u, v))
+                        vals[j + 1][:, :, lo:hi] = v
+                        u = vals[j + 1][:, :, lo:hi]
+                    dst = d[:, pad_l + lo : pad_l + hi]
+                    if not ds:
+                        dst.fill_(1.0)
+                        return
+                    acc = ds[-1]  # prod_j d_j, in _forward's order
+                    for dj in reversed(ds[:-1]):
+                        acc = acc * dj
+                    dst.copy_(acc[0])
+
+            self._parallel(stage, list(zip(bounds, bounds[1:], strict=False)), workers)
             out.append(vals)
+            deriv.append(d)
             a = vals[-1]
-        return out
+        return out, deriv
 
     def _long_enough(self, frames: int) -> bool:
         """Whether every layer has at least one position for ``frames`` input frames."""
