@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="cone engine worker threads (default: one per intra-op thread; 0: none)",
     )
-    p.add_argument("--repeats", type=int, default=3, help="alternating GEMM/engine rounds")
+    p.add_argument("--repeats", type=int, default=5, help="alternating GEMM/engine rounds")
     p.add_argument("--gemm-seconds", type=float, default=1.0, help="peak GEMM timing per round")
     p.add_argument("--autograd-frames", type=int, default=16, help="frames timed (autograd)")
     p.add_argument("--reference-frames", type=int, default=8, help="frames timed (reference)")

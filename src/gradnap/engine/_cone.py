@@ -59,7 +59,7 @@ _DONE = object()
 #: Frames of a chunk per work item of a worker thread (items are split evenly between
 #: the workers; 128-frame chunks on two workers: one item each).
 _PIECE_FRAMES = 64
-#: Output positions per time slice of a forward convolution.
+#: Least output positions per time slice of the forward pass's elementwise operations.
 _SLICE_POSITIONS = 64
 
 
