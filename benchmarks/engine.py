@@ -11,20 +11,30 @@ output frame a target), measured in one process:
 - ``reference_fps``: frames/s of the per-frame reference (one forward with a graph, one
   full backward per frame), from ``--reference-frames`` frames, extrapolated likewise;
 - ``speedup_vs_reference`` = ``cone_fps / reference_fps``;
-- ``ceiling_fps``: cone FLOPs per frame (2 x multiply-adds of the transposed
-  convolutions restricted to the cone, input layer included) divided by the GEMM rate
-  measured in the same run: ``torch.matmul`` of each layer's weight matrix
-  ``(C_in, C_out)`` with a ``(C_out, 8192)`` right-hand side (the shape of the cone
-  engine's GEMMs: ``W x n`` columns), weighted by the layer's share of the cone FLOPs,
-  with the same threading as the engine (``--workers`` single-threaded GEMMs at once);
-- ``ceiling_fraction`` = ``cone_fps / ceiling_fps``; GEMM and engine runs alternate and
-  the fraction is the median of the per-round ratios, so a shared machine's load affects
-  both alike. The same fraction per CPU-second (cone FLOPs per CPU-second of the
-  process over GEMM FLOPs per CPU-second of a GEMM thread), which other processes on the
-  machine disturb much less, is printed on stderr;
-- ``collect_fps``: frames/s of :class:`gradnap.collect.GradNAP` end to end (features,
+- ``peak_gflops``: the machine's peak GEMM rate, measured in the same run: 2048 x 2048
+  float32 ``torch.matmul`` with the engine's threading (as many single-threaded worker
+  threads at once as the engine uses, their rates summed; with ``--workers 0`` one
+  thread with torch's intra-op threads);
+- ``ceiling_fps`` = ``peak_gflops * 1e9 / cone_flops_per_frame`` (2 x multiply-adds of
+  the transposed convolutions restricted to the cone, input layer included; the forward
+  pass is not counted, so the engine can never reach it);
+- ``ceiling_fraction`` = ``cone_fps / ceiling_fps``. GEMM and engine runs alternate
+  (``--repeats`` rounds) and both are medians over the rounds, so a shared machine's load
+  affects both alike. The median of the per-round ratios and the same fraction per
+  CPU-second (cone FLOPs per CPU-second of the process over GEMM FLOPs per CPU-second of
+  a GEMM thread), which other processes disturb much less, are printed on stderr;
+- ``captum_fps``: frames/s of what a Captum user would write: one
+  ``captum.attr.LayerGradientXActivation`` call per target frame over every block
+  (``layer1 .. layer11``; ``attribute_to_layer_input=False``), the forward function the
+  model's softmax ``(B, K, T')`` and ``target=(class, frame)``; each call is a forward and
+  a full backward, timed on ``--captum-frames`` frames after one warm-up call and
+  extrapolated to all frames; with torch's intra-op threads and with one thread, the
+  faster counts (``null`` without Captum);
+- ``speedup_vs_captum`` = ``cone_fps / captum_fps``;
+- ``collect_fps``: frames/s of :class:`gradnap.method.collector.GradNAP` end to end (features,
   engine, alignment, accumulators for graphemes and phonemes, ``examples="all"``) on a
-  small corpus synthesized with flite (``null`` when flite is missing or ``--no-collect``).
+  small corpus synthesized with flite (``null`` when flite is missing or ``--no-collect``);
+  ``collect_fraction`` = ``collect_fps / cone_fps``.
 
 Prints one JSON line per config on stdout (timings breakdown and the profile, with
 ``--profile``, on stderr)::
@@ -52,7 +62,7 @@ from gradnap.defaults import FEATURES, METHOD
 from gradnap.engine import AutogradEngine, ConeEngine, ReferenceEngine, default_layers
 from gradnap.features import num_frames
 
-GEMM_COLUMNS = 8192
+PEAK_SIZE = 2048
 
 
 def log(*args) -> None:
@@ -91,53 +101,39 @@ def extrapolated_fps(engine, x: torch.Tensor, frames: int, t_out: int, tag: str)
     return t_out / (fixed + per_frame * t_out)
 
 
-def gemm_rate(engine: ConeEngine, workers: int, seconds: float = 1.0) -> tuple[float, float]:
-    """GFLOP/s of ``torch.matmul`` on the layers' weight shapes (see the module doc):
-    ``workers`` threads with one intra-op thread each, all at once (0: one thread with
-    torch's intra-op threads). Returns (wall-clock rate of all threads together, rate
-    per CPU-second)."""
-    shapes = []
-    geom = engine.geometry
-    for i, st in enumerate(engine.chain.stages[1:], start=1):
-        c_out, c_in, k = st.weight.shape
-        shapes.append((c_in, c_out, 2.0 * c_out * c_in * k * geom.cone_width(i)))
-    total = sum(f for *_, f in shapes)
-    mats = {(ci, co): (torch.randn(ci, co), torch.randn(co, GEMM_COLUMNS)) for ci, co, _ in shapes}
+def peak_gemm_rate(workers: int, seconds: float = 1.0) -> tuple[float, float]:
+    """GFLOP/s of ``PEAK_SIZE`` x ``PEAK_SIZE`` float32 matrix products with the engine's
+    threading: ``workers`` threads with one intra-op thread each, all at once, rates
+    summed (0: one thread with torch's intra-op threads). Returns (wall-clock rate of all
+    threads together, rate per CPU-second of one thread)."""
+    n = PEAK_SIZE
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    flop = 2.0 * n**3
 
-    def rate_of(ci: int, co: int, budget: float) -> tuple[float, float]:
-        a, b = mats[(ci, co)]
-        out = torch.empty(ci, GEMM_COLUMNS)
-        torch.matmul(a, b, out=out)
+    def run() -> tuple[float, float]:
+        out = torch.empty(n, n)
+        torch.matmul(a, b, out=out)  # warm-up
         reps, t0, c0 = 0, time.perf_counter(), time.thread_time()
-        while True:
+        while time.perf_counter() - t0 < seconds or reps < 2:
             torch.matmul(a, b, out=out)
             reps += 1
-            dt = time.perf_counter() - t0
-            if dt >= budget and reps >= 2:
-                fl = 2.0 * ci * co * GEMM_COLUMNS * reps
-                return fl / dt, fl / max(time.thread_time() - c0, 1e-9)
-
-    def weighted(budget: float) -> tuple[float, float]:
-        # time per unit of cone work = sum over layers of (share / rate)
-        rates = [(f / total, rate_of(ci, co, budget * f / total)) for ci, co, f in shapes]
-        wall = 1.0 / sum(share / r[0] for share, r in rates)
-        cpu = 1.0 / sum(share / r[1] for share, r in rates)
-        return wall, cpu
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        return flop * reps / wall, flop * reps / max(cpu, 1e-9)
 
     if workers == 0:  # torch's intra-op threads: CPU time of the whole process
         c0 = time.process_time()
         t0 = time.perf_counter()
-        wall, _ = weighted(seconds)
+        wall, _ = run()
         cpu = wall * (time.perf_counter() - t0) / (time.process_time() - c0)
         return wall / 1e9, cpu / 1e9
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rates = [(0.0, 0.0)] * workers
 
     def work(w: int) -> None:
         torch.set_num_threads(1)  # per thread: new threads start with OpenMP's default
-        rates[w] = weighted(seconds)
+        rates[w] = run()
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         ts = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
         for t in ts:
@@ -149,37 +145,49 @@ def gemm_rate(engine: ConeEngine, workers: int, seconds: float = 1.0) -> tuple[f
     return sum(r[0] for r in rates) / 1e9, statistics.mean(r[1] for r in rates) / 1e9
 
 
-def square_gemm_rate(workers: int, seconds: float = 1.0) -> float:
-    """GFLOP/s of 2048 x 2048 matrix products with the engine's threading."""
-    a = torch.randn(2048, 2048)
-    flop = 2.0 * 2048**3
+def captum_fps(model, x: torch.Tensor, frames: int, tag: str) -> float | None:
+    """Frames/s of Captum's ``LayerGradientXActivation``, one call per target frame (see
+    the module doc), from ``frames`` timed calls after a warm-up call; None without Captum.
 
-    def run() -> float:
-        torch.matmul(a, a)
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds or reps < 2:
-            torch.matmul(a, a)
-            reps += 1
-        return flop * reps / (time.perf_counter() - t0)
-
-    if workers == 0:
-        return run() / 1e9
-    rates = [0.0] * workers
-
-    def work(w: int) -> None:
-        torch.set_num_threads(1)
-        rates[w] = run()
-
-    threads = torch.get_num_threads()
+    Timed with torch's intra-op threads (what a user gets) and with one thread; the faster
+    counts: many small operations on two OpenMP threads stall when other processes compete
+    for the cores, and the peer should not be charged for that."""
     try:
-        ts = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-    finally:
-        torch.set_num_threads(threads)
-    return sum(rates) / 1e9
+        from captum.attr import LayerGradientXActivation
+    except ImportError:
+        log(f"{tag}: captum not installed, captum_fps = null")
+        return None
+    blocks = [m for name, m in model.named_children() if name.startswith("layer")]
+
+    def probs(inp: torch.Tensor) -> torch.Tensor:  # (B, F, T) -> (B, K, T')
+        return torch.softmax(model(inp), dim=1)
+
+    lgxa = LayerGradientXActivation(probs, blocks)
+    xb = x[None]
+    with torch.no_grad():
+        classes = probs(xb)[0].argmax(0)  # (T',)
+    frames = max(1, min(frames, classes.shape[0] - 1))
+    threads = torch.get_num_threads()
+    best = 0.0
+    for n_threads in sorted({threads, 1}, reverse=True):
+        torch.set_num_threads(n_threads)
+        try:
+            lgxa.attribute(xb, target=(int(classes[0]), 0))  # warm-up
+            t0 = time.perf_counter()
+            for tau in range(1, frames + 1):
+                attrs = lgxa.attribute(
+                    xb, target=(int(classes[tau]), tau), attribute_to_layer_input=False
+                )
+            dt = time.perf_counter() - t0
+        finally:
+            torch.set_num_threads(threads)
+        assert len(attrs) == len(blocks)
+        log(
+            f"{tag}: {dt / frames:.3f} s per frame with {n_threads} intra-op thread(s) "
+            f"({frames} timed, {len(blocks)} layers)"
+        )
+        best = max(best, frames / dt)
+    return best
 
 
 def profile_chunk(engine: ConeEngine, x: torch.Tensor, chunk: int) -> None:
@@ -247,9 +255,9 @@ def bench_config(name: str, args) -> dict:
     log(f"[{name}] {n_in} input frames, cone {flops / 1e6:.0f} MFLOP/frame, workers={workers}")
 
     run_utterance(cone, x, args.chunk, limit=args.chunk)  # warm-up
-    cone_times, ratios, rates, cpu_ratios = [], [], [], []
+    cone_times, rates, ratios, cpu_ratios = [], [], [], []
     for r in range(args.repeats):
-        rate, cpu_rate = gemm_rate(cone, workers, seconds=args.gemm_seconds)
+        rate, cpu_rate = peak_gemm_rate(workers, seconds=args.gemm_seconds)
         c0 = time.process_time()
         t_fwd, t_bwd, n, t_out = run_utterance(cone, x, args.chunk)
         cpu = time.process_time() - c0
@@ -259,25 +267,26 @@ def bench_config(name: str, args) -> dict:
         ratios.append(fps / (rate * 1e9 / flops))
         cpu_ratios.append(flops * t_out / cpu / (cpu_rate * 1e9))
         log(
-            f"[{name}] round {r}: GEMM {rate:.1f} GFLOP/s, cone {fps:.1f} frames/s "
-            f"(forward {t_fwd:.2f} s, backward {t_bwd:.2f} s, {t_out} frames), "
-            f"cone backward {flops * t_out / t_bwd / 1e9:.1f} GFLOP/s; per CPU-second: "
-            f"GEMM {cpu_rate:.1f} GFLOP, cone {flops * t_out / cpu / 1e9:.1f} GFLOP "
-            f"(fraction {cpu_ratios[-1]:.2f}; CPU {cpu:.1f} s, wall {t_fwd + t_bwd:.1f} s)"
+            f"[{name}] round {r}: peak GEMM {rate:.1f} GFLOP/s, cone {fps:.1f} frames/s "
+            f"(forward {t_fwd:.2f} s, backward {t_bwd:.2f} s, {t_out} frames; "
+            f"fraction {ratios[-1]:.3f}); per CPU-second: GEMM {cpu_rate:.1f} GFLOP, "
+            f"cone {flops * t_out / cpu / 1e9:.1f} GFLOP (fraction {cpu_ratios[-1]:.3f}; "
+            f"CPU {cpu:.1f} s, wall {t_fwd + t_bwd:.1f} s)"
         )
     cone_fps = statistics.median(t_out / (a + b) for a, b in cone_times)
-    rate = statistics.median(rates)
+    peak = statistics.median(rates)
+    ceiling = peak * 1e9 / flops
     log(
-        f"[{name}] ceiling fraction: wall-clock {statistics.median(ratios):.3f}, "
-        f"per CPU-second {statistics.median(cpu_ratios):.3f}"
-    )
-    square = square_gemm_rate(workers)
-    log(
-        f"[{name}] for context: 2048x2048 GEMM {square:.1f} GFLOP/s -> "
-        f"{square * 1e9 / flops:.1f} frames/s; cone at {cone_fps * flops / square / 1e9:.2f} of it"
+        f"[{name}] ceiling fraction: {cone_fps / ceiling:.3f} (median of rounds "
+        f"{statistics.median(ratios):.3f}; per CPU-second {statistics.median(cpu_ratios):.3f})"
     )
     if args.profile:
         profile_chunk(cone, x, args.chunk)
+    cone.close()
+
+    cap = None
+    if not args.no_captum:
+        cap = captum_fps(model, x, args.captum_frames, f"[{name}] captum")
 
     auto = AutogradEngine(model, layers, batch_frames=args.autograd_frames)
     run_utterance(auto, x, args.autograd_frames, args.autograd_frames)  # calibrates
@@ -292,16 +301,19 @@ def bench_config(name: str, args) -> dict:
     cfps = None
     if not args.no_collect:
         cfps = collect_fps(model, args.collect_utterances, args.workers, args.chunk)
-    ceiling = rate * 1e9 / flops
     return {
         "config": name,
         "cone_fps": round(cone_fps, 2),
         "autograd_fps": round(autograd_fps, 3),
         "reference_fps": round(reference_fps, 3),
         "speedup_vs_reference": round(cone_fps / reference_fps, 1),
+        "captum_fps": None if cap is None else round(cap, 3),
+        "speedup_vs_captum": None if cap is None else round(cone_fps / cap, 1),
+        "peak_gflops": round(peak, 1),
         "ceiling_fps": round(ceiling, 1),
-        "ceiling_fraction": round(statistics.median(ratios), 3),
+        "ceiling_fraction": round(cone_fps / ceiling, 3),
         "collect_fps": None if cfps is None else round(cfps, 2),
+        "collect_fraction": None if cfps is None else round(cfps / cone_fps, 3),
     }
 
 
@@ -316,10 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="cone engine worker threads (default: one per intra-op thread; 0: none)",
     )
-    p.add_argument("--repeats", type=int, default=3, help="alternating GEMM/engine rounds")
-    p.add_argument("--gemm-seconds", type=float, default=1.0, help="GEMM timing per round")
+    p.add_argument("--repeats", type=int, default=5, help="alternating GEMM/engine rounds")
+    p.add_argument("--gemm-seconds", type=float, default=1.0, help="peak GEMM timing per round")
     p.add_argument("--autograd-frames", type=int, default=16, help="frames timed (autograd)")
     p.add_argument("--reference-frames", type=int, default=8, help="frames timed (reference)")
+    p.add_argument("--captum-frames", type=int, default=4, help="frames timed (Captum)")
+    p.add_argument("--no-captum", action="store_true", help="skip the Captum measurement")
     p.add_argument("--collect-utterances", type=int, default=8, help="synthesized corpus size")
     p.add_argument("--no-collect", action="store_true", help="skip the collect measurement")
     p.add_argument("--profile", action="store_true", help="torch.profiler table of one chunk")

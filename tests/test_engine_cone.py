@@ -226,3 +226,84 @@ def test_elementwise_operations_on_the_input():
     assert chain.positions["0"] == (0, 1) and chain.positions["1"] == (0, 2)
     cone, ref = _pair(model, ["input", "0", "1", "3"], "logprob")
     assert_engines_agree(cone, ref, torch.randn(N_FEATURES, 21))
+
+
+def test_worker_threads_are_kept_across_calls_and_results_identical():
+    import pickle
+
+    model = tiny_wav2letter()
+    layers = ["input", "layer3", "layer11"]
+    eng = ConeEngine(model, layers, workers=2)
+    x = torch.randn(N_FEATURES, 300)
+    frames = torch.arange(0, 40)
+    fwd = eng.forward(x)
+    classes = fwd.probs.argmax(0)[frames]
+    first = eng.sensitivities(fwd, frames, classes)
+    pool = eng._pool
+    assert pool is not None
+    again = eng.sensitivities(eng.forward(x), frames, classes)
+    assert eng._pool is pool  # one pool per engine, not one per call
+    for name in layers:
+        assert torch.equal(first[name].grads, again[name].grads)
+    # a pickled engine carries no threads and starts its own
+    copy = pickle.loads(pickle.dumps(eng))
+    assert copy._pool is None
+    got = copy.sensitivities(copy.forward(x), frames, classes)
+    assert copy._pool is not None and copy._pool is not pool
+    for name in layers:
+        assert torch.equal(first[name].grads, got[name].grads)
+    eng.close()
+    assert eng._pool is None
+    after = eng.sensitivities(eng.forward(x), frames, classes)  # restarts its threads
+    for name in layers:
+        assert torch.equal(first[name].grads, after[name].grads)
+    eng.close()
+    copy.close()
+
+
+def test_non_contiguous_input():
+    model = tiny_wav2letter()
+    cone, ref = _pair(model, ["input", "layer1", "layer11"])
+    x = torch.randn(250, N_FEATURES).T  # (F, T) with strides (1, F)
+    assert not x.is_contiguous()
+    assert_engines_agree(cone, ref, x)
+
+
+def _sensitivities_in_child(eng, x, frames, classes, queue):
+    got = eng.sensitivities(eng.forward(x), frames, classes)
+    queue.put({name: w.grads.numpy().copy() for name, w in got.items()})  # no fd sharing
+
+
+def test_forked_child_starts_its_own_worker_threads():
+    import multiprocessing as mp
+
+    model = tiny_wav2letter()
+    eng = ConeEngine(model, ["input", "layer5"], workers=2)
+    x = torch.randn(N_FEATURES, 260)
+    frames = torch.arange(0, 33)
+    fwd = eng.forward(x)
+    classes = fwd.probs.argmax(0)[frames]
+    want = eng.sensitivities(fwd, frames, classes)  # the parent's threads exist now
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_sensitivities_in_child, args=(eng, x, frames, classes, queue))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    for name, w in want.items():
+        assert torch.equal(torch.from_numpy(got[name]), w.grads)
+    eng.close()
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_threading_modes_equal_reference(workers):
+    # sliced forward (elementwise ops, batch norm after an activation, derivatives per
+    # time slice) on several workers, and torch's own threads (workers=0)
+    model = mixed_model()
+    layers = ["input", "bn1", "act1", "conv2", "act2", "act3", "bn3", "conv5", "out"]
+    cone, ref = _pair(model, layers, "prob", workers=workers)
+    for frames in (20, 101, 300):
+        torch.manual_seed(frames)
+        assert_engines_agree(cone, ref, torch.randn(N_FEATURES, frames))
+    cone.close()

@@ -1,10 +1,12 @@
 """The cone engine: exact per-frame sensitivities restricted to each frame's receptive field.
 
-DESIGN §4. For a model that is a chain of Conv1d layers and elementwise operations
-(:mod:`gradnap.engine._chain`):
+The method is described in ``docs/method.md`` §4, the implementation and its measured
+speed in ``docs/engine.md``. For a model that is a chain of Conv1d layers and
+elementwise operations (:mod:`gradnap.engine._chain`):
 
-1. :meth:`ConeEngine.forward` runs the chain once without gradients and keeps, per stage
-   ``i``, the activation derivative ``D_i = dA_i/dZ_i`` (the ReLU mask; the product of the
+1. :meth:`ConeEngine.forward` runs the chain once without gradients (each convolution as
+   im2col GEMMs in time slices on the worker threads) and keeps, per stage ``i``, the
+   activation derivative ``D_i = dA_i/dZ_i`` (the ReLU mask; the product of the
    derivatives when a stage has several elementwise operations), zero-padded outside the
    utterance so that every frame's cone can be cut from it.
 2. :meth:`ConeEngine.sensitivities` runs a hand-written backward for a chunk of ``n``
@@ -13,12 +15,13 @@ DESIGN §4. For a model that is a chain of Conv1d layers and elementwise operati
    ``gZ = gA * D_i[cone]`` and ``gA_{i-1} = conv_transpose(gZ, W_i)``. Gradients are kept
    position-major, ``(C, W, n)`` with the frames innermost, so that the transposed
    convolution is one GEMM per kernel tap (``W[:, :, j].T @ gZ`` into a column slice of
-   the output; strided layers per stride phase) — or a single GEMM when the cone is one
-   position wide (the k=1 and k=32 layers of Wav2Letter). The window of stage ``i`` for
-   frame ``tau`` starts at ``Geometry.cone(tau, i)[0]`` and is ``Geometry.cone_width(i)``
-   wide.
+   the output, the first tap writing with ``beta = 0`` so the output needs no zero fill;
+   strided layers per stride phase) — or a single GEMM when the cone is one position
+   wide (the k=1 and k=32 layers of Wav2Letter). The window of stage ``i`` for frame
+   ``tau`` starts at ``Geometry.cone(tau, i)[0]`` and is ``Geometry.cone_width(i)`` wide.
 3. With ``workers``, the frames of a chunk are split between single-threaded worker
-   threads that write into shared result buffers (see :class:`ConeEngine`).
+   threads that write into shared result buffers; the threads are kept for the engine's
+   lifetime (see :class:`ConeEngine`).
 
 Positions outside the utterance are zero in ``D`` and zeroed in returned windows, so the
 result equals autograd on the whole utterance up to float rounding.
@@ -27,10 +30,14 @@ result equals autograd on the whole utterance up to float rounding.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +53,14 @@ from gradnap.geometry import ConvSpec
 __all__ = ["ConeEngine", "cone_flops"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_DONE = object()
+#: Frames of a chunk per work item of a worker thread (items are split evenly between
+#: the workers; 128-frame chunks on two workers: one item each).
+_PIECE_FRAMES = 64
+#: Least output positions per time slice of the forward pass's elementwise operations.
+_SLICE_POSITIONS = 64
 
 
 @dataclass
@@ -111,10 +126,11 @@ class _TapWeights:
         s, d, k = self.spec.stride, self.spec.dilation, self.k
         w_out = (w - 1) * s + d * (k - 1) + 1
         if s == 1:
-            out = gz.new_zeros(self.c_in, w_out * n)
+            out = gz.new_empty(self.c_in, w_out * n)
+            out[:, w * n :].zero_()  # tap 0 (beta = 0) writes positions 0 .. W - 1
             for j in range(k):
                 o = j * d
-                out[:, o * n : (o + w) * n].addmm_(self.taps[j], gz)
+                out[:, o * n : (o + w) * n].addmm_(self.taps[j], gz, beta=0.0 if j == 0 else 1.0)
             return out.view(self.c_in, w_out, n)
         out = gz.new_empty(self.c_in, w_out, n)
         for ph in range(s):
@@ -123,10 +139,15 @@ class _TapWeights:
             if not taps:
                 out[:, ph::s] = 0.0
                 continue
-            buf = gz.new_zeros(self.c_in, count * n)
+            buf = gz.new_empty(self.c_in, count * n)
+            q0 = (taps[0] * d) // s  # the first tap (beta = 0) writes q0 .. q0 + W - 1
+            buf[:, : q0 * n].zero_()
+            buf[:, (q0 + w) * n :].zero_()
             for j in taps:
                 q = (j * d) // s
-                buf[:, q * n : (q + w) * n].addmm_(self.taps[j], gz)
+                buf[:, q * n : (q + w) * n].addmm_(
+                    self.taps[j], gz, beta=0.0 if j == taps[0] else 1.0
+                )
             out[:, ph::s] = buf.view(self.c_in, count, n)
         return out
 
@@ -146,7 +167,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:
-    """Worker threads that each run torch with one intra-op thread.
+    """``workers`` threads that each run torch with one intra-op thread.
 
     The setting must be made in every thread: a new thread starts with OpenMP's default
     thread count whatever the caller set, so without it every worker's GEMMs would run
@@ -178,7 +199,13 @@ class ConeEngine:
     for the duration of the call); ``None`` (default) = as many as torch's intra-op
     threads on CPU, 1 on other devices; ``0`` = no workers, torch's own intra-op
     parallelism. Independent single-threaded GEMMs beat one multi-threaded GEMM on small
-    machines and stay fast when other processes compete for the cores.
+    machines and stay fast when other processes compete for the cores. ``workers=1`` runs
+    in the calling thread.
+
+    The worker threads are started on first use and kept for later calls (one pool per
+    engine); :meth:`close` stops them, and they stop by themselves when the engine is
+    garbage-collected or the interpreter exits. A pickled engine carries no threads, and
+    a forked child starts its own.
 
     ``chain``: the model's :class:`~gradnap.engine._chain.Chain` when the caller has it.
 
@@ -217,9 +244,83 @@ class ConeEngine:
         for i, st in enumerate(self.chain.stages[1:], start=1):
             assert st.weight is not None and st.spec is not None
             self._weights.append(_TapWeights(st.weight, st.spec, self._width[i]))
+        #: Per stage ``i >= 1``: the weight as a ``(C_out, C_in * k)`` matrix for the
+        #: forward pass's im2col GEMM.
+        self._fwd_weight: list[torch.Tensor | None] = [None]
+        for st in self.chain.stages[1:]:
+            assert st.weight is not None
+            self._fwd_weight.append(st.weight.reshape(st.weight.shape[0], -1).contiguous())
         w = self.chain.stages[1].weight
         assert w is not None
         self._device, self._dtype = w.device, w.dtype
+        self._init_pool()
+
+    # -- worker threads --------------------------------------------------------------------
+
+    def _init_pool(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        self._pool_pid = os.getpid()
+        self._pool_lock = threading.Lock()
+        self._pool_finalizer: weakref.finalize | None = None
+
+    def _executor(self, workers: int) -> ThreadPoolExecutor:
+        """The engine's worker threads (at least ``workers``), created on first use and kept
+        for later calls. After a ``fork`` the child makes its own (the parent's threads do
+        not exist there); a pickled engine carries no threads."""
+        if self._pool_pid != os.getpid():  # forked: drop the parent's pool and lock
+            self._init_pool()
+        with self._pool_lock:
+            if self._pool is None or self._pool_size < workers:
+                self.close()
+                pool = _single_threaded_pool(workers)
+                # shut the threads down when the engine is collected (or at exit)
+                self._pool_finalizer = weakref.finalize(self, pool.shutdown, wait=False)
+                self._pool, self._pool_size = pool, workers
+                log.debug("cone engine: %d worker threads started", workers)
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker threads (a later call starts them again)."""
+        if self._pool_finalizer is not None:
+            self._pool_finalizer()  # pool.shutdown(wait=False): idle threads exit
+        self._pool, self._pool_size, self._pool_finalizer = None, 0, None
+
+    def _parallel(self, fn: Callable[[_T], None], items: Sequence[_T], workers: int) -> None:
+        """``fn(item)`` for every item on ``workers`` pool threads (one intra-op thread
+        each); a thread takes the next item when it is done with one. One worker or one
+        item: in the calling thread."""
+        if workers <= 1 or len(items) <= 1:
+            for item in items:
+                fn(item)
+            return
+        todo = iter(items)
+        lock = threading.Lock()
+
+        def drain() -> None:
+            while True:
+                with lock:
+                    item = next(todo, _DONE)
+                if item is _DONE:
+                    return
+                fn(item)  # type: ignore[arg-type]
+
+        pool = self._executor(workers)
+        helpers = [pool.submit(drain) for _ in range(min(workers, len(items)))]
+        for h in helpers:  # every helper runs to the end, then the first error is raised
+            h.exception()
+        for h in helpers:
+            h.result()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in ("_pool", "_pool_size", "_pool_pid", "_pool_lock", "_pool_finalizer"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_pool()
 
     @property
     def flops_per_frame(self) -> float:
@@ -243,29 +344,49 @@ class ConeEngine:
         workers = self.resolved_workers()
         if workers == 0:
             return self._forward(x, chain.forward(x[None]))
-        # with workers, everything runs single-threaded: the convolutions in time slices
-        # on the workers, the many small elementwise operations in this thread
+        # with workers, everything runs single-threaded: each stage in time slices on the
+        # workers (convolution, elementwise operations, derivatives), the rest here
         with _one_thread():
-            with _single_threaded_pool(workers) as pool:
-                vals = self._sliced_forward(x[None], pool, workers)
-            return self._forward(x, vals)
+            vals, deriv = self._sliced_forward(x[None], workers)
+            return self._forward(x, vals, deriv)
 
-    def _forward(self, x: torch.Tensor, vals: list[list[torch.Tensor]]) -> ForwardPass:
-        """Derivatives, padding and the :class:`ForwardPass` from the chain's values."""
+    def _pads(self, t_in: int) -> list[tuple[int, int]]:
+        """Per stage: zero padding ``(left, right)`` of the derivatives so that every output
+        frame's cone can be cut from them, for ``t_in`` input frames."""
+        t_out = self.geometry.output_length(t_in)
+        pads = []
+        for i in range(self.chain.num_stages + 1):
+            lo = self._lo0[i]
+            hi = self._step[i] * (t_out - 1) + lo + self._width[i] - 1
+            length = self.geometry.output_length(t_in, i)
+            pads.append((max(0, -lo), max(0, hi - (length - 1))))
+        return pads
+
+    def _forward(
+        self,
+        x: torch.Tensor,
+        vals: list[list[torch.Tensor]],
+        deriv: list[torch.Tensor | None] | None = None,
+    ) -> ForwardPass:
+        """Derivatives, padding and the :class:`ForwardPass` from the chain's values
+        (``vals[i][j]``: ``(1, C_i, T_i)``); ``deriv``: the padded stage derivatives when
+        already computed (:meth:`_sliced_forward`)."""
         chain = self.chain
         L = chain.num_stages
         lengths = [v[0].shape[-1] for v in vals]
-        t_out = lengths[L]
-        offset: list[int] = []
-        deriv: list[torch.Tensor | None] = []
+        pads = self._pads(x.shape[-1])
+        offset = [pad_l for pad_l, _ in pads]
+        given = deriv is not None
+        if deriv is None:
+            deriv = [None] * (L + 1)
         suffix: dict[tuple[int, int], torch.Tensor] = {}
         wanted = {p for p in self._pos.values()}
         for i, st in enumerate(chain.stages):
-            lo = self._lo0[i]
-            hi = self._step[i] * (t_out - 1) + lo + self._width[i] - 1
-            pad_l, pad_r = max(0, -lo), max(0, hi - (lengths[i] - 1))
-            offset.append(pad_l)
+            pad_l, pad_r = pads[i]
             m = len(st.pointwise)
+            need = [j for j in range(m) if (i, j) in wanted and not (i >= 1 and j == 0)]
+            if not need and (given or i == 0):
+                continue
             ds = [_derivative(f, vals[i][j], vals[i][j + 1]) for j, f in enumerate(st.pointwise)]
             # suffix products: after[j] = prod_{q > j} d_q  (positions j = 0..m)
             after: list[torch.Tensor | None] = [None] * (m + 1)
@@ -273,14 +394,11 @@ class ConeEngine:
             for j in range(m - 1, -1, -1):
                 acc = ds[j] if acc is None else acc * ds[j]
                 after[j] = acc
-            if i == 0:
-                deriv.append(None)
-            else:
+            if i >= 1 and not given:
                 d0 = after[0] if after[0] is not None else torch.ones_like(vals[i][0])
-                deriv.append(F.pad(d0[0], (pad_l, pad_r)))
-            for j in range(m):
-                if (i, j) in wanted and not (i >= 1 and j == 0):
-                    suffix[(i, j)] = F.pad(after[j][0], (pad_l, pad_r))  # type: ignore[index]
+                deriv[i] = F.pad(d0[0], (pad_l, pad_r))
+            for j in need:
+                suffix[(i, j)] = F.pad(after[j][0], (pad_l, pad_r))  # type: ignore[index]
         z = vals[L][-1][0]  # (K, T')
         probs = torch.softmax(z, dim=0)
         acts = {}
@@ -290,39 +408,98 @@ class ConeEngine:
         return ForwardPass(acts, probs, state)
 
     def _sliced_forward(
-        self, x: torch.Tensor, pool: ThreadPoolExecutor, workers: int
-    ) -> list[list[torch.Tensor]]:
-        """:meth:`Chain.forward` with each convolution split into ``workers`` time slices
-        of its output, one per single-threaded worker. ``x``: ``(1, F, T)``."""
+        self, x: torch.Tensor, workers: int
+    ) -> tuple[list[list[torch.Tensor]], list[torch.Tensor | None]]:
+        """:meth:`Chain.forward` on the single-threaded workers (:meth:`_parallel`).
+        ``x``: ``(1, F, T)``.
+
+        Per stage: the convolution as one im2col GEMM, ``(C_out, C_in * k) @ (C_in * k,
+        T_out)``, split between the workers by output channels (faster than ``conv1d`` for
+        the long kernels, k = 48 and 32; split by time, every slice's GEMM packed the whole
+        weight, which cost as much as the product for the 2000 x 8000 layer); then the
+        elementwise operations and the product of their derivatives in time slices,
+        written into the stage's values and its padded derivative ``(C, P)``. Returns the
+        values ``vals[i][j]`` ``(1, C_i, T_i)`` and the padded derivatives (None for
+        stage 0)."""
         out: list[list[torch.Tensor]] = []
+        deriv: list[torch.Tensor | None] = [None]
+        pads = self._pads(x.shape[-1])
         a = x
-        for st in self.chain.stages:
-            if st.weight is None:
-                z = a
-            else:
-                spec = st.spec
-                assert spec is not None
-                xp = F.pad(a, (spec.pad_left, spec.pad_right))
-                t_out = spec.output_length(a.shape[-1])
-                parts = min(workers, max(1, t_out // 32))
-                bounds = [t_out * w // parts for w in range(parts + 1)]
+        for i, st in enumerate(self.chain.stages):
+            if st.weight is None:  # stage 0: elementwise operations on the input, if any
+                vals = [a]
+                for f in st.pointwise:
+                    u = vals[-1].clone() if getattr(f, "inplace", False) else vals[-1]
+                    vals.append(f(u))
+                out.append(vals)
+                a = vals[-1]
+                continue
+            spec = st.spec
+            assert spec is not None
+            xp = F.pad(a[0], (spec.pad_left, spec.pad_right))  # (C_in, P_in)
+            t_out = spec.output_length(a.shape[-1])
+            c_out = st.weight.shape[0]
+            vals = [xp.new_empty(1, c_out, t_out) for _ in range(len(st.pointwise) + 1)]
+            pad_l, pad_r = pads[i]
+            d = xp.new_empty(c_out, pad_l + t_out + pad_r)  # (C_out, P)
+            d[:, :pad_l] = 0.0
+            d[:, pad_l + t_out :] = 0.0
+            wmat = self._fwd_weight[i]
+            assert wmat is not None
+            # im2col: (C_in, k, T_out) view, column t holds input positions t * s + j * d
+            (c_in, _), (sc, sp) = xp.shape, xp.stride()
+            cols = xp.as_strided(
+                (c_in, spec.kernel, t_out),
+                (sc, spec.dilation * sp, spec.stride * sp),
+                xp.storage_offset(),
+            ).reshape(c_in * spec.kernel, t_out)  # (C_in * k, T_out)
+            z = vals[0][0]  # (C_out, T_out)
+            # the GEMM split by output channels: each worker packs only its rows of the
+            # weight (packing the whole weight per time slice cost as much as the product)
+            rows = (
+                [c_out * w // workers for w in range(workers + 1)]
+                if c_out >= 8 * workers
+                else [0, c_out]
+            )
 
-                def conv(lo_hi, xp=xp, st=st, spec=spec):
-                    lo, hi = lo_hi
-                    seg = xp[:, :, lo * spec.stride : (hi - 1) * spec.stride + spec.span]
-                    return F.conv1d(
-                        seg, st.weight, st.bias, stride=spec.stride, dilation=spec.dilation
-                    )
+            def gemm(r, z=z, cols=cols, wmat=wmat, bias=st.bias):
+                with torch.no_grad():
+                    zs = z[r[0] : r[1]]
+                    if bias is None:
+                        zs.addmm_(wmat[r[0] : r[1]], cols, beta=0.0)
+                    else:
+                        zs.copy_(bias[r[0] : r[1], None].expand_as(zs))
+                        zs.addmm_(wmat[r[0] : r[1]], cols)
 
-                pieces = list(pool.map(conv, zip(bounds, bounds[1:], strict=False)))
-                z = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
-            vals = [z]
-            for f in st.pointwise:
-                u = vals[-1].clone() if getattr(f, "inplace", False) else vals[-1]
-                vals.append(f(u))
+            self._parallel(gemm, list(zip(rows, rows[1:], strict=False)), workers)
+            # elementwise operations and derivatives in time slices
+            parts = max(1, min(workers, t_out // _SLICE_POSITIONS))
+            bounds = [t_out * w // parts for w in range(parts + 1)]
+
+            def stage(lo_hi, vals=vals, d=d, pad_l=pad_l, st=st):
+                lo, hi = lo_hi
+                with torch.no_grad():
+                    ds = []
+                    u = vals[0][:, :, lo:hi]
+                    for j, f in enumerate(st.pointwise):
+                        v = f(u.clone() if getattr(f, "inplace", False) else u)
+                        ds.append(_derivative(f, u, v))
+                        vals[j + 1][:, :, lo:hi] = v
+                        u = vals[j + 1][:, :, lo:hi]
+                    dst = d[:, pad_l + lo : pad_l + hi]
+                    if not ds:
+                        dst.fill_(1.0)
+                        return
+                    acc = ds[-1]  # prod_j d_j, in _forward's order
+                    for dj in reversed(ds[:-1]):
+                        acc = acc * dj
+                    dst.copy_(acc[0])
+
+            self._parallel(stage, list(zip(bounds, bounds[1:], strict=False)), workers)
             out.append(vals)
+            deriv.append(d)
             a = vals[-1]
-        return out
+        return out, deriv
 
     def _long_enough(self, frames: int) -> bool:
         """Whether every layer has at least one position for ``frames`` input frames."""
@@ -389,12 +566,14 @@ class ConeEngine:
             }
         if workers == 0:
             return self._backward(state, frames, classes)
-        parts_n = max(1, min(workers, n // 8))  # at least 8 frames per worker
+        # work items of _PIECE_FRAMES frames, the same number per worker, at least 8 frames
+        per = max(1, n // (_PIECE_FRAMES * workers))
+        parts_n = max(1, min(workers * per, n // 8))
         bounds = [n * w // parts_n for w in range(parts_n + 1)]
         with _one_thread():
             if parts_n == 1:
                 return self._backward(state, frames, classes)
-            # each worker writes its frames' columns of one (C, W, n) buffer per layer
+            # each work item writes its frames' columns of one (C, W, n) buffer per layer
             bufs = {
                 name: fwd.probs.new_empty(fwd.activations[name].shape[0], self._width[i], n)
                 for name, (i, _) in self._pos.items()
@@ -404,8 +583,7 @@ class ConeEngine:
                 a, b = ab
                 self._backward(state, frames[a:b], classes[a:b], bufs, a)
 
-            with _single_threaded_pool(parts_n) as pool:
-                list(pool.map(work, zip(bounds, bounds[1:], strict=False)))
+            self._parallel(work, list(zip(bounds, bounds[1:], strict=False)), workers)
         return {
             name: Window(bufs[name].permute(2, 0, 1), frames * self._step[i] + self._lo0[i])
             for name, (i, _) in self._pos.items()
@@ -446,6 +624,7 @@ class ConeEngine:
             width = self._width[i]
             start = frames * self._step[i] + self._lo0[i]  # (n,)
             idx = start + state.offset[i]  # index of column 0 in the padded tensors
+            aliased = i == L  # the seeds' layout is a view of another tensor: never in place
             for name, j in by_stage.get(i, []):
                 if j == m:
                     gw = self._mask_edges(g, start, state.lengths[i])
@@ -457,12 +636,16 @@ class ConeEngine:
                     into[name][:, :, column : column + n].copy_(gw)
                 else:
                     out[name] = Window(gw.permute(2, 0, 1), start)  # (n, C, W)
+                    aliased = aliased or gw is g
             if i == 0:
                 break
             d = state.deriv[i]
             weights = self._weights[i]
             assert d is not None and weights is not None
-            gz = torch.mul(g, self._cut(d, idx, width)).contiguous()  # (C_i, W_i, n)
+            if aliased:  # g is a returned window: keep it
+                gz = torch.mul(g, self._cut(d, idx, width)).contiguous()  # (C_i, W_i, n)
+            else:  # g is this call's own buffer: mask it in place
+                gz = g.mul_(self._cut(d, idx, width))
             g = weights.backward(gz.view(gz.shape[0], width * n))  # (C_{i-1}, W_{i-1}, n)
         return {name: out[name] for name in self.layers if name in out}
 
