@@ -238,8 +238,8 @@ def collect_fps(model, utterances: int, workers: int | None, chunk: int) -> floa
         t0 = time.perf_counter()
         nap.collect(root, progress=False)
         dt = time.perf_counter() - t0
-        frames = nap.progress["examples"]
-        log(f"collect: {nap.progress['utterances']} utterances, {frames} frames, {dt:.1f} s")
+        frames = nap.progress.examples
+        log(f"collect: {nap.progress.utterances} utterances, {frames} frames, {dt:.1f} s")
         return frames / dt
 
 

@@ -21,7 +21,7 @@ from gradnap.corpus.forced_alignment import (
 from gradnap.corpus.timings import PhoneSpan, check_spans, read_timings, timings_path
 from gradnap.defaults import PHONE_SET, AlignmentConfig
 
-# flite's phones are ARPAbet in lower case; these are the exceptions (DESIGN §2).
+# flite's phones are ARPAbet in lower case; these are the exceptions (docs/method.md §2).
 FLITE_PHONES = {"pau": "SIL", "ax": "AH", "dx": "T"}
 
 SENTENCES = [
@@ -255,7 +255,7 @@ def test_align_corpus_not_a_corpus(tmp_path):
 
 
 def test_alignment_agrees_with_flite_timings(tmp_path):
-    """Median boundary error <= 20 ms on 12 utterances of 4 flite voices (DESIGN §2)."""
+    """Median boundary error <= 20 ms on 12 utterances of 4 flite voices (docs/method.md §2)."""
     reference = flite_corpus(tmp_path / "corpus", SENTENCES)
     report = align_corpus(tmp_path / "corpus", jobs=1, progress=False)
     assert report.aligned == len(SENTENCES) and not report.failed

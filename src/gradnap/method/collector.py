@@ -26,10 +26,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
-import weakref
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +61,7 @@ from gradnap.method.metadata import (
 )
 from gradnap.method.result import FREQUENCIES_KEY, Result
 from gradnap.method.windows import Positions, align, recrop
+from gradnap.threads import WorkerPool, one_thread
 
 __all__ = ["Collector", "UtteranceError", "model_geometry", "model_identity"]
 
@@ -118,22 +116,6 @@ def item_id(utterance: Any, i: int) -> str:
         return utterance
     uid = getattr(utterance, "id", None)
     return str(uid) if uid is not None else f"item{i}"
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run the alignment and accumulation with one intra-op thread: they are hundreds of
-    small memory-bound operations per chunk, for which a second thread adds more
-    synchronisation than speed (and stalls badly on a busy machine)."""
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 @dataclass(frozen=True)
@@ -237,9 +219,8 @@ class Collector:
         self.windows = self._check_windows(window)
         self.chain = model_geometry(engine, self.layers)
         self.threads = max(1, min(len(self.layers), threads or torch.get_num_threads()))
-        self._executor: ThreadPoolExecutor | None = None
-        # the widest windows first, so that the threads finish together
-        self._layer_order = self.layers
+        self._workers = WorkerPool("gradnap-collect")
+        self._layer_order = list(self.layers)
         self._model_id: ModelMeta | None = None
         #: Where the model came from (a model file), recorded in the result file.
         self.model_source: str | None = None
@@ -322,6 +303,8 @@ class Collector:
                 d = dataclasses.replace(d, width=self.windows[name], width_source="user")
             info[name] = d
         self._layer_meta = info
+        # the largest windows first, so that the threads finish together
+        self._layer_order = sorted(self.layers, key=lambda n: -info[n].channels * info[n].width)
         self.sums = Accumulators.zeros(
             {g.name: getattr(g, "size_hint", 0) for g in self.groupings},
             {name: d.shape for name, d in info.items()},
@@ -434,10 +417,10 @@ class Collector:
         updated with the examples done.
         """
         uid = item_id(utterance, self.progress.utterances)
-        with _one_thread():
+        with one_thread():
             x = self._check_features(uid, features)
         fwd = self._forward(uid, x)  # the engine's own threads
-        with _one_thread():
+        with one_thread():
             self._check_geometry(uid, fwd, x)
             frames, classes = select_examples(fwd.probs, self.examples, self.blank)
             assert self.sums is not None and self._clock is not None
@@ -455,14 +438,14 @@ class Collector:
         for s in range(0, n, self.chunk_frames):
             fr, cl = frames[s : s + self.chunk_frames], classes[s : s + self.chunk_frames]
             wins = self.engine.sensitivities(fwd, fr, cl)  # the engine's own threads
-            with torch.no_grad(), _one_thread():
+            with torch.no_grad(), one_thread():
                 plan = self._begin_chunk(gids, slice(s, s + self.chunk_frames), int(fr.numel()))
 
                 # layers are independent: their windows and sums on the collector's threads
                 step = functools.partial(
                     self._layer_step, positions=positions, wins=wins, frames=fr, plan=plan
                 )
-                list(self._pool().map(step, self._layer_order))
+                self._workers.map(step, self._layer_order, self.threads)
                 del wins
             if progress is not None:
                 progress.update(int(fr.numel()))
@@ -473,16 +456,6 @@ class Collector:
             examples=p.examples + n,
         )
         return n
-
-    def _pool(self) -> ThreadPoolExecutor:
-        """The collector's worker threads (one intra-op thread each), made on first use."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                self.threads, thread_name_prefix="gradnap-collect",
-                initializer=torch.set_num_threads, initargs=(1,),
-            )  # fmt: skip
-            weakref.finalize(self, self._executor.shutdown, wait=False)
-        return self._executor
 
     def _layer_step(
         self,
