@@ -239,21 +239,21 @@ def test_worker_threads_are_kept_across_calls_and_results_identical():
     fwd = eng.forward(x)
     classes = fwd.probs.argmax(0)[frames]
     first = eng.sensitivities(fwd, frames, classes)
-    pool = eng._pool
+    pool = eng._workers._pool
     assert pool is not None
     again = eng.sensitivities(eng.forward(x), frames, classes)
-    assert eng._pool is pool  # one pool per engine, not one per call
+    assert eng._workers._pool is pool  # one pool per engine, not one per call
     for name in layers:
         assert torch.equal(first[name].grads, again[name].grads)
     # a pickled engine carries no threads and starts its own
     copy = pickle.loads(pickle.dumps(eng))
-    assert copy._pool is None
+    assert copy._workers._pool is None
     got = copy.sensitivities(copy.forward(x), frames, classes)
-    assert copy._pool is not None and copy._pool is not pool
+    assert copy._workers._pool is not None and copy._workers._pool is not pool
     for name in layers:
         assert torch.equal(first[name].grads, got[name].grads)
     eng.close()
-    assert eng._pool is None
+    assert eng._workers._pool is None
     after = eng.sensitivities(eng.forward(x), frames, classes)  # restarts its threads
     for name in layers:
         assert torch.equal(first[name].grads, after[name].grads)

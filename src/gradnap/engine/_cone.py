@@ -30,14 +30,8 @@ result equals autograd on the whole utterance up to float rounding.
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import weakref
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -49,13 +43,12 @@ from gradnap.engine._layers import check_layers, check_target
 from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window
 from gradnap.errors import GradnapError
 from gradnap.geometry import ConvSpec
+from gradnap.threads import WorkerPool, one_thread
 
 __all__ = ["ConeEngine", "cone_flops"]
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-_DONE = object()
 #: Frames of a chunk per work item of a worker thread (items are split evenly between
 #: the workers; 128-frame chunks on two workers: one item each).
 _PIECE_FRAMES = 64
@@ -152,30 +145,6 @@ class _TapWeights:
         return out
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread in the calling thread for the duration of the context."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:
-    """``workers`` threads that each run torch with one intra-op thread.
-
-    The setting must be made in every thread: a new thread starts with OpenMP's default
-    thread count whatever the caller set, so without it every worker's GEMMs would run
-    on all cores at once (oversubscription).
-    """
-    return ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
-
-
 def cone_flops(chain: Chain) -> float:
     """Multiply-add FLOPs (2 per MAC) of one frame's cone backward, input layer included."""
     geom = chain.geometry
@@ -253,74 +222,13 @@ class ConeEngine:
         w = self.chain.stages[1].weight
         assert w is not None
         self._device, self._dtype = w.device, w.dtype
-        self._init_pool()
+        self._workers = WorkerPool("gradnap-cone")
 
     # -- worker threads --------------------------------------------------------------------
 
-    def _init_pool(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_size = 0
-        self._pool_pid = os.getpid()
-        self._pool_lock = threading.Lock()
-        self._pool_finalizer: weakref.finalize | None = None
-
-    def _executor(self, workers: int) -> ThreadPoolExecutor:
-        """The engine's worker threads (at least ``workers``), created on first use and kept
-        for later calls. After a ``fork`` the child makes its own (the parent's threads do
-        not exist there); a pickled engine carries no threads."""
-        if self._pool_pid != os.getpid():  # forked: drop the parent's pool and lock
-            self._init_pool()
-        with self._pool_lock:
-            if self._pool is None or self._pool_size < workers:
-                self.close()
-                pool = _single_threaded_pool(workers)
-                # shut the threads down when the engine is collected (or at exit)
-                self._pool_finalizer = weakref.finalize(self, pool.shutdown, wait=False)
-                self._pool, self._pool_size = pool, workers
-                log.debug("cone engine: %d worker threads started", workers)
-            return self._pool
-
     def close(self) -> None:
         """Stop the worker threads (a later call starts them again)."""
-        if self._pool_finalizer is not None:
-            self._pool_finalizer()  # pool.shutdown(wait=False): idle threads exit
-        self._pool, self._pool_size, self._pool_finalizer = None, 0, None
-
-    def _parallel(self, fn: Callable[[_T], None], items: Sequence[_T], workers: int) -> None:
-        """``fn(item)`` for every item on ``workers`` pool threads (one intra-op thread
-        each); a thread takes the next item when it is done with one. One worker or one
-        item: in the calling thread."""
-        if workers <= 1 or len(items) <= 1:
-            for item in items:
-                fn(item)
-            return
-        todo = iter(items)
-        lock = threading.Lock()
-
-        def drain() -> None:
-            while True:
-                with lock:
-                    item = next(todo, _DONE)
-                if item is _DONE:
-                    return
-                fn(item)  # type: ignore[arg-type]
-
-        pool = self._executor(workers)
-        helpers = [pool.submit(drain) for _ in range(min(workers, len(items)))]
-        for h in helpers:  # every helper runs to the end, then the first error is raised
-            h.exception()
-        for h in helpers:
-            h.result()
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        for key in ("_pool", "_pool_size", "_pool_pid", "_pool_lock", "_pool_finalizer"):
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._init_pool()
+        self._workers.close()
 
     @property
     def flops_per_frame(self) -> float:
@@ -346,7 +254,7 @@ class ConeEngine:
             return self._forward(x, chain.forward(x[None]))
         # with workers, everything runs single-threaded: each stage in time slices on the
         # workers (convolution, elementwise operations, derivatives), the rest here
-        with _one_thread():
+        with one_thread():
             vals, deriv = self._sliced_forward(x[None], workers)
             return self._forward(x, vals, deriv)
 
@@ -410,7 +318,7 @@ class ConeEngine:
     def _sliced_forward(
         self, x: torch.Tensor, workers: int
     ) -> tuple[list[list[torch.Tensor]], list[torch.Tensor | None]]:
-        """:meth:`Chain.forward` on the single-threaded workers (:meth:`_parallel`).
+        """:meth:`Chain.forward` on the single-threaded workers (:meth:`gradnap.threads.WorkerPool.map`).
         ``x``: ``(1, F, T)``.
 
         Per stage: the convolution as one im2col GEMM, ``(C_out, C_in * k) @ (C_in * k,
@@ -471,7 +379,7 @@ class ConeEngine:
                         zs.copy_(bias[r[0] : r[1], None].expand_as(zs))
                         zs.addmm_(wmat[r[0] : r[1]], cols)
 
-            self._parallel(gemm, list(zip(rows, rows[1:], strict=False)), workers)
+            self._workers.map(gemm, list(zip(rows, rows[1:], strict=False)), workers)
             # elementwise operations and derivatives in time slices
             parts = max(1, min(workers, t_out // _SLICE_POSITIONS))
             bounds = [t_out * w // parts for w in range(parts + 1)]
@@ -495,7 +403,7 @@ class ConeEngine:
                         acc = acc * dj
                     dst.copy_(acc[0])
 
-            self._parallel(stage, list(zip(bounds, bounds[1:], strict=False)), workers)
+            self._workers.map(stage, list(zip(bounds, bounds[1:], strict=False)), workers)
             out.append(vals)
             deriv.append(d)
             a = vals[-1]
@@ -570,7 +478,7 @@ class ConeEngine:
         per = max(1, n // (_PIECE_FRAMES * workers))
         parts_n = max(1, min(workers * per, n // 8))
         bounds = [n * w // parts_n for w in range(parts_n + 1)]
-        with _one_thread():
+        with one_thread():
             if parts_n == 1:
                 return self._backward(state, frames, classes)
             # each work item writes its frames' columns of one (C, W, n) buffer per layer
@@ -583,7 +491,7 @@ class ConeEngine:
                 a, b = ab
                 self._backward(state, frames[a:b], classes[a:b], bufs, a)
 
-            self._parallel(work, list(zip(bounds, bounds[1:], strict=False)), workers)
+            self._workers.map(work, list(zip(bounds, bounds[1:], strict=False)), workers)
         return {
             name: Window(bufs[name].permute(2, 0, 1), frames * self._step[i] + self._lo0[i])
             for name, (i, _) in self._pos.items()
