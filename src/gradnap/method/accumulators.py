@@ -54,7 +54,7 @@ def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
     """
     act, grad, valid = aligned.act, aligned.grad, aligned.valid
     count = valid.to(act.dtype)
-    sq = act.square().sum(dim=2)  # act is 0 at invalid positions
+    sq = torch.linalg.vector_norm(act, dim=2).square_()  # act is 0 at invalid positions
     sorted_act = sorted_count = None
     if naps:
         all_valid = bool(valid.all())
