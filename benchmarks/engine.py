@@ -34,7 +34,9 @@ output frame a target), measured in one process:
 - ``collect_fps``: frames/s of :class:`gradnap.method.collector.GradNAP` end to end (features,
   engine, alignment, accumulators for graphemes and phonemes, ``examples="all"``) on a
   small corpus synthesized with flite (``null`` when flite is missing or ``--no-collect``);
-  ``collect_fraction`` = ``collect_fps / cone_fps``.
+  ``collect_fraction``: collect's frames/s over the cone engine's on the same utterances
+  (forward and every frame's sensitivities from precomputed features), timed in
+  alternation, the median of the per-round ratios.
 
 Prints one JSON line per config on stdout (timings breakdown and the profile, with
 ``--profile``, on stderr)::
@@ -212,11 +214,20 @@ def profile_chunk(engine: ConeEngine, x: torch.Tensor, chunk: int) -> None:
     log(table)
 
 
-def collect_fps(model, utterances: int, workers: int | None, chunk: int) -> float | None:
-    """End-to-end frames/s of GradNAP.collect on a small flite corpus (None without flite)."""
+def collect_fps(
+    model, utterances: int, workers: int | None, chunk: int, rounds: int
+) -> tuple[float, float] | None:
+    """End-to-end frames/s of GradNAP.collect on a small flite corpus, and its fraction of
+    the cone engine's frames/s on the same utterances (None without flite).
+
+    Each round times the cone engine alone (forward and every frame's sensitivities, from
+    features computed beforehand), then the whole collection from the audio files; the
+    fraction is the median of the per-round ratios, so the machine's load affects both.
+    """
     if shutil.which("flite") is None:
         log("collect: flite not found, collect_fps = null")
         return None
+    from gradnap.corpus import read_corpus
     from gradnap.corpus.synth import synthesize_corpus
     from gradnap.engine import make_engine
     from gradnap.method.run import GradNAP
@@ -224,6 +235,8 @@ def collect_fps(model, utterances: int, workers: int | None, chunk: int) -> floa
     with tempfile.TemporaryDirectory(prefix="gradnap-bench-") as tmp:
         root = Path(tmp) / "corpus"
         synthesize_corpus(root, utterances=utterances, seed=0, voices=["flite"], progress=False)
+        corpus = read_corpus(root)
+        feats = [corpus.features(u) for u in corpus.utterances]
         layers = default_layers(model)
         engine = make_engine(model, layers, workers=workers)
         nap = GradNAP(
@@ -235,12 +248,21 @@ def collect_fps(model, utterances: int, workers: int | None, chunk: int) -> floa
             chunk_frames=chunk,
         )
         nap.collect(root, progress=False, limit=1)  # warm-up (feature code, caches)
-        t0 = time.perf_counter()
-        nap.collect(root, progress=False)
-        dt = time.perf_counter() - t0
-        frames = nap.progress.examples
-        log(f"collect: {nap.progress.utterances} utterances, {frames} frames, {dt:.1f} s")
-        return frames / dt
+        rates, ratios = [], []
+        for r in range(rounds):
+            t0, frames = time.perf_counter(), 0
+            for x in feats:
+                frames += run_utterance(engine, x, chunk)[3]
+            cone = frames / (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            nap.collect(root, progress=False)
+            rates.append(nap.progress.examples / (time.perf_counter() - t0))
+            ratios.append(rates[-1] / cone)
+            log(
+                f"collect round {r}: {nap.progress.utterances} utterances, {frames} frames; "
+                f"cone {cone:.1f} frames/s, collect {rates[-1]:.1f} (fraction {ratios[-1]:.3f})"
+            )
+        return statistics.median(rates), statistics.median(ratios)
 
 
 def bench_config(name: str, args) -> dict:
@@ -298,9 +320,13 @@ def bench_config(name: str, args) -> dict:
     reference_fps = extrapolated_fps(ref, x, args.reference_frames, t_out, f"[{name}] reference")
     del auto, ref
 
-    cfps = None
+    cfps = cfrac = None
     if not args.no_collect:
-        cfps = collect_fps(model, args.collect_utterances, args.workers, args.chunk)
+        measured = collect_fps(
+            model, args.collect_utterances, args.workers, args.chunk, args.repeats
+        )
+        if measured is not None:
+            cfps, cfrac = measured
     return {
         "config": name,
         "cone_fps": round(cone_fps, 2),
@@ -313,7 +339,7 @@ def bench_config(name: str, args) -> dict:
         "ceiling_fps": round(ceiling, 1),
         "ceiling_fraction": round(cone_fps / ceiling, 3),
         "collect_fps": None if cfps is None else round(cfps, 2),
-        "collect_fraction": None if cfps is None else round(cfps / cone_fps, 3),
+        "collect_fraction": None if cfrac is None else round(cfrac, 3),
     }
 
 
