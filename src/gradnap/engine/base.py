@@ -11,8 +11,12 @@ post-activation ``A_l``). For one utterance:
    ``S_l(tau) = d target[k, tau] / d A_l`` restricted to positions
    ``start[i] .. start[i] + W - 1`` of that layer. Positions outside ``0 .. T_l - 1``
    (utterance padding) hold zeros. The cone engine returns cone-wide windows
-   (``W = Geometry.cone_width(l)``, ``start = cone lo``); the generic autograd engine,
-   which knows no geometry, returns the whole layer (``W = T_l``, ``start = 0``).
+   (``W = Geometry.cone_width(l)``, ``start = cone lo``); the generic autograd engine
+   returns the whole layer (``W = T_l``, ``start = 0``).
+
+Every engine has ``chain``: the model as a Conv1d chain when it is one (its geometry
+gives the collector cone widths and the cone as the search range of ``t*``), else
+``None``; engines made by :func:`gradnap.engine.make_engine` share the one extraction.
 
 ``target`` is ``"prob"`` (softmax probability, default), ``"logprob"`` or ``"logit"``.
 """
@@ -20,7 +24,7 @@ post-activation ``A_l``). For one utterance:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -55,6 +59,8 @@ class Window:
 class SensitivityEngine(Protocol):
     layers: list[str]
     target: str
+    #: The model's Conv1d chain (:class:`gradnap.engine.Chain`), or ``None``.
+    chain: Any
 
     def forward(self, x: torch.Tensor) -> ForwardPass:
         """``x``: input spectrogram ``(F, T)``."""
