@@ -1,5 +1,6 @@
 """The collector: known answers, engines and windows, broken utterances (gradnap.method.collector)."""
 
+from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from gradnap.corpus import PhoneSpan
 from gradnap.errors import GradnapError
 from gradnap.method.collector import model_geometry
 from gradnap.method.run import GradNAP
@@ -240,3 +242,51 @@ def test_the_engine_is_built_once_and_checks_the_layers(monkeypatch):
     monkeypatch.setattr(engines, "extract_chain", lambda *a, **k: calls.append(1) or real(*a, **k))
     nap = GradNAP(small_model(), LAYERS, groupings="grapheme", blank=4)
     assert len(calls) == 1 and nap.chain is not None and nap.engine.chain is not None
+
+
+def phoned(i, x):
+    """Utterance ``u<i>`` with phones of 3 input frames (24 ms) each, ``P0 .. P3`` in turn."""
+    n = x.shape[1] // 3 + 1
+    phones = [PhoneSpan(f"P{k % 4}", k * 0.024, (k + 1) * 0.024) for k in range(n)]
+    return SimpleNamespace(id=f"u{i}", speaker="s", phones=phones), x
+
+
+@pytest.mark.parametrize("label_time", ["peak", "centroid", "mass"])
+def test_label_times_read_the_phone_where_the_input_sensitivity_is(label_time):
+    model = small_model()
+    eng = FrameEngine(model, LAYERS)  # whole-layer windows by per-frame autograd
+    gen = torch.Generator().manual_seed(3)
+    data = [phoned(i, torch.randn(6, t, generator=gen)) for i, t in enumerate((27, 40, 61))]
+    nap = GradNAP(
+        model, LAYERS, engine=eng, groupings="phoneme", label_time=label_time,
+        examples="all", blank=4, min_count=0,
+    )  # fmt: skip
+    got = nap.collect(data, progress=False)
+    # brute force, example by example: the input sensitivity mass in the cone
+    geom = eng.chain.geometry
+    want: Counter = Counter()
+    for utt, x in data:
+        fwd = eng.forward(x)
+        frames = torch.arange(fwd.probs.shape[1])
+        wins = eng.sensitivities(fwd, frames, fwd.probs.argmax(0))
+        lo, hi = geom.cone(frames, 0)
+        for tau in frames.tolist():
+            cone = range(max(int(lo[tau]), 0), min(int(hi[tau]), x.shape[1] - 1) + 1)
+            mass = {t: float(wins["input"].grads[tau, :, t].abs().sum()) for t in cone}
+            peak = max(cone, key=lambda t: (mass[t], -t))  # first maximum
+            centroid = sum(t * m for t, m in mass.items()) / sum(mass.values())
+            phone_at = {
+                t: p.phone for p in utt.phones for t in cone if p.start <= t * 0.008 < p.end
+            }
+            if label_time == "mass":
+                per_phone: Counter = Counter()
+                for t, m in mass.items():
+                    per_phone[phone_at[t]] += m
+                want[max(per_phone, key=per_phone.get)] += 1
+            else:
+                t = peak if label_time == "peak" else centroid
+                want[next(p.phone for p in utt.phones if p.start <= t * 0.008 < p.end)] += 1
+    assert got.counts("phoneme") == dict(want)
+    assert got.meta.options.label_time == label_time
+    with pytest.raises(GradnapError, match="collect the 'input' layer too"):
+        GradNAP(model, ["1", "3"], groupings="phoneme", label_time=label_time, blank=4)

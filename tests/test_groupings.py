@@ -14,6 +14,7 @@ from gradnap.method.groupings import (
     FrameClock,
     FunctionGrouping,
     GraphemeGrouping,
+    InputEvidence,
     PhonemeGrouping,
     SpeakerGrouping,
     make_groupings,
@@ -120,3 +121,53 @@ def test_random_label_grouping_seeded_order_free_and_distributed():
     for bad in ([], ["x", "x"], {"x": -1.0}, {"x": 0.0}):
         with pytest.raises(GradnapError):
             random_label_grouping(bad)
+
+
+# --- label times --------------------------------------------------------------------------
+
+
+def spans(*triples):
+    return [PhoneSpan(p, s, e) for p, s, e in triples]
+
+
+def test_each_label_time_on_a_hand_made_utterance():
+    # input frames are 8 ms apart; phones A [0, 40 ms), B [40, 80 ms), C [80, 200 ms]
+    utt = SimpleNamespace(
+        id="u", phones=spans(("A", 0.0, 0.04), ("B", 0.04, 0.08), ("C", 0.08, 0.2))
+    )
+    clock = FrameClock(stride=2.0, offset=1.5)  # output frame 1 is centred on input 3.5 (28 ms)
+    frames, classes = np.array([1, 1]), np.array([0, 0])
+    # the model listens around input frames 6..9 (48..72 ms: phone B) for example 0, and
+    # mostly at frame 12 (96 ms: C) with a single sharper peak at frame 2 (16 ms: A) for 1
+    score = np.full((2, 14), -np.inf)
+    score[0, 6:10] = [1.0, 2.0, 2.0, 1.0]
+    score[1, 2] = 3.0
+    score[1, 10:14] = [2.0, 2.0, 2.0, 2.0]
+    evidence = InputEvidence(peak=np.array([7, 2]), score=score, start=np.array([0, 0]))
+    want = {
+        "centre": ["A", "A"],  # 28 ms
+        "peak": ["B", "A"],  # 56 ms; 16 ms
+        # sensitivity-weighted mean frame: 45/6 = 7.5 (60 ms); 98/11 = 8.9 (71 ms)
+        "centroid": ["B", "B"],
+        # B holds all of example 0's mass; C holds 8 of example 1's 11
+        "mass": ["B", "C"],
+    }
+    for label_time, expected in want.items():
+        got = PhonemeGrouping(label_time).labels(utt, frames, classes, clock, evidence)
+        assert got == expected, label_time
+    assert not PhonemeGrouping("centre").needs_evidence and PhonemeGrouping("mass").needs_evidence
+    with pytest.raises(GradnapError, match="needs the input layer"):
+        PhonemeGrouping("peak").labels(utt, frames, classes, clock)
+    with pytest.raises(GradnapError, match="choose from centre, peak, centroid, mass"):
+        PhonemeGrouping("middle")
+
+
+def test_a_label_time_outside_every_span_gives_no_label():
+    utt = SimpleNamespace(id="u", phones=spans(("A", 0.1, 0.2)))
+    score = np.full((1, 4), -np.inf)
+    score[0, 0] = 1.0  # all the mass at input frame 0 (0 ms), before the first phone
+    evidence = InputEvidence(peak=np.array([0]), score=score, start=np.array([0]))
+    clock = FrameClock(stride=2.0, offset=1.5)
+    for label_time in ("peak", "centroid", "mass"):
+        got = PhonemeGrouping(label_time).labels(utt, np.array([0]), np.array([0]), clock, evidence)
+        assert got == [None], label_time

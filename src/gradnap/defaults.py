@@ -72,9 +72,15 @@ class MethodConfig:
     min_count: int = 20
     #: Target frames per engine chunk.
     chunk_frames: int = 128
+    #: When a phoneme label is read (docs/method.md §1.5): "centre" (the receptive-field
+    #: centre of the output frame), "peak", "centroid" or "mass" (where the model listens).
+    label_time: str = "centre"
 
 
 METHOD = MethodConfig()
+
+#: Definitions of the time at which a phoneme label is read (docs/method.md §1.5).
+LABEL_TIMES: tuple[str, ...] = ("centre", "peak", "centroid", "mass")
 
 
 @dataclass(frozen=True)

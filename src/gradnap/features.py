@@ -15,7 +15,8 @@ import torch
 from gradnap.defaults import FEATURES, FeatureConfig
 from gradnap.errors import GradnapError
 
-__all__ = ["utterance_features",
+__all__ = [
+    "utterance_features",
     "load_audio",
     "log_mel",
     "num_frames",

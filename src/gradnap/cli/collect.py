@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gradnap.defaults import COLLECT, METHOD
+from gradnap.defaults import COLLECT, LABEL_TIMES, METHOD
 from gradnap.errors import GradnapError
 
 
@@ -98,6 +98,15 @@ def register(subparsers) -> None:
         default=METHOD.chunk_frames,
         help=f"target frames per engine call (default: {METHOD.chunk_frames})",
     )
+    p.add_argument(
+        "--label-time",
+        default=METHOD.label_time,
+        choices=LABEL_TIMES,
+        help="when a phoneme label is read: the output frame's receptive-field centre, or "
+        "where the model listens: the input alignment's peak, the sensitivity-weighted "
+        f"centroid, the phone with the most sensitivity mass (default: {METHOD.label_time}; "
+        "docs/method.md §1.5)",
+    )
     p.add_argument("--no-naps", action="store_true", help="do not accumulate NAP sums")
     p.add_argument("--limit", type=int, default=None, help="stop after this many utterances")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -142,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         engine=engine,
         naps=not args.no_naps,
         chunk_frames=args.chunk_frames,
+        label_time=args.label_time,
     )
     nap.model_source = str(args.model)
     checkpoint = args.checkpoint or Path(f"{args.out}.partial")

@@ -48,7 +48,14 @@ from gradnap.method.accumulators import (
     chunk_stats,
 )
 from gradnap.method.examples import EXAMPLE_MODES, select_examples
-from gradnap.method.groupings import ALL, AllGrouping, FrameClock, Grouping, make_groupings
+from gradnap.method.groupings import (
+    ALL,
+    AllGrouping,
+    FrameClock,
+    Grouping,
+    InputEvidence,
+    make_groupings,
+)
 from gradnap.method.metadata import (
     Clock,
     CorpusMeta,
@@ -60,7 +67,7 @@ from gradnap.method.metadata import (
     RunMeta,
 )
 from gradnap.method.result import FREQUENCIES_KEY, Result
-from gradnap.method.windows import Positions, align, recrop
+from gradnap.method.windows import Aligned, Positions, align, recrop
 from gradnap.threads import WorkerPool, one_thread
 
 __all__ = ["Collector", "UtteranceError", "model_geometry", "model_identity"]
@@ -164,6 +171,10 @@ class Collector:
     features:
         Feature settings (for the time axis and corpus audio); default ``model.features``
         or :data:`gradnap.defaults.FEATURES`.
+    label_time:
+        When a time-based label (the phoneme) is read: ``"centre"``, ``"peak"``,
+        ``"centroid"`` or ``"mass"`` (:class:`~gradnap.method.groupings.PhonemeGrouping`,
+        docs/method.md §1.5).
     threads:
         Threads for the windows and sums of a chunk (layers run in parallel, each with one
         intra-op thread; the result does not depend on it); default: torch's intra-op
@@ -186,6 +197,7 @@ class Collector:
         blank: int = BLANK_INDEX,
         features: FeatureConfig | None = None,
         threads: int | None = None,
+        label_time: str = METHOD.label_time,
     ) -> None:
         if target not in TARGETS:
             raise GradnapError(f"target {target!r}: choose from {', '.join(TARGETS)}")
@@ -210,7 +222,19 @@ class Collector:
             raise GradnapError(f"the engine differentiates {engine.target!r}, not {target!r}")
         self.target = target
         self.examples = examples
-        self.groupings: list[Grouping] = make_groupings(groupings) + [AllGrouping()]
+        self.label_time = label_time
+        self.groupings: list[Grouping] = make_groupings(groupings, label_time=label_time) + [
+            AllGrouping()
+        ]
+        #: Groupings whose labels are read where the model listens (the input alignment).
+        self._need_evidence: list[Any] = [
+            g for g in self.groupings if getattr(g, "needs_evidence", False)
+        ]
+        if self._need_evidence and INPUT_LAYER not in self.layers:
+            raise GradnapError(
+                f"label_time={label_time!r} reads phoneme labels at the input layer's "
+                f"alignment: collect the {INPUT_LAYER!r} layer too, or use label_time='centre'"
+            )
         self.min_count = int(min_count)
         self.naps = bool(naps)
         self.chunk_frames = int(chunk_frames)
@@ -426,9 +450,10 @@ class Collector:
             assert self.sums is not None and self._clock is not None
             assert self._layer_meta is not None
             fr_np, cl_np = frames.numpy(), classes.numpy()
-            gids = {
+            gids = {  # labels read where the model listens come per chunk, below
                 g.name: self.sums[g.name].group_ids(g.labels(utterance, fr_np, cl_np, self._clock))
                 for g in self.groupings
+                if g not in self._need_evidence
             }
             positions = {  # padded once for windows reaching 1.5 widths past the ends
                 name: Positions(fwd.activations[name].detach(), 2 * self._layer_meta[name].width)
@@ -439,11 +464,30 @@ class Collector:
             fr, cl = frames[s : s + self.chunk_frames], classes[s : s + self.chunk_frames]
             wins = self.engine.sensitivities(fwd, fr, cl)  # the engine's own threads
             with torch.no_grad(), one_thread():
-                plan = self._begin_chunk(gids, slice(s, s + self.chunk_frames), int(fr.numel()))
+                chunk_gids = {name: ids[s : s + self.chunk_frames] for name, ids in gids.items()}
+                done: dict[str, ChunkStats] = {}
+                if self._need_evidence:  # the input layer first: labels need its alignment
+                    aligned = self._align(
+                        INPUT_LAYER, positions[INPUT_LAYER], wins[INPUT_LAYER], fr
+                    )
+                    assert aligned.score is not None and aligned.score_start is not None
+                    evidence = InputEvidence(
+                        aligned.centre.numpy(), aligned.score.numpy(), aligned.score_start.numpy()
+                    )
+                    for g in self._need_evidence:
+                        labels = g.labels(utterance, fr.numpy(), cl.numpy(), self._clock, evidence)
+                        chunk_gids[g.name] = self.sums[g.name].group_ids(labels)
+                    done[INPUT_LAYER] = chunk_stats(aligned, self.naps)
+                plan = self._begin_chunk(chunk_gids, int(fr.numel()))
 
                 # layers are independent: their windows and sums on the collector's threads
                 step = functools.partial(
-                    self._layer_step, positions=positions, wins=wins, frames=fr, plan=plan
+                    self._layer_step,
+                    positions=positions,
+                    wins=wins,
+                    frames=fr,
+                    plan=plan,
+                    done=done,
                 )
                 self._workers.map(step, self._layer_order, self.threads)
                 del wins
@@ -464,15 +508,17 @@ class Collector:
         wins: dict[str, Window],
         frames: torch.Tensor,
         plan: list[_Plan],
+        done: dict[str, ChunkStats],
     ) -> None:
-        """One layer of a chunk: windows at ``t*``, then the sums of every grouping."""
-        stats = self._window_stats(name, positions[name], wins[name], frames)
+        """One layer of a chunk: windows at ``t*`` (unless ``done`` has them), then the
+        sums of every grouping."""
+        stats = done.get(name)
+        if stats is None:
+            stats = chunk_stats(self._align(name, positions[name], wins[name], frames), self.naps)
         self._accumulate(name, plan, stats)
 
-    def _window_stats(
-        self, name: str, positions: Positions, win: Window, frames: torch.Tensor
-    ) -> ChunkStats:
-        """The windows at ``t*`` of one layer and what they add to the sums."""
+    def _align(self, name: str, positions: Positions, win: Window, frames: torch.Tensor) -> Aligned:
+        """The windows at ``t*`` of one layer."""
         grads, start, search = win.grads.detach(), win.start, None
         if self.chain is not None:
             geom, index = self.chain
@@ -481,7 +527,7 @@ class Collector:
             if grads.shape[2] != width:  # e.g. whole-layer windows: cut to the cone
                 grads, start = recrop(grads, start, search[0], width), search[0]
         assert self._layer_meta is not None
-        aligned = align(
+        return align(
             positions,
             grads,
             start,
@@ -489,9 +535,8 @@ class Collector:
             input_layer=name == INPUT_LAYER,
             search=search,
         )
-        return chunk_stats(aligned, self.naps)
 
-    def _begin_chunk(self, gids: dict[str, torch.Tensor], rows: slice, n: int) -> list[_Plan]:
+    def _begin_chunk(self, gids: dict[str, torch.Tensor], n: int) -> list[_Plan]:
         """Count a chunk's examples in every grouping; returns, per grouping, its rows and
         the grouping whose partial sums it adds up instead (the dataset-wide ``all``
         grouping, last, is summed from a grouping that labels every example of the chunk:
@@ -502,11 +547,11 @@ class Collector:
         for g in self.groupings:
             sums = self.sums[g.name]
             if g.name == ALL and source is not None:
-                group = int(gids[ALL][rows][0])
+                group = int(gids[ALL][0])
                 sums.begin_total(n, group)
                 plan.append(_Plan(sums, None, source, group))
                 continue
-            chunk = sums.begin_chunk(gids[g.name][rows])
+            chunk = sums.begin_chunk(gids[g.name])
             plan.append(_Plan(sums, chunk))
             if source is None and chunk is not None and chunk.complete:
                 source = sums.name
@@ -537,6 +582,7 @@ class Collector:
             frame_seconds=self.features.frame_seconds,
             n_features=self._n_features,
             features=dataclasses.asdict(self.features),
+            label_time=self.label_time,
         )
 
     def planned_meta(self, like: RunMeta, corpus: CorpusMeta) -> RunMeta:

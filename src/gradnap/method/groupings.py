@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gradnap.alphabet import class_label
-from gradnap.defaults import FEATURES, NUM_CLASSES, PHONE_SET, FeatureConfig
+from gradnap.defaults import FEATURES, LABEL_TIMES, NUM_CLASSES, PHONE_SET, FeatureConfig
 from gradnap.errors import GradnapError
 from gradnap.features import frame_to_seconds
 from gradnap.geometry import Geometry
@@ -121,26 +121,85 @@ class GraphemeGrouping:
         return [class_label(k) if 0 <= k < NUM_CLASSES else str(k) for k in classes.tolist()]
 
 
+@dataclass(frozen=True)
+class InputEvidence:
+    """Where the model listens, for each example of a chunk: the input layer's alignment.
+
+    ``score[i, j]`` is ``sum_f |S_0[f, t]|`` at input frame ``t = start[i] + j`` within the
+    example's cone (``-inf`` outside it and outside the utterance); ``peak`` is ``t*``.
+    """
+
+    #: ``(n,)`` input frame of the alignment centre ``t*``.
+    peak: np.ndarray
+    #: ``(n, We)`` input sensitivity mass per input frame (``-inf`` where not searched).
+    score: np.ndarray
+    #: ``(n,)`` input frame of column 0 of ``score``.
+    start: np.ndarray
+
+
+def _phone_index(phones: Sequence[Any], t: np.ndarray) -> np.ndarray:
+    """Index of the phone whose span ``[start, end)`` holds time ``t`` (seconds, any
+    shape; the last span is closed at its end), ``-1`` where none does."""
+    starts = np.array([p.start for p in phones], dtype=np.float64)
+    ends = np.array([p.end for p in phones], dtype=np.float64)
+    idx = np.searchsorted(starts, t, side="right") - 1  # last phone starting <= t
+    safe = np.clip(idx, 0, len(phones) - 1)
+    end = ends[safe]
+    inside = (idx >= 0) & ((t < end) | ((safe == len(phones) - 1) & (t <= end)))
+    return np.where(inside, idx, -1)
+
+
 class PhonemeGrouping:
-    """The phone whose time span contains the output frame's centre time."""
+    """The phone at the example's label time (docs/method.md §1.5).
+
+    ``label_time``: ``"centre"``: the receptive-field centre of the output frame;
+    ``"peak"``: the input layer's alignment centre ``t*``; ``"centroid"``: the
+    sensitivity-weighted mean time of the input frames in the cone; ``"mass"``: the phone
+    whose span holds the largest share of the input sensitivity in the cone. All but
+    ``"centre"`` need the input layer (:class:`InputEvidence`).
+    """
 
     name = "phoneme"
     kind = "builtin"
     size_hint = len(PHONE_SET)
 
-    def labels(self, utterance, frames, classes, clock) -> list[str | None]:
+    def __init__(self, label_time: str = "centre") -> None:
+        if label_time not in LABEL_TIMES:
+            raise GradnapError(f"label time {label_time!r}: choose from {', '.join(LABEL_TIMES)}")
+        self.label_time = label_time
+        #: The collector passes :class:`InputEvidence` to :meth:`labels`.
+        self.needs_evidence = label_time != "centre"
+
+    def labels(
+        self, utterance, frames, classes, clock, evidence: InputEvidence | None = None
+    ) -> list[str | None]:
         phones = getattr(utterance, "phones", None)
         if not phones:
             return [None] * len(frames)
-        starts = np.array([p.start for p in phones], dtype=np.float64)
-        last = len(phones) - 1
-        t = clock.centre_seconds(frames)
-        idx = np.searchsorted(starts, t, side="right") - 1  # last phone starting <= t
-        out: list[str | None] = []
-        for ti, i in zip(t.tolist(), idx.tolist(), strict=True):
-            inside = i >= 0 and (ti < phones[i].end or (i == last and ti <= phones[i].end))
-            out.append(phones[i].phone if inside else None)
-        return out
+        if self.label_time == "centre":
+            idx = _phone_index(phones, clock.centre_seconds(frames))
+        elif evidence is None:
+            raise GradnapError(f"label time {self.label_time!r} needs the input layer")
+        elif self.label_time == "peak":
+            idx = _phone_index(phones, frame_to_seconds(evidence.peak, clock.features))
+        else:
+            mass = np.where(np.isfinite(evidence.score), evidence.score, 0.0)  # (n, We)
+            pos = evidence.start[:, None] + np.arange(mass.shape[1])  # (n, We) input frames
+            if self.label_time == "centroid":
+                total = mass.sum(axis=1)
+                t = np.where(
+                    total > 0, (mass * pos).sum(axis=1) / np.maximum(total, 1e-30), evidence.peak
+                )
+                idx = _phone_index(phones, frame_to_seconds(t, clock.features))
+            else:  # mass: the phone with the largest sensitivity mass
+                where = _phone_index(phones, frame_to_seconds(pos, clock.features))  # (n, We)
+                per_phone = np.zeros((len(frames), len(phones) + 1))
+                rows = np.broadcast_to(np.arange(len(frames))[:, None], where.shape)
+                np.add.at(per_phone, (rows, where + 1), mass)  # column 0: no phone
+                per_phone[:, 0] = 0.0
+                best = per_phone.argmax(axis=1)
+                idx = np.where(per_phone.max(axis=1) > 0, best - 1, -1)
+        return [phones[i].phone if i >= 0 else None for i in idx.tolist()]
 
 
 class SpeakerGrouping:
@@ -205,6 +264,7 @@ def _check_name(name: str) -> str:
 
 def make_groupings(
     spec: str | LabelFunction | Grouping | Iterable | Mapping[str, LabelFunction],
+    label_time: str = "centre",
 ) -> list[Grouping]:
     """Groupings from a specification.
 
@@ -212,7 +272,8 @@ def make_groupings(
     :class:`Grouping`, a ``{name: callable}`` mapping, or a sequence of these (and of
     ``(name, callable)`` pairs). Unknown names raise :class:`GradnapError` listing the
     built-in ones. The dataset-wide ``all`` grouping is not part of the list (the
-    collector always adds it).
+    collector always adds it). ``label_time``: of the built-in ``phoneme`` grouping
+    (:class:`PhonemeGrouping`).
     """
     items: list = []
     if isinstance(spec, str):
@@ -235,7 +296,9 @@ def make_groupings(
                     f"groups: unknown grouping {item!r}; built-in: {', '.join(BUILTIN_GROUPINGS)}"
                     " (or pass a function f(utterance, frame, predicted_class) -> label)"
                 )
-            out.append(BUILTIN_GROUPINGS[item]())
+            out.append(
+                PhonemeGrouping(label_time) if item == "phoneme" else BUILTIN_GROUPINGS[item]()
+            )
         elif isinstance(item, Sequence) and len(item) == 2 and callable(item[1]):
             out.append(FunctionGrouping(_check_name(item[0]), item[1]))
         elif hasattr(item, "labels") and hasattr(item, "name"):

@@ -103,6 +103,8 @@ class Options:
     n_features: int | None = None
     #: The :class:`~gradnap.defaults.FeatureConfig` as a dict.
     features: dict[str, Any] = field(default_factory=dict)
+    #: When phoneme labels are read (``"centre"`` in files of gradnap 0.1).
+    label_time: str = "centre"
 
 
 @dataclass(frozen=True)
@@ -292,7 +294,7 @@ class RunMeta:
             ),
             "groupings": (self.grouping_names, other.grouping_names),
         }
-        for opt in ("target", "examples", "naps", "blank", "frame_seconds"):
+        for opt in ("target", "examples", "naps", "blank", "frame_seconds", "label_time"):
             checks[opt] = (getattr(self.options, opt), getattr(other.options, opt))
         if purpose == "resume":
             checks["chunk_frames"] = (self.options.chunk_frames, other.options.chunk_frames)

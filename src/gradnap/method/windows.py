@@ -50,6 +50,11 @@ class Aligned:
     valid: torch.Tensor
     #: ``(n,)`` int64: the alignment centre ``t*`` (a position of the layer).
     centre: torch.Tensor
+    #: ``(n, We)`` the alignment score at positions ``score_start[i] + j`` (the searched
+    #: positions; ``-inf`` elsewhere): where the model listens, for label times.
+    score: torch.Tensor | None = None
+    #: ``(n,)`` int64: the position of column 0 of ``score``.
+    score_start: torch.Tensor | None = None
 
 
 class Positions:
@@ -165,4 +170,4 @@ def align(
     grad_crop = grads.gather(2, k.clamp(0, We - 1)[:, None, :].expand(n, C, width))
     if not bool(inwin.all()):
         grad_crop.mul_(inwin[:, None, :].to(grad_crop.dtype))
-    return Aligned(act_crop, grad_crop, valid, centre)
+    return Aligned(act_crop, grad_crop, valid, centre, score, start)
