@@ -11,6 +11,7 @@ from torch import nn
 from gradnap.corpus import PhoneSpan
 from gradnap.errors import GradnapError
 from gradnap.method.collector import model_geometry
+from gradnap.method.result import merge_results
 from gradnap.method.run import GradNAP
 from helpers import (
     LAYERS,
@@ -265,6 +266,7 @@ def test_label_times_read_the_phone_where_the_input_sensitivity_is(label_time):
     # brute force, example by example: the input sensitivity mass in the cone
     geom = eng.chain.geometry
     want: Counter = Counter()
+    offsets: Counter = Counter()  # listening offsets, ms
     for utt, x in data:
         fwd = eng.forward(x)
         frames = torch.arange(fwd.probs.shape[1])
@@ -274,6 +276,7 @@ def test_label_times_read_the_phone_where_the_input_sensitivity_is(label_time):
             cone = range(max(int(lo[tau]), 0), min(int(hi[tau]), x.shape[1] - 1) + 1)
             mass = {t: float(wins["input"].grads[tau, :, t].abs().sum()) for t in cone}
             peak = max(cone, key=lambda t: (mass[t], -t))  # first maximum
+            offsets[round((peak - geom.centre(tau, geom.num_layers)) * 8)] += 1
             centroid = sum(t * m for t, m in mass.items()) / sum(mass.values())
             phone_at = {
                 t: p.phone for p in utt.phones for t in cone if p.start <= t * 0.008 < p.end
@@ -288,5 +291,13 @@ def test_label_times_read_the_phone_where_the_input_sensitivity_is(label_time):
                 want[next(p.phone for p in utt.phones if p.start <= t * 0.008 < p.end)] += 1
     assert got.counts("phoneme") == dict(want)
     assert got.meta.options.label_time == label_time
+    assert got.meta.listening_offsets == dict(sorted(offsets.items()))
+    halves = [
+        GradNAP(model, LAYERS, engine=eng, groupings="phoneme", examples="all", blank=4).collect(
+            data, shard=f"{i}/2", progress=False
+        )
+        for i in range(2)
+    ]  # merged shards count the same offsets
+    assert merge_results(halves).meta.listening_offsets == got.meta.listening_offsets
     with pytest.raises(GradnapError, match="collect the 'input' layer too"):
         GradNAP(model, ["1", "3"], groupings="phoneme", label_time=label_time, blank=4)

@@ -60,7 +60,10 @@ def test_reads_version_1_files_and_writes_them_back_unchanged():
     assert m.progress.frames_per_second == pytest.approx(33557 / 112)
     # written back with the fields 0.1.0 did not know, at the values it used
     assert m.to_json() == dict(
-        V1, merged_from=1, options=dict(V1["options"], label_time="centre")
+        V1,
+        merged_from=1,
+        options=dict(V1["options"], label_time="centre"),
+        listening_offsets_ms={},
     )
     assert RunMeta.from_json(json.loads(json.dumps(m.to_json()))) == m
 
@@ -77,6 +80,7 @@ def test_round_trip_of_every_field():
         complete=False,
         problems=("x: broken",),
         merged_from=2,
+        listening_offsets={-4: 3, 68: 10},
     )
     assert RunMeta.from_json(json.loads(json.dumps(m.to_json()))) == m
 

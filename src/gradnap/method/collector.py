@@ -65,6 +65,7 @@ from gradnap.method.metadata import (
     Options,
     Progress,
     RunMeta,
+    add_counts,
 )
 from gradnap.method.result import FREQUENCIES_KEY, Result
 from gradnap.method.windows import Aligned, Positions, align, recrop
@@ -277,6 +278,9 @@ class Collector:
         self._n_features: int | None = None
         self.progress = Progress()
         self.problems: list[str] = []
+        #: Examples per listening offset in ms (input ``t*`` minus the receptive-field
+        #: centre), when the input layer is collected.
+        self.listening: dict[int, int] = {}
 
     @property
     def model_id(self) -> ModelMeta:
@@ -466,6 +470,7 @@ class Collector:
             with torch.no_grad(), one_thread():
                 chunk_gids = {name: ids[s : s + self.chunk_frames] for name, ids in gids.items()}
                 done: dict[str, ChunkStats] = {}
+                centres: dict[str, torch.Tensor] = {}  # the input layer's t*, when collected
                 if self._need_evidence:  # the input layer first: labels need its alignment
                     aligned = self._align(
                         INPUT_LAYER, positions[INPUT_LAYER], wins[INPUT_LAYER], fr
@@ -478,6 +483,7 @@ class Collector:
                         labels = g.labels(utterance, fr.numpy(), cl.numpy(), self._clock, evidence)
                         chunk_gids[g.name] = self.sums[g.name].group_ids(labels)
                     done[INPUT_LAYER] = chunk_stats(aligned, self.naps)
+                    centres[INPUT_LAYER] = aligned.centre
                 plan = self._begin_chunk(chunk_gids, int(fr.numel()))
 
                 # layers are independent: their windows and sums on the collector's threads
@@ -488,8 +494,11 @@ class Collector:
                     frames=fr,
                     plan=plan,
                     done=done,
+                    centres=centres,
                 )
                 self._workers.map(step, self._layer_order, self.threads)
+                if INPUT_LAYER in centres:
+                    self._count_listening(fr, centres[INPUT_LAYER])
                 del wins
             if progress is not None:
                 progress.update(int(fr.numel()))
@@ -509,13 +518,28 @@ class Collector:
         frames: torch.Tensor,
         plan: list[_Plan],
         done: dict[str, ChunkStats],
+        centres: dict[str, torch.Tensor],
     ) -> None:
         """One layer of a chunk: windows at ``t*`` (unless ``done`` has them), then the
-        sums of every grouping."""
+        sums of every grouping; the input layer's ``t*`` goes to ``centres``."""
         stats = done.get(name)
         if stats is None:
-            stats = chunk_stats(self._align(name, positions[name], wins[name], frames), self.naps)
+            aligned = self._align(name, positions[name], wins[name], frames)
+            if name == INPUT_LAYER:
+                centres[name] = aligned.centre
+            stats = chunk_stats(aligned, self.naps)
         self._accumulate(name, plan, stats)
+
+    def _count_listening(self, frames: torch.Tensor, peak: torch.Tensor) -> None:
+        """Add the chunk's listening offsets (input ``t*`` minus the output frame's
+        receptive-field centre, in whole ms) to :attr:`listening`."""
+        assert self._clock is not None
+        centre = frames.numpy() * self._clock.stride + self._clock.offset  # input frames
+        ms = np.rint((peak.numpy() - centre) * 1000.0 * self.features.frame_seconds)
+        values, counts = np.unique(ms.astype(np.int64), return_counts=True)
+        self.listening = add_counts(
+            self.listening, dict(zip(values.tolist(), counts.tolist(), strict=True))
+        )
 
     def _align(self, name: str, positions: Positions, win: Window, frames: torch.Tensor) -> Aligned:
         """The windows at ``t*`` of one layer."""
@@ -621,6 +645,7 @@ class Collector:
             progress=self.progress,
             complete=bool(complete),
             problems=tuple(self.problems),
+            listening_offsets=dict(self.listening),
         )
 
     def result(self, complete: bool = True, corpus: CorpusMeta | None = None) -> Result:
@@ -643,6 +668,7 @@ class Collector:
         self._n_features = m.options.n_features
         self.progress = m.progress
         self.problems = list(m.problems)
+        self.listening = dict(m.listening_offsets)
 
     def adopt_layout(self, meta: RunMeta) -> None:
         """Empty accumulators laid out as ``meta``'s (a rank that saw no utterance)."""

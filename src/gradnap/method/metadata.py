@@ -23,6 +23,7 @@ from gradnap._version import __version__
 from gradnap.errors import GradnapError
 
 __all__ = [
+    "add_counts",
     "FORMAT",
     "FORMAT_VERSION",
     "Clock",
@@ -219,6 +220,15 @@ class Progress:
         )
 
 
+def add_counts(*histograms: Mapping[int, int]) -> dict[int, int]:
+    """Histograms ``{value: count}`` added up (listening offsets of shards, ranks, merges)."""
+    out: dict[int, int] = {}
+    for h in histograms:
+        for k, v in h.items():
+            out[k] = out.get(k, 0) + int(v)
+    return dict(sorted(out.items()))
+
+
 Purpose = Literal["resume", "merge"]
 
 
@@ -239,6 +249,10 @@ class RunMeta:
     problems: tuple[str, ...] = ()
     #: Number of results merged into this one (1: a single run).
     merged_from: int = 1
+    #: Where the model listens: examples per listening offset, the input layer's alignment
+    #: centre minus the receptive-field centre of the output frame, in whole ms (empty
+    #: without the input layer or a known geometry).
+    listening_offsets: dict[int, int] = field(default_factory=dict)
     gradnap_version: str = __version__
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     format_version: int = FORMAT_VERSION
@@ -325,6 +339,7 @@ class RunMeta:
             "progress": dataclasses.asdict(self.progress),
             "problems": list(self.problems),
             "merged_from": self.merged_from,
+            "listening_offsets_ms": {str(k): v for k, v in sorted(self.listening_offsets.items())},
         }
 
     @classmethod
@@ -353,6 +368,9 @@ class RunMeta:
                 complete=bool(data.get("complete", False)),
                 problems=tuple(str(p) for p in data.get("problems") or ()),
                 merged_from=int(data.get("merged_from", 1)),
+                listening_offsets={
+                    int(k): int(v) for k, v in (data.get("listening_offsets_ms") or {}).items()
+                },
                 gradnap_version=str(data.get("gradnap_version", "unknown")),
                 created=str(data.get("created", "")),
                 format_version=version,

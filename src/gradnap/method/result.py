@@ -25,7 +25,7 @@ from gradnap.errors import GradnapError
 from gradnap.fileio import atomic_write_bytes
 from gradnap.method.accumulators import Accumulators, array_key
 from gradnap.method.groupings import ALL
-from gradnap.method.metadata import CorpusMeta, LayerMeta, Progress, RunMeta
+from gradnap.method.metadata import CorpusMeta, LayerMeta, Progress, RunMeta, add_counts
 from gradnap.method.profiles import (
     dataset_mean,
     gradnap_profile,
@@ -411,6 +411,7 @@ def merge_results(results: Iterable[Result | str | Path]) -> Result:
         problems=tuple(p for r in loaded for p in r.meta.problems)[: COLLECT.max_problems],
         complete=all(r.complete for r in loaded),
         merged_from=sum(r.meta.merged_from for r in loaded),
+        listening_offsets=add_counts(*(r.meta.listening_offsets for r in loaded)),
         groupings=tuple(
             g.__class__(g.name, g.kind, g.function, sums[g.name].unlabelled)
             for g in first.meta.groupings

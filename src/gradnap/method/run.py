@@ -29,7 +29,7 @@ from torch import nn
 from gradnap.defaults import COLLECT
 from gradnap.errors import GradnapError
 from gradnap.method.collector import Collector, UtteranceError, item_id
-from gradnap.method.metadata import CorpusMeta, Progress
+from gradnap.method.metadata import CorpusMeta, Progress, add_counts
 from gradnap.method.result import Result
 
 __all__ = ["GradNAP", "collect", "corpus_identity", "parse_shard"]
@@ -325,9 +325,10 @@ class GradNAP(Collector):
                     t = torch.from_numpy(a[:g])  # a view: reduced in place
                     dist.all_reduce(t)
         gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, (self.progress, self.problems))
-        self.progress = Progress.combine((p for p, _ in gathered), parallel=True)
-        self.problems = [m for _, probs in gathered for m in probs][: COLLECT.max_problems]
+        dist.all_gather_object(gathered, (self.progress, self.problems, self.listening))
+        self.progress = Progress.combine((p for p, _, _ in gathered), parallel=True)
+        self.problems = [m for _, probs, _ in gathered for m in probs][: COLLECT.max_problems]
+        self.listening = add_counts(*(h for _, _, h in gathered))
         self._corpus = dataclasses.replace(self._corpus, shards=(user_shard,), world_size=world)
 
 
