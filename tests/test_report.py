@@ -107,9 +107,11 @@ def test_build_report_has_every_figure(tiny_result, tmp_path):
     names = sorted(p.name for p in tmp_path.glob("*.png"))
     assert "input_gradnaps.png" in names and "silhouettes.png" in names
     assert "action_potentials_layer2_AE.png" in names and "action_potentials_layer2_T.png" in names
-    assert "dendrogram_layer10.png" in names
+    assert "dendrogram_layer10.png" in names and "listening_offsets.png" in names
     html = index.read_text()
     assert html.count("<figure") == len(names)
+    assert "<h2>Where the model listens</h2>" in html
+    assert f"{result.meta.progress.examples} examples)" in html  # every example has an offset
     assert "optimal input" in html  # model given: optimal inputs drawn
     assert (tmp_path / "silhouettes.json").is_file()
 

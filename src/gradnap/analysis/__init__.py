@@ -10,16 +10,19 @@ from gradnap.analysis.clustering import (
     silhouette,
     silhouette_table,
 )
+from gradnap.analysis.listening import ListeningSummary, listening_summary
 from gradnap.analysis.optimal_input import OptimalInput, optimal_input, optimal_input_for_profile
 from gradnap.analysis.responsiveness import responsiveness, top_neurons
 
 __all__ = [
     "ClusterCut",
     "LayerClustering",
+    "ListeningSummary",
     "OptimalInput",
     "SilhouetteTable",
     "cluster_layers",
     "cluster_profiles",
+    "listening_summary",
     "optimal_input",
     "optimal_input_for_profile",
     "responsiveness",

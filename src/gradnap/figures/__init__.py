@@ -6,6 +6,7 @@ returns the figure; nothing here computes an analysis or calls ``plt.show()``.
 - :mod:`~gradnap.figures.silhouettes` — silhouette scores per layer (Fig. 4);
 - :mod:`~gradnap.figures.dendrogram` — the dendrogram of one layer, coloured by one cut;
 - :mod:`~gradnap.figures.naps` — NAP heatmaps (the baseline);
+- :mod:`~gradnap.figures.listening` — where the model listens (listening offsets);
 - :mod:`~gradnap.figures.save` — rendering headless (Agg) and writing PNGs;
 - :mod:`~gradnap.figures._style` — what they share (colour map, axes, captions, heatmap).
 
@@ -23,6 +24,7 @@ highlight, clusterings, silhouette tables, optimal inputs): the caller computes 
 from gradnap.figures.action import plot_action_potentials
 from gradnap.figures.dendrogram import plot_dendrogram
 from gradnap.figures.input import plot_input_gradnap, plot_input_gradnaps
+from gradnap.figures.listening import plot_listening_offsets
 from gradnap.figures.naps import plot_naps
 from gradnap.figures.save import figure_bytes, save_figure
 from gradnap.figures.silhouettes import plot_silhouettes
@@ -33,6 +35,7 @@ __all__ = [
     "plot_dendrogram",
     "plot_input_gradnap",
     "plot_input_gradnaps",
+    "plot_listening_offsets",
     "plot_naps",
     "plot_silhouettes",
     "save_figure",

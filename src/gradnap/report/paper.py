@@ -219,6 +219,36 @@ def _input_section(report: Report, result, config: ReportConfig, skipped: list[s
     )
 
 
+def listening_figure(result):
+    """The listening offsets of ``result`` and their summary, as one figure."""
+    from gradnap.analysis.listening import listening_summary
+    from gradnap.figures.listening import plot_listening_offsets
+
+    offsets = result.meta.listening_offsets
+    summary = listening_summary(offsets)
+    return summary, plot_listening_offsets(offsets, summary, title="Where the model listens")
+
+
+def _listening_section(report: Report, result, skipped: list[str]) -> None:
+    """The model's listening offset: where the input sensitivity peaks (docs/method.md §1.5)."""
+    if not result.meta.listening_offsets:
+        skipped.append("listening offsets: the result was collected without the input layer")
+        return
+    summary, fig = listening_figure(result)
+    report.heading("Where the model listens")
+    label_time = result.meta.options.label_time
+    report.figure(
+        "listening_offsets",
+        fig,
+        "Listening offset of every example: the input layer's alignment centre t* (where "
+        "the summed |input sensitivity| peaks within the receptive field) minus the centre "
+        f"of the output frame's receptive field; {summary.describe()}. A CTC model emits a "
+        "letter at an offset from its acoustic evidence, so a phone read at the "
+        "receptive-field centre is often not the one the model heard. Phoneme labels of "
+        f"this result are read at: {label_time} (docs/method.md §1.5).",
+    )
+
+
 def _action_section(
     report: Report, result, config: ReportConfig, layer: str | None, model, skipped: list[str]
 ) -> None:
@@ -387,6 +417,7 @@ def build_report(
     _check_layer(result, nap_layer)
 
     _input_section(report, result, config, skipped)
+    _listening_section(report, result, skipped)
     _action_section(report, result, config, action_layer, model, skipped)
     groupings = [g for g in config.cluster_groupings if g in result.groupings]
     groupings += [f"chance_{g}" for g in groupings if f"chance_{g}" in result.groupings]
