@@ -24,12 +24,13 @@ H(letter | phone) in bits (plug-in estimates over the labelled examples), purity
 fraction of labelled examples whose phone is the most frequent phone of their letter),
 the fraction of examples whose label differs from ``centre``'s (an unlabelled example
 counts as the label ``None``), the number of unlabelled examples, the fraction labelled
-``SIL``, and where the labelled phone sits relative to the model's alignment time:
-``t* - centre of the labelled phone's span`` in ms (mean, and mean absolute; 0 = the
-labelled phone is where the model listens). Also the listening offset ``t* - centre``
-(ms; median and IQR) on all, calibration and evaluation utterances, H(phone | letter)
-on two halves of the evaluation utterances (stability), and H(phone | letter) of
-``centre`` plus fixed offsets 0-160 ms (a diagnostic; not used to choose the offset).
+``SIL``, the mean length of the labelled phone spans (ms), and where the labelled phone
+sits relative to the model's alignment time: ``t* - centre of the labelled phone's span``
+in ms (mean, and mean absolute; 0 = the labelled phone is where the model listens).
+Also the listening offset ``t* - centre`` (ms; median and IQR) on all, calibration and
+evaluation utterances, H(phone | letter) on two halves of the evaluation utterances
+(stability), and H(phone | letter) of ``centre`` plus fixed offsets 0-160 ms (a
+diagnostic; not used to choose the offset).
 
 Prints one JSON line per definition, one for the listening offset, then a markdown
 table::
@@ -295,6 +296,7 @@ def evaluate(data: list[dict], offset: float) -> tuple[dict, dict]:
     fs = FRAME_SECONDS
     labels = {d: [] for d in DEFINITIONS}
     span_offsets = {d: [] for d in DEFINITIONS}
+    span_lengths = {d: [] for d in DEFINITIONS}
     letters: list[str] = []
     listen: list[float] = []
     for u in data:
@@ -306,6 +308,7 @@ def evaluate(data: list[dict], offset: float) -> tuple[dict, dict]:
         listen += list((tstar - u["centre"]) * fs * 1000)
         phones = u["phones"]
         mids = np.array([(p.start + p.end) / 2 for p in phones]) if phones else np.zeros(0)
+        durs = np.array([p.end - p.start for p in phones]) if phones else np.zeros(0)
         for d in DEFINITIONS:
             idx = label_spans(
                 d, u["mass"], u["start"], u["length"], u["centre"], phones, offset=offset
@@ -313,6 +316,7 @@ def evaluate(data: list[dict], offset: float) -> tuple[dict, dict]:
             labels[d] += [phones[i].phone if i >= 0 else None for i in idx]
             ok = idx >= 0
             span_offsets[d] += list((tstar[ok] * fs - mids[idx[ok]]) * 1000)
+            span_lengths[d] += list(durs[idx[ok]] * 1000)
     rows = {}
     for d in DEFINITIONS:
         lab = labels[d]
@@ -334,6 +338,7 @@ def evaluate(data: list[dict], offset: float) -> tuple[dict, dict]:
             "tstar_minus_span_centre_ms": float(so.mean()) if so.size else float("nan"),
             "abs_tstar_minus_span_centre_ms": float(np.abs(so).mean()) if so.size else float("nan"),
             "phones": len(set(ph)),
+            "mean_span_ms": float(np.mean(span_lengths[d])) if ph else float("nan"),
         }
     return rows, quartiles(listen)
 
@@ -358,14 +363,16 @@ def offset_sweep(data: list[dict], offsets) -> dict:
 def table(rows: dict) -> str:
     head = (
         "| definition | H(phone\\|letter) bits | H(letter\\|phone) bits | purity | "
-        "differs from centre | unlabelled | SIL | t* − span centre ms (mean / mean abs) |"
+        "differs from centre | unlabelled | SIL | mean span ms | "
+        "t* − span centre ms (mean / mean abs) |"
     )
-    lines = [head, "|" + "---|" * 8]
+    lines = [head, "|" + "---|" * 9]
     for d, r in rows.items():
         lines.append(
             f"| `{d}` | {r['H_phone_given_letter']:.2f} | {r['H_letter_given_phone']:.2f} | "
             f"{r['purity']:.3f} | {r['differs_from_centre']:.1%} | {r['unlabelled']} | "
-            f"{r['sil_fraction']:.1%} | {r['tstar_minus_span_centre_ms']:+.0f} / "
+            f"{r['sil_fraction']:.1%} | {r['mean_span_ms']:.0f} | "
+            f"{r['tstar_minus_span_centre_ms']:+.0f} / "
             f"{r['abs_tstar_minus_span_centre_ms']:.0f} |"
         )
     return "\n".join(lines)
