@@ -1,5 +1,6 @@
 """The collector: known answers, engines and windows, broken utterances (gradnap.method.collector)."""
 
+import itertools
 from collections import Counter
 from types import SimpleNamespace
 
@@ -252,7 +253,7 @@ def phoned(i, x):
     return SimpleNamespace(id=f"u{i}", speaker="s", phones=phones), x
 
 
-@pytest.mark.parametrize("label_time", ["peak", "centroid", "mass"])
+@pytest.mark.parametrize("label_time", ["peak", "centroid", "median", "mass", "centre+42"])
 def test_label_times_read_the_phone_where_the_input_sensitivity_is(label_time):
     model = small_model()
     eng = FrameEngine(model, LAYERS)  # whole-layer windows by per-frame autograd
@@ -278,6 +279,11 @@ def test_label_times_read_the_phone_where_the_input_sensitivity_is(label_time):
             peak = max(cone, key=lambda t: (mass[t], -t))  # first maximum
             offsets[round((peak - geom.centre(tau, geom.num_layers)) * 8)] += 1
             centroid = sum(t * m for t, m in mass.items()) / sum(mass.values())
+            cumulative = itertools.accumulate(mass[t] for t in cone)
+            median = next(
+                t for t, c in zip(cone, cumulative, strict=True) if c >= sum(mass.values()) / 2
+            )
+            shifted = geom.centre(tau, geom.num_layers) + 42 / 8  # 42 ms: never on a span edge
             phone_at = {
                 t: p.phone for p in utt.phones for t in cone if p.start <= t * 0.008 < p.end
             }
@@ -287,8 +293,14 @@ def test_label_times_read_the_phone_where_the_input_sensitivity_is(label_time):
                     per_phone[phone_at[t]] += m
                 want[max(per_phone, key=per_phone.get)] += 1
             else:
-                t = peak if label_time == "peak" else centroid
-                want[next(p.phone for p in utt.phones if p.start <= t * 0.008 < p.end)] += 1
+                t = {"peak": peak, "centroid": centroid, "median": median}.get(label_time, shifted)
+                last = utt.phones[-1]  # spans are half-open; the last one is closed
+                phone = next(
+                    (p.phone for p in utt.phones if p.start <= t * 0.008 < p.end),
+                    last.phone if t * 0.008 == last.end else None,
+                )
+                want[phone] += 1
+    assert got.unlabelled("phoneme") == want.pop(None, 0)
     assert got.counts("phoneme") == dict(want)
     assert got.meta.options.label_time == label_time
     assert got.meta.listening_offsets == dict(sorted(offsets.items()))
@@ -299,5 +311,6 @@ def test_label_times_read_the_phone_where_the_input_sensitivity_is(label_time):
         for i in range(2)
     ]  # merged shards count the same offsets
     assert merge_results(halves).meta.listening_offsets == got.meta.listening_offsets
-    with pytest.raises(GradnapError, match="collect the 'input' layer too"):
-        GradNAP(model, ["1", "3"], groupings="phoneme", label_time=label_time, blank=4)
+    if label_time != "centre+42":
+        with pytest.raises(GradnapError, match="collect the 'input' layer too"):
+            GradNAP(model, ["1", "3"], groupings="phoneme", label_time=label_time, blank=4)

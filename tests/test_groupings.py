@@ -54,10 +54,10 @@ def test_phoneme_at_the_frame_centre_time():
         PhoneSpan("T", 0.040, 0.048),
     )
     frames = np.arange(6)
-    labels = PhonemeGrouping().labels(utt(phones), frames, frames, CLOCK)
+    labels = PhonemeGrouping("centre").labels(utt(phones), frames, frames, CLOCK)
     # 16 ms is the start of AH (spans are [start, end)); 48 ms is the end of the last phone
     assert labels == ["SIL", "AH", "AH", "T", None, None]
-    assert PhonemeGrouping().labels(utt(None), frames, frames, CLOCK) == [None] * 6
+    assert PhonemeGrouping("centre").labels(utt(None), frames, frames, CLOCK) == [None] * 6
 
 
 def test_speaker_and_function_groupings():
@@ -146,7 +146,11 @@ def test_each_label_time_on_a_hand_made_utterance():
     evidence = InputEvidence(peak=np.array([7, 2]), score=score, start=np.array([0, 0]))
     want = {
         "centre": ["A", "A"],  # 28 ms
+        "centre+40": ["B", "B"],  # 68 ms
+        "centre-20": ["A", "A"],  # 8 ms
         "peak": ["B", "A"],  # 56 ms; 16 ms
+        # the first frame with half the mass at or before it: 7 (56 ms); 11 (88 ms)
+        "median": ["B", "C"],
         # sensitivity-weighted mean frame: 45/6 = 7.5 (60 ms); 98/11 = 8.9 (71 ms)
         "centroid": ["B", "B"],
         # B holds all of example 0's mass; C holds 8 of example 1's 11
@@ -158,8 +162,11 @@ def test_each_label_time_on_a_hand_made_utterance():
     assert not PhonemeGrouping("centre").needs_evidence and PhonemeGrouping("mass").needs_evidence
     with pytest.raises(GradnapError, match="needs the input layer"):
         PhonemeGrouping("peak").labels(utt, frames, classes, clock)
-    with pytest.raises(GradnapError, match="choose from centre, peak, centroid, mass"):
+    assert not PhonemeGrouping("centre+40").needs_evidence
+    with pytest.raises(GradnapError, match="choose from median, peak, centroid, mass, centre"):
         PhonemeGrouping("middle")
+    with pytest.raises(GradnapError, match="centre\\+MS"):
+        PhonemeGrouping("centre+")
 
 
 def test_a_label_time_outside_every_span_gives_no_label():
@@ -168,6 +175,6 @@ def test_a_label_time_outside_every_span_gives_no_label():
     score[0, 0] = 1.0  # all the mass at input frame 0 (0 ms), before the first phone
     evidence = InputEvidence(peak=np.array([0]), score=score, start=np.array([0]))
     clock = FrameClock(stride=2.0, offset=1.5)
-    for label_time in ("peak", "centroid", "mass"):
+    for label_time in ("peak", "centroid", "median", "mass"):
         got = PhonemeGrouping(label_time).labels(utt, np.array([0]), np.array([0]), clock, evidence)
         assert got == [None], label_time

@@ -101,11 +101,11 @@ def register(subparsers) -> None:
     p.add_argument(
         "--label-time",
         default=METHOD.label_time,
-        choices=LABEL_TIMES,
-        help="when a phoneme label is read: the output frame's receptive-field centre, or "
-        "where the model listens: the input alignment's peak, the sensitivity-weighted "
-        f"centroid, the phone with the most sensitivity mass (default: {METHOD.label_time}; "
-        "docs/method.md §1.5)",
+        metavar="WHEN",
+        help="when a phoneme label is read: where the model listens, from the input layer's "
+        f"alignment ({', '.join(LABEL_TIMES[:-1])}), or at the receptive-field centre of "
+        "the output frame (centre; centre+68 = 68 ms later) "
+        f"(default: {METHOD.label_time}; docs/method.md §1.5)",
     )
     p.add_argument("--no-naps", action="store_true", help="do not accumulate NAP sums")
     p.add_argument("--limit", type=int, default=None, help="stop after this many utterances")

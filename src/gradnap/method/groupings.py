@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,7 +43,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from gradnap.alphabet import class_label
-from gradnap.defaults import FEATURES, LABEL_TIMES, NUM_CLASSES, PHONE_SET, FeatureConfig
+from gradnap.defaults import (
+    FEATURES,
+    LABEL_TIMES,
+    METHOD,
+    NUM_CLASSES,
+    PHONE_SET,
+    FeatureConfig,
+)
 from gradnap.errors import GradnapError
 from gradnap.features import frame_to_seconds
 from gradnap.geometry import Geometry
@@ -149,26 +157,42 @@ def _phone_index(phones: Sequence[Any], t: np.ndarray) -> np.ndarray:
     return np.where(inside, idx, -1)
 
 
+def parse_label_time(spec: str) -> tuple[str, float]:
+    """``(definition, offset in ms)`` of a label-time specification: one of
+    :data:`~gradnap.defaults.LABEL_TIMES`, or ``"centre+68"`` / ``"centre-20"`` (the
+    receptive-field centre shifted by that many ms)."""
+    if spec in LABEL_TIMES:
+        return spec, 0.0
+    m = re.fullmatch(r"centre([+-]\d+(?:\.\d+)?)", str(spec))
+    if m is None:
+        raise GradnapError(
+            f"label time {spec!r}: choose from {', '.join(LABEL_TIMES)}, "
+            "or centre+MS / centre-MS (a fixed offset in ms)"
+        )
+    return "centre", float(m.group(1))
+
+
 class PhonemeGrouping:
     """The phone at the example's label time (docs/method.md §1.5).
 
-    ``label_time``: ``"centre"``: the receptive-field centre of the output frame;
-    ``"peak"``: the input layer's alignment centre ``t*``; ``"centroid"``: the
-    sensitivity-weighted mean time of the input frames in the cone; ``"mass"``: the phone
-    whose span holds the largest share of the input sensitivity in the cone. All but
-    ``"centre"`` need the input layer (:class:`InputEvidence`).
+    ``label_time``: where the model listens, from the input layer's alignment
+    (:class:`InputEvidence`, mass ``m(t) = sum_f |S_0[f, t]|`` over the frame's cone):
+    ``"median"`` (default): the mass-weighted median time; ``"peak"``: ``t*``, the time of
+    the largest mass; ``"centroid"``: the mass-weighted mean time; ``"mass"``: the phone
+    whose span holds the largest share of the mass. Or at a fixed place: ``"centre"``: the
+    receptive-field centre of the output frame; ``"centre+68"``: 68 ms after it. An
+    example whose mass is all zero gets no label from the mass-based definitions.
     """
 
     name = "phoneme"
     kind = "builtin"
     size_hint = len(PHONE_SET)
 
-    def __init__(self, label_time: str = "centre") -> None:
-        if label_time not in LABEL_TIMES:
-            raise GradnapError(f"label time {label_time!r}: choose from {', '.join(LABEL_TIMES)}")
+    def __init__(self, label_time: str = METHOD.label_time) -> None:
         self.label_time = label_time
+        self._definition, self._offset_ms = parse_label_time(label_time)
         #: The collector passes :class:`InputEvidence` to :meth:`labels`.
-        self.needs_evidence = label_time != "centre"
+        self.needs_evidence = self._definition != "centre"
 
     def labels(
         self, utterance, frames, classes, clock, evidence: InputEvidence | None = None
@@ -176,29 +200,33 @@ class PhonemeGrouping:
         phones = getattr(utterance, "phones", None)
         if not phones:
             return [None] * len(frames)
-        if self.label_time == "centre":
-            idx = _phone_index(phones, clock.centre_seconds(frames))
+        how = self._definition
+        if how == "centre":
+            idx = _phone_index(phones, clock.centre_seconds(frames) + self._offset_ms / 1000.0)
         elif evidence is None:
             raise GradnapError(f"label time {self.label_time!r} needs the input layer")
-        elif self.label_time == "peak":
+        elif how == "peak":
             idx = _phone_index(phones, frame_to_seconds(evidence.peak, clock.features))
         else:
             mass = np.where(np.isfinite(evidence.score), evidence.score, 0.0)  # (n, We)
+            mass = np.maximum(mass, 0.0)
             pos = evidence.start[:, None] + np.arange(mass.shape[1])  # (n, We) input frames
-            if self.label_time == "centroid":
-                total = mass.sum(axis=1)
-                t = np.where(
-                    total > 0, (mass * pos).sum(axis=1) / np.maximum(total, 1e-30), evidence.peak
-                )
-                idx = _phone_index(phones, frame_to_seconds(t, clock.features))
-            else:  # mass: the phone with the largest sensitivity mass
+            total = mass.sum(axis=1)
+            if how == "mass":  # the phone with the largest sensitivity mass
                 where = _phone_index(phones, frame_to_seconds(pos, clock.features))  # (n, We)
                 per_phone = np.zeros((len(frames), len(phones) + 1))
                 rows = np.broadcast_to(np.arange(len(frames))[:, None], where.shape)
                 np.add.at(per_phone, (rows, where + 1), mass)  # column 0: no phone
                 per_phone[:, 0] = 0.0
-                best = per_phone.argmax(axis=1)
-                idx = np.where(per_phone.max(axis=1) > 0, best - 1, -1)
+                idx = np.where(per_phone.max(axis=1) > 0, per_phone.argmax(axis=1) - 1, -1)
+            else:
+                if how == "centroid":
+                    t = (mass * pos).sum(axis=1) / np.maximum(total, 1e-300)
+                else:  # median: the first time with half the mass at or before it
+                    half = np.cumsum(mass, axis=1) >= 0.5 * total[:, None]
+                    t = pos[np.arange(len(frames)), half.argmax(axis=1)].astype(np.float64)
+                idx = _phone_index(phones, frame_to_seconds(t, clock.features))
+            idx = np.where(total > 0, idx, -1)
         return [phones[i].phone if i >= 0 else None for i in idx.tolist()]
 
 
@@ -264,7 +292,7 @@ def _check_name(name: str) -> str:
 
 def make_groupings(
     spec: str | LabelFunction | Grouping | Iterable | Mapping[str, LabelFunction],
-    label_time: str = "centre",
+    label_time: str = METHOD.label_time,
 ) -> list[Grouping]:
     """Groupings from a specification.
 
