@@ -34,9 +34,10 @@ def test_round_trip_with_numpy_alone(result, tmp_path):
     # a GradNAP from the raw arrays with plain numpy, as docs/results.md describes it
     layer, grouping = "1", "parity"
     labels = arrays[f"sums/{grouping}/labels"].tolist()
-    act = arrays[f"sums/{grouping}/{layer}/act_sum"]  # (G, C, W)
-    grad = arrays[f"sums/{grouping}/{layer}/grad_sum"]
-    count = arrays[f"sums/{grouping}/{layer}/count"][:, None, :]  # (G, 1, W)
+    # format 2: per-fold sums (G, K, C, W), (G, K, W); the totals are their sum over axis 1
+    act = arrays[f"sums/{grouping}/{layer}/act_sum"].sum(1)  # (G, C, W)
+    grad = arrays[f"sums/{grouping}/{layer}/grad_sum"].sum(1)
+    count = arrays[f"sums/{grouping}/{layer}/count"].sum(1)[:, None, :]  # (G, 1, W)
     M = act.sum(0) / np.maximum(count.sum(0), 1)
     for g, label in enumerate(labels):
         a = np.where(count[g] > 0, act[g] / np.maximum(count[g], 1), M)

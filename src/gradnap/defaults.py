@@ -72,6 +72,10 @@ class MethodConfig:
     min_count: int = 20
     #: Target frames per engine chunk.
     chunk_frames: int = 128
+    #: Folds of the per-fold sums (docs/method.md §6).
+    folds: int = 5
+    #: What the fold hash is taken of: "utterance" (id) or "speaker".
+    fold_key: str = "utterance"
 
 
 METHOD = MethodConfig()

@@ -44,8 +44,10 @@ from gradnap.method.accumulators import (
     Accumulators,
     ChunkRows,
     ChunkStats,
+    FOLD_KEYS,
     GroupingSums,
     chunk_stats,
+    fold_of,
 )
 from gradnap.method.examples import EXAMPLE_MODES, select_examples
 from gradnap.method.groupings import ALL, AllGrouping, FrameClock, Grouping, make_groupings
@@ -127,6 +129,7 @@ class _Plan:
     chunk: ChunkRows | None
     source: str | None = None
     group: int = 0
+    fold: int = 0
 
 
 class Collector:
@@ -186,6 +189,8 @@ class Collector:
         blank: int = BLANK_INDEX,
         features: FeatureConfig | None = None,
         threads: int | None = None,
+        folds: int = METHOD.folds,
+        fold_key: str = METHOD.fold_key,
     ) -> None:
         if target not in TARGETS:
             raise GradnapError(f"target {target!r}: choose from {', '.join(TARGETS)}")
@@ -193,6 +198,10 @@ class Collector:
             raise GradnapError(f"examples {examples!r}: choose from {', '.join(EXAMPLE_MODES)}")
         if int(min_count) < 0:
             raise GradnapError(f"min_count {min_count}: must be >= 0")
+        if int(folds) < 1:
+            raise GradnapError(f"folds {folds}: must be >= 1")
+        if fold_key not in FOLD_KEYS:
+            raise GradnapError(f"fold_key {fold_key!r}: choose from {', '.join(FOLD_KEYS)}")
         if int(chunk_frames) < 1:
             raise GradnapError(f"chunk_frames {chunk_frames}: must be >= 1")
         model.eval()
@@ -214,6 +223,8 @@ class Collector:
         self.min_count = int(min_count)
         self.naps = bool(naps)
         self.chunk_frames = int(chunk_frames)
+        self.folds = int(folds)
+        self.fold_key = fold_key
         self.blank = int(blank)
         self.features = features if features is not None else getattr(model, "features", FEATURES)
         self.windows = self._check_windows(window)
@@ -309,6 +320,7 @@ class Collector:
             {g.name: getattr(g, "size_hint", 0) for g in self.groupings},
             {name: d.shape for name, d in info.items()},
             self.naps,
+            self.folds,
         )
 
     def _estimate(self, n_features: int) -> tuple[dict[str, tuple[int, float]], FrameClock]:
@@ -417,6 +429,7 @@ class Collector:
         updated with the examples done.
         """
         uid = item_id(utterance, self.progress.utterances)
+        fold = self._fold(uid, utterance)
         with one_thread():
             x = self._check_features(uid, features)
         fwd = self._forward(uid, x)  # the engine's own threads
@@ -439,7 +452,9 @@ class Collector:
             fr, cl = frames[s : s + self.chunk_frames], classes[s : s + self.chunk_frames]
             wins = self.engine.sensitivities(fwd, fr, cl)  # the engine's own threads
             with torch.no_grad(), one_thread():
-                plan = self._begin_chunk(gids, slice(s, s + self.chunk_frames), int(fr.numel()))
+                plan = self._begin_chunk(
+                    gids, slice(s, s + self.chunk_frames), int(fr.numel()), fold
+                )
 
                 # layers are independent: their windows and sums on the collector's threads
                 step = functools.partial(
@@ -491,7 +506,19 @@ class Collector:
         )
         return chunk_stats(aligned, self.naps)
 
-    def _begin_chunk(self, gids: dict[str, torch.Tensor], rows: slice, n: int) -> list[_Plan]:
+    def _fold(self, uid: str, utterance: Any) -> int:
+        """The fold of an utterance (docs/method.md §6): a hash of its id or speaker."""
+        key = uid
+        if self.fold_key == "speaker":
+            speaker = getattr(utterance, "speaker", None)
+            if speaker is None:
+                raise GradnapError(f"{uid}: fold_key='speaker' but the utterance has no speaker")
+            key = str(speaker)
+        return fold_of(key, self.folds)
+
+    def _begin_chunk(
+        self, gids: dict[str, torch.Tensor], rows: slice, n: int, fold: int = 0
+    ) -> list[_Plan]:
         """Count a chunk's examples in every grouping; returns, per grouping, its rows and
         the grouping whose partial sums it adds up instead (the dataset-wide ``all``
         grouping, last, is summed from a grouping that labels every example of the chunk:
@@ -504,9 +531,9 @@ class Collector:
             if g.name == ALL and source is not None:
                 group = int(gids[ALL][rows][0])
                 sums.begin_total(n, group)
-                plan.append(_Plan(sums, None, source, group))
+                plan.append(_Plan(sums, None, source, group, fold))
                 continue
-            chunk = sums.begin_chunk(gids[g.name][rows])
+            chunk = sums.begin_chunk(gids[g.name][rows], fold)
             plan.append(_Plan(sums, chunk))
             if source is None and chunk is not None and chunk.complete:
                 source = sums.name
@@ -518,7 +545,7 @@ class Collector:
         parts: dict[str, dict[str, torch.Tensor]] = {}
         for step in plan:
             if step.source is not None:
-                step.sums.add_total(layer, step.group, parts[step.source])
+                step.sums.add_total(layer, step.group, parts[step.source], step.fold)
             elif step.chunk is not None:
                 parts[step.sums.name] = step.sums.add_layer(layer, step.chunk, stats)
 
@@ -537,6 +564,8 @@ class Collector:
             frame_seconds=self.features.frame_seconds,
             n_features=self._n_features,
             features=dataclasses.asdict(self.features),
+            folds=self.folds,
+            fold_key=self.fold_key,
         )
 
     def planned_meta(self, like: RunMeta, corpus: CorpusMeta) -> RunMeta:
@@ -608,4 +637,5 @@ class Collector:
             {g.name: getattr(g, "size_hint", 0) for g in self.groupings},
             {d.name: d.shape for d in meta.layers},
             self.naps,
+            self.folds,
         )
