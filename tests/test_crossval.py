@@ -72,7 +72,9 @@ def test_planted_clusters_give_a_clearly_positive_score():
     sizes = [40, 300, 80, 1000, 60, 500, 30, 200]
     offsets = np.zeros((len(sizes), C, W))
     offsets[::2] += 0.8  # two clusters: even and odd groups
-    fp = fold_profiles_from_sums(_labels(len(sizes)), *_sums(sizes, rng, offsets), kind="activation")
+    fp = fold_profiles_from_sums(
+        _labels(len(sizes)), *_sums(sizes, rng, offsets), kind="activation"
+    )
     s = cluster_score(fp)
     assert s.score > 0.5 and s.score > 5 * s.uncertainty
     assert crossval_distances(fp).signal_share > 0.5

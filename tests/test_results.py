@@ -154,3 +154,35 @@ def test_merge_cli_adds_shards(tmp_path, capsys):
                     )
     assert main(["merge", str(paths[0]), str(paths[0]), "--out", str(out)]) == 2
     assert "appears twice" in capsys.readouterr().err
+
+
+def test_version_1_files_load_as_one_fold(result, tmp_path):
+    import json as _json
+
+    from gradnap.analysis.crossval import fold_profiles
+    from gradnap.errors import GradnapError
+    from gradnap.method.result import Result
+
+    path = result.save(tmp_path / "v2.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = _json.loads(arrays.pop("meta").item())
+    meta["format_version"] = 1
+    del meta["options"]["folds"], meta["options"]["fold_key"]
+    v1 = {}
+    for k, v in arrays.items():  # version 1: totals, no fold axis
+        if k.rsplit("/", 1)[-1] in ("act_sum", "grad_sum", "count", "act_sqsum"):
+            v = v.sum(1)
+        v1[k] = v
+    np.savez(tmp_path / "v1.npz", meta=np.array(_json.dumps(meta)), **v1)
+    old = Result.load(tmp_path / "v1.npz")
+    assert old.folds == 1
+    for g in result.groupings:
+        for layer in result.layers:
+            for label, p in result.profiles(layer, g).items():
+                np.testing.assert_allclose(old.profile(layer, label, g), p, rtol=1e-12)
+    with pytest.raises(GradnapError, match="collect again"):
+        fold_profiles(old, result.layers[-1], result.groupings[0])
+    # saved again, it is a version-2 file of one fold
+    again = Result.load(old.save(tmp_path / "again.npz"))
+    assert again.folds == 1 and again.meta.format_version == 2

@@ -102,7 +102,9 @@ class FoldProfiles:
     def pooled(self, folds: Sequence[int]) -> np.ndarray:
         """``(G, D)`` profiles from the sums of ``folds`` added up."""
         act, grad, count = (s[list(folds)].sum(axis=0) for s in self.sums)
-        return profiles_from_sums(act, grad, count, self.kind)[self.rows].reshape(len(self.rows), -1)
+        return profiles_from_sums(act, grad, count, self.kind)[self.rows].reshape(
+            len(self.rows), -1
+        )
 
 
 def fold_profiles_from_sums(

@@ -41,10 +41,10 @@ from gradnap.errors import GradnapError
 from gradnap.features import mel_frequencies
 from gradnap.geometry import Geometry
 from gradnap.method.accumulators import (
+    FOLD_KEYS,
     Accumulators,
     ChunkRows,
     ChunkStats,
-    FOLD_KEYS,
     GroupingSums,
     chunk_stats,
     fold_of,
