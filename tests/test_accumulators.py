@@ -80,3 +80,45 @@ def test_reorder_keeps_sums_per_label():
     assert after["examples"].tolist() == [0, 2, 2]
     np.testing.assert_array_equal(after["L/act_sum"][2], before["L/act_sum"][0])
     np.testing.assert_array_equal(after["L/act_sum"][0], 0.0)
+
+
+def test_fold_of_is_a_stable_hash():
+    import subprocess
+    import sys
+
+    from gradnap.method.accumulators import fold_of
+
+    ids = [f"spk{i}-utt{i * 7}" for i in range(50)]
+    here = [fold_of(u, 5) for u in ids]
+    assert here == [fold_of(u, 5) for u in reversed(ids)][::-1]
+    assert set(here) == set(range(5))
+    code = "from gradnap.method.accumulators import fold_of; import sys; " + (
+        "print(' '.join(str(fold_of(u, 5)) for u in sys.argv[1:]))"
+    )
+    import os
+
+    env = dict(os.environ, PYTHONHASHSEED="123")
+    out = subprocess.run(
+        [sys.executable, "-c", code, *ids], capture_output=True, text=True, env=env, check=True
+    )
+    assert [int(x) for x in out.stdout.split()] == here
+
+
+def test_per_fold_sums_add_up_to_the_totals():
+    import torch
+
+    from gradnap.method.accumulators import ChunkStats, LayerSums, totals
+
+    rng = np.random.default_rng(0)
+    one, three = LayerSums.zeros(4, 2, 3, naps=False), LayerSums.zeros(4, 2, 3, False, folds=3)
+    for chunk in range(6):
+        n = 5
+        act = torch.from_numpy(rng.standard_normal((n, 2, 3)).astype(np.float32))
+        stats = ChunkStats(act, act * 2, torch.ones(n, 3), act.square().sum(2), None, None)
+        groups = torch.from_numpy(rng.integers(0, 4, n))
+        one.add(None, groups, stats)
+        three.add(None, groups, stats, fold=chunk % 3)
+    for field, a in one.fields().items():
+        assert three.fields()[field].shape[1] == 3
+        np.testing.assert_array_equal(totals(field, a), a[:, 0])
+        np.testing.assert_allclose(totals(field, three.fields()[field]), a[:, 0], rtol=1e-12)

@@ -34,9 +34,10 @@ def test_round_trip_with_numpy_alone(result, tmp_path):
     # a GradNAP from the raw arrays with plain numpy, as docs/results.md describes it
     layer, grouping = "1", "parity"
     labels = arrays[f"sums/{grouping}/labels"].tolist()
-    act = arrays[f"sums/{grouping}/{layer}/act_sum"]  # (G, C, W)
-    grad = arrays[f"sums/{grouping}/{layer}/grad_sum"]
-    count = arrays[f"sums/{grouping}/{layer}/count"][:, None, :]  # (G, 1, W)
+    # format 2: per-fold sums (G, K, C, W), (G, K, W); the totals are their sum over axis 1
+    act = arrays[f"sums/{grouping}/{layer}/act_sum"].sum(1)  # (G, C, W)
+    grad = arrays[f"sums/{grouping}/{layer}/grad_sum"].sum(1)
+    count = arrays[f"sums/{grouping}/{layer}/count"].sum(1)[:, None, :]  # (G, 1, W)
     M = act.sum(0) / np.maximum(count.sum(0), 1)
     for g, label in enumerate(labels):
         a = np.where(count[g] > 0, act[g] / np.maximum(count[g], 1), M)
@@ -153,3 +154,35 @@ def test_merge_cli_adds_shards(tmp_path, capsys):
                     )
     assert main(["merge", str(paths[0]), str(paths[0]), "--out", str(out)]) == 2
     assert "appears twice" in capsys.readouterr().err
+
+
+def test_version_1_files_load_as_one_fold(result, tmp_path):
+    import json as _json
+
+    from gradnap.analysis.crossval import fold_profiles
+    from gradnap.errors import GradnapError
+    from gradnap.method.result import Result
+
+    path = result.save(tmp_path / "v2.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = _json.loads(arrays.pop("meta").item())
+    meta["format_version"] = 1
+    del meta["options"]["folds"], meta["options"]["fold_key"]
+    v1 = {}
+    for k, v in arrays.items():  # version 1: totals, no fold axis
+        if k.rsplit("/", 1)[-1] in ("act_sum", "grad_sum", "count", "act_sqsum"):
+            v = v.sum(1)
+        v1[k] = v
+    np.savez(tmp_path / "v1.npz", meta=np.array(_json.dumps(meta)), **v1)
+    old = Result.load(tmp_path / "v1.npz")
+    assert old.folds == 1
+    for g in result.groupings:
+        for layer in result.layers:
+            for label, p in result.profiles(layer, g).items():
+                np.testing.assert_allclose(old.profile(layer, label, g), p, rtol=1e-12)
+    with pytest.raises(GradnapError, match="collect again"):
+        fold_profiles(old, result.layers[-1], result.groupings[0])
+    # saved again, it is a version-2 file of one fold
+    again = Result.load(old.save(tmp_path / "again.npz"))
+    assert again.folds == 1 and again.meta.format_version == 2

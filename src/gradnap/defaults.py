@@ -78,6 +78,12 @@ class MethodConfig:
     #: "median" was the most consistent with the predicted letter of the definitions
     #: that need no calibration (docs/analyses.md, "Phone label time").
     label_time: str = "median"
+    #: Folds of the per-fold sums (docs/method.md §6); 1 keeps totals only. K >= 2 enables
+    #: the cross-validated analyses (gradnap.analysis.crossval) and multiplies the size
+    #: of the activation and sensitivity sums by K.
+    folds: int = 1
+    #: What the fold hash is taken of: "utterance" (id) or "speaker".
+    fold_key: str = "utterance"
 
 
 METHOD = MethodConfig()

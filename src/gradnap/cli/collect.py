@@ -107,6 +107,19 @@ def register(subparsers) -> None:
         "the output frame (centre; centre+68 = 68 ms later) "
         f"(default: {METHOD.label_time}; docs/method.md §1.5)",
     )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=METHOD.folds,
+        help="keep the sums per fold (K >= 2 enables the cross-validated analyses; the sums "
+        f"grow K-fold; default: {METHOD.folds}; docs/method.md §6)",
+    )
+    p.add_argument(
+        "--fold-key",
+        default=METHOD.fold_key,
+        choices=("utterance", "speaker"),
+        help=f"what the fold hash is taken of (default: {METHOD.fold_key})",
+    )
     p.add_argument("--no-naps", action="store_true", help="do not accumulate NAP sums")
     p.add_argument("--limit", type=int, default=None, help="stop after this many utterances")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -152,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         naps=not args.no_naps,
         chunk_frames=args.chunk_frames,
         label_time=args.label_time,
+        folds=args.folds,
+        fold_key=args.fold_key,
     )
     nap.model_source = str(args.model)
     checkpoint = args.checkpoint or Path(f"{args.out}.partial")

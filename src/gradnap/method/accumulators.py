@@ -11,10 +11,16 @@ One representation: the sums are numpy arrays from the first example to the resu
 and :meth:`Accumulators.from_arrays` are the only place that knows the array names of a
 result file (``sums/<grouping>/labels``, ``sums/<grouping>/examples``,
 ``sums/<grouping>/<layer>/<field>``; see ``docs/results.md``).
+
+Folds (docs/method.md §6): every example belongs to one of ``K`` folds, by a hash of its
+utterance id (:func:`fold_of`). The sums of activations, sensitivities, counts and squared
+activations keep one row per fold (axis 1, ``(G, K, ...)``); the totals are their sum over
+axis 1 (:func:`totals`). NAP sums are totals only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,7 +31,19 @@ import torch
 from gradnap.errors import GradnapError
 from gradnap.method.windows import Aligned
 
-__all__ = ["Accumulators", "ChunkRows", "ChunkStats", "GroupingSums", "LayerSums", "chunk_stats"]
+__all__ = [
+    "Accumulators",
+    "ChunkRows",
+    "ChunkStats",
+    "FOLDED",
+    "FOLD_KEYS",
+    "GroupingSums",
+    "LayerSums",
+    "chunk_stats",
+    "fold_of",
+    "totals",
+    "upgrade_arrays",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +91,44 @@ def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
 
 _FIELDS = ("act_sum", "grad_sum", "count", "act_sqsum", "sorted_sum", "sorted_count")
 _INT_FIELDS = ("count", "sorted_count")
+#: What the fold hash of an example is taken of (docs/method.md §6).
+FOLD_KEYS = ("utterance", "speaker")
+#: Fields with a fold axis (axis 1): ``(G, K, ...)``.
+FOLDED = ("act_sum", "grad_sum", "count", "act_sqsum")
+
+
+def fold_of(key: str, folds: int) -> int:
+    """The fold ``0 .. folds-1`` of an utterance (or speaker) id ``key``.
+
+    The first 8 bytes of the SHA-256 of the UTF-8 id, modulo ``folds``: the same in every
+    process, shard, worker and resumed run (unlike Python's salted ``hash``).
+    """
+    if folds < 1:
+        raise GradnapError(f"folds {folds}: must be >= 1")
+    digest = hashlib.sha256(str(key).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
+def totals(field: str, a: np.ndarray) -> np.ndarray:
+    """The sums over all folds of one field: ``(G, K, ...)`` -> ``(G, ...)`` (fields
+    without a fold axis are returned as they are)."""
+    if field not in FOLDED:
+        return a
+    if a.shape[1] == 1:
+        return a[:, 0]
+    return a.sum(axis=1)
+
+
+def upgrade_arrays(arrays: Mapping[str, np.ndarray], version: int) -> dict[str, np.ndarray]:
+    """The arrays of a result file of format ``version`` in today's layout: version 1
+    (no folds) gets a fold axis of length 1 on the folded fields (views, no copy)."""
+    out = dict(arrays)
+    if version >= 2:
+        return out
+    for key, value in arrays.items():
+        if key.startswith(PREFIX + "/") and key.rsplit("/", 1)[-1] in FOLDED:
+            out[key] = value[:, None]
+    return out
 
 
 def _view(a: np.ndarray) -> torch.Tensor:
@@ -88,6 +144,8 @@ class ChunkRows:
     rows: torch.Tensor | None
     #: ``(m,)`` int64 group index of each labelled example.
     groups: torch.Tensor
+    #: The fold of the chunk's utterance.
+    fold: int = 0
 
     @property
     def complete(self) -> bool:
@@ -97,11 +155,12 @@ class ChunkRows:
 
 @dataclass
 class LayerSums:
-    """Sums of one grouping in one layer, first axis = group (numpy arrays).
+    """Sums of one grouping in one layer, first axis = group, second = fold (numpy arrays).
 
-    ``act_sum``, ``grad_sum``: ``(G, C, W)`` float64 sums of aligned activations and
-    sensitivities; ``count``: ``(G, W)`` int64 examples with data at each position;
-    ``act_sqsum``: ``(G, C)`` float64 sum of squared activations over valid positions;
+    ``act_sum``, ``grad_sum``: ``(G, K, C, W)`` float64 sums of aligned activations and
+    sensitivities per fold; ``count``: ``(G, K, W)`` int64 examples with data at each
+    position; ``act_sqsum``: ``(G, K, C)`` float64 sum of squared activations over valid
+    positions;
     ``sorted_sum``: ``(G, C, W)`` float64 sums of per-neuron sorted activations (NAPs) and
     ``sorted_count``: ``(G, W)`` int64 examples with data at each rank (``None`` when
     NAPs are off). ``G`` may exceed the number of labels (room made up front).
@@ -115,13 +174,15 @@ class LayerSums:
     sorted_count: np.ndarray | None = None
 
     @classmethod
-    def zeros(cls, groups: int, channels: int, width: int, naps: bool = True) -> LayerSums:
-        f64, i64 = np.float64, np.int64
+    def zeros(
+        cls, groups: int, channels: int, width: int, naps: bool = True, folds: int = 1
+    ) -> LayerSums:
+        f64, i64, k = np.float64, np.int64, folds
         return cls(
-            np.zeros((groups, channels, width), dtype=f64),
-            np.zeros((groups, channels, width), dtype=f64),
-            np.zeros((groups, width), dtype=i64),
-            np.zeros((groups, channels), dtype=f64),
+            np.zeros((groups, k, channels, width), dtype=f64),
+            np.zeros((groups, k, channels, width), dtype=f64),
+            np.zeros((groups, k, width), dtype=i64),
+            np.zeros((groups, k, channels), dtype=f64),
             np.zeros((groups, channels, width), dtype=f64) if naps else None,
             np.zeros((groups, width), dtype=i64) if naps else None,
         )
@@ -133,7 +194,12 @@ class LayerSums:
     @property
     def shape(self) -> tuple[int, int]:
         """``(C, W)``."""
-        return self.act_sum.shape[1], self.act_sum.shape[2]
+        return self.act_sum.shape[2], self.act_sum.shape[3]
+
+    @property
+    def folds(self) -> int:
+        """``K``."""
+        return self.act_sum.shape[1]
 
     def fields(self) -> dict[str, np.ndarray]:
         """Non-empty fields by name."""
@@ -151,10 +217,11 @@ class LayerSums:
             setattr(self, name, z)
 
     def add(
-        self, rows: torch.Tensor | None, groups: torch.Tensor, stats: ChunkStats
+        self, rows: torch.Tensor | None, groups: torch.Tensor, stats: ChunkStats, fold: int = 0
     ) -> dict[str, torch.Tensor]:
         """Add examples ``rows`` (``(m,)`` indices into ``stats``, or ``None`` = all) to
-        ``groups`` (``(m,)`` int64 group index of each added row).
+        ``groups`` (``(m,)`` int64 group index of each added row) in fold ``fold`` (a chunk
+        lies in one utterance, hence in one fold).
 
         Sums are first formed in float32 over the chunk (at most a few hundred examples)
         per group present, then added to the float64 accumulators, so the order of
@@ -182,17 +249,28 @@ class LayerSums:
             else:
                 part = torch.zeros((uniq.numel(),) + tuple(src.shape[1:]), dtype=src.dtype)
                 parts[name] = part.index_add_(0, inv, src)
-        self.add_parts(uniq, parts)
+        self.add_parts(uniq, parts, fold)
         return parts
 
-    def add_parts(self, groups: torch.Tensor, parts: Mapping[str, torch.Tensor]) -> None:
-        """Add per-group partial sums ``parts[field]`` ``(m, ...)`` to groups ``groups`` ``(m,)``."""
+    def add_parts(
+        self, groups: torch.Tensor, parts: Mapping[str, torch.Tensor], fold: int = 0
+    ) -> None:
+        """Add per-group partial sums ``parts[field]`` ``(m, ...)`` to groups ``groups``
+        ``(m,)`` of fold ``fold``."""
+        k = self.folds
+        if not 0 <= fold < k:
+            raise GradnapError(f"fold {fold} outside 0..{k - 1}")
+        rows = groups * k + fold
         for name, acc in self.fields().items():
             part = parts[name]
             if name in _INT_FIELDS:
                 part = part.round()
-            target = _view(acc)
-            target.index_add_(0, groups, part.to(target.dtype))
+            if name in FOLDED:  # fold-major rows of a (G*K, ...) view: one index_add
+                target = _view(acc.reshape((-1,) + acc.shape[2:]))
+                target.index_add_(0, rows, part.to(target.dtype))
+            else:
+                target = _view(acc)
+                target.index_add_(0, groups, part.to(target.dtype))
 
 
 class GroupingSums:
@@ -205,17 +283,20 @@ class GroupingSums:
         layer_shapes: Mapping[str, tuple[int, int]],
         naps: bool = True,
         size_hint: int = 0,
+        folds: int = 1,
     ):
         """``size_hint``: expected number of groups (room is made for them up front; more
-        groups grow the accumulators)."""
+        groups grow the accumulators); ``folds``: ``K``."""
         self.name = name
         self.labels: list[str] = []
         self.index: dict[str, int] = {}
         self.examples = np.zeros(max(size_hint, 0), dtype=np.int64)
         self.unlabelled = 0
         self.naps = naps
+        self.folds = int(folds)
         self.layers = {
-            layer: LayerSums.zeros(size_hint, c, w, naps) for layer, (c, w) in layer_shapes.items()
+            layer: LayerSums.zeros(size_hint, c, w, naps, self.folds)
+            for layer, (c, w) in layer_shapes.items()
         }
 
     def group_ids(self, labels: Iterable[str | None]) -> torch.Tensor:
@@ -241,8 +322,9 @@ class GroupingSums:
         for sums in self.layers.values():
             sums.grow(g)
 
-    def begin_chunk(self, gid: torch.Tensor) -> ChunkRows | None:
-        """Count one chunk's examples: ``gid`` ``(n,)`` from :meth:`group_ids`. Returns the
+    def begin_chunk(self, gid: torch.Tensor, fold: int = 0) -> ChunkRows | None:
+        """Count one chunk's examples (all of fold ``fold``): ``gid`` ``(n,)`` from
+        :meth:`group_ids`. Returns the
         rows to add to each layer (:meth:`add_layer`), ``None`` when none has a label."""
         labelled = gid >= 0
         self.unlabelled += int((~labelled).sum())
@@ -251,18 +333,18 @@ class GroupingSums:
         rows = None if bool(labelled.all()) else labelled.nonzero().flatten()
         groups = gid if rows is None else gid[rows]
         _view(self.examples).index_add_(0, groups, torch.ones_like(groups))
-        return ChunkRows(rows, groups)
+        return ChunkRows(rows, groups, fold)
 
     def add_layer(self, layer: str, chunk: ChunkRows, stats: ChunkStats) -> dict[str, torch.Tensor]:
         """Add one layer's ``stats`` of a chunk; returns the per-group partial sums
         (field -> ``(m, ...)``), whose sum over groups is the chunk's total when every
         example has a label (:meth:`add_total`). Layers are independent: different
         layers may be added from different threads."""
-        return self.layers[layer].add(chunk.rows, chunk.groups, stats)
+        return self.layers[layer].add(chunk.rows, chunk.groups, stats, chunk.fold)
 
-    def add(self, gid: torch.Tensor, stats: Mapping[str, ChunkStats]) -> None:
+    def add(self, gid: torch.Tensor, stats: Mapping[str, ChunkStats], fold: int = 0) -> None:
         """Add one chunk of every layer (``stats``: layer -> :class:`ChunkStats`)."""
-        chunk = self.begin_chunk(gid)
+        chunk = self.begin_chunk(gid, fold)
         if chunk is not None:
             for layer in self.layers:
                 self.add_layer(layer, chunk, stats[layer])
@@ -271,11 +353,14 @@ class GroupingSums:
         """Count ``n`` examples of group ``group`` whose sums come from :meth:`add_total`."""
         self.examples[group] += n
 
-    def add_total(self, layer: str, group: int, parts: Mapping[str, torch.Tensor]) -> None:
-        """Add another grouping's partial sums of one layer, summed, to group ``group``."""
+    def add_total(
+        self, layer: str, group: int, parts: Mapping[str, torch.Tensor], fold: int = 0
+    ) -> None:
+        """Add another grouping's partial sums of one layer, summed, to group ``group`` of
+        fold ``fold``."""
         # in float64: the rows' order (group numbering) differs between runs and shards
         total = {k: v.to(torch.float64).sum(dim=0, keepdim=True) for k, v in parts.items()}
-        self.layers[layer].add_parts(torch.tensor([group]), total)
+        self.layers[layer].add_parts(torch.tensor([group]), total, fold)
 
     def merge(self, other: GroupingSums) -> None:
         """Add ``other`` (same layers and window widths) into this one, by label."""
@@ -304,14 +389,15 @@ class GroupingSums:
         missing = set(self.labels) - set(labels)
         if missing:
             raise GradnapError(f"grouping {self.name!r}: reorder drops {sorted(missing)}")
-        old = GroupingSums(self.name, {}, self.naps)
+        old = GroupingSums(self.name, {}, self.naps, folds=self.folds)
         old.labels, old.index = self.labels, self.index
         old.examples, old.layers, old.unlabelled = self.examples, self.layers, self.unlabelled
         self.labels, self.index = [], {}
         self.examples = np.zeros(0, dtype=np.int64)
         self.unlabelled = 0
         self.layers = {
-            layer: LayerSums.zeros(0, *s.shape, self.naps) for layer, s in old.layers.items()
+            layer: LayerSums.zeros(0, *s.shape, self.naps, self.folds)
+            for layer, s in old.layers.items()
         }
         self.group_ids(list(labels))
         self.merge(old)
@@ -343,7 +429,10 @@ class GroupingSums:
                 if field in _FIELDS:
                     layers.setdefault(layer, {})[field] = np.array(value, copy=copy or None)
         naps = bool(layers) and all("sorted_sum" in f for f in layers.values())
-        self = cls(name, {}, naps)
+        folds = {f["act_sum"].shape[1] for f in layers.values() if "act_sum" in f}
+        if len(folds) > 1:
+            raise GradnapError(f"grouping {name!r}: layers hold different numbers of folds")
+        self = cls(name, {}, naps, folds=folds.pop() if folds else 1)
         self.labels = [str(s) for s in arrays["labels"].tolist()]
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.examples = np.array(arrays["examples"], dtype=np.int64, copy=copy or None)
@@ -364,10 +453,14 @@ class Accumulators:
         groupings: Mapping[str, int],
         layer_shapes: Mapping[str, tuple[int, int]],
         naps: bool = True,
+        folds: int = 1,
     ) -> Accumulators:
-        """Empty sums; ``groupings``: name -> expected number of groups."""
+        """Empty sums; ``groupings``: name -> expected number of groups; ``folds``: ``K``."""
         return cls(
-            {name: GroupingSums(name, layer_shapes, naps, hint) for name, hint in groupings.items()}
+            {
+                name: GroupingSums(name, layer_shapes, naps, hint, folds)
+                for name, hint in groupings.items()
+            }
         )
 
     def __getitem__(self, name: str) -> GroupingSums:

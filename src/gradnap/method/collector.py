@@ -41,11 +41,13 @@ from gradnap.errors import GradnapError
 from gradnap.features import mel_frequencies
 from gradnap.geometry import Geometry
 from gradnap.method.accumulators import (
+    FOLD_KEYS,
     Accumulators,
     ChunkRows,
     ChunkStats,
     GroupingSums,
     chunk_stats,
+    fold_of,
 )
 from gradnap.method.examples import EXAMPLE_MODES, select_examples
 from gradnap.method.groupings import (
@@ -135,6 +137,7 @@ class _Plan:
     chunk: ChunkRows | None
     source: str | None = None
     group: int = 0
+    fold: int = 0
 
 
 class Collector:
@@ -199,6 +202,8 @@ class Collector:
         features: FeatureConfig | None = None,
         threads: int | None = None,
         label_time: str = METHOD.label_time,
+        folds: int = METHOD.folds,
+        fold_key: str = METHOD.fold_key,
     ) -> None:
         if target not in TARGETS:
             raise GradnapError(f"target {target!r}: choose from {', '.join(TARGETS)}")
@@ -206,6 +211,10 @@ class Collector:
             raise GradnapError(f"examples {examples!r}: choose from {', '.join(EXAMPLE_MODES)}")
         if int(min_count) < 0:
             raise GradnapError(f"min_count {min_count}: must be >= 0")
+        if int(folds) < 1:
+            raise GradnapError(f"folds {folds}: must be >= 1")
+        if fold_key not in FOLD_KEYS:
+            raise GradnapError(f"fold_key {fold_key!r}: choose from {', '.join(FOLD_KEYS)}")
         if int(chunk_frames) < 1:
             raise GradnapError(f"chunk_frames {chunk_frames}: must be >= 1")
         model.eval()
@@ -239,6 +248,8 @@ class Collector:
         self.min_count = int(min_count)
         self.naps = bool(naps)
         self.chunk_frames = int(chunk_frames)
+        self.folds = int(folds)
+        self.fold_key = fold_key
         self.blank = int(blank)
         self.features = features if features is not None else getattr(model, "features", FEATURES)
         self.windows = self._check_windows(window)
@@ -337,6 +348,7 @@ class Collector:
             {g.name: getattr(g, "size_hint", 0) for g in self.groupings},
             {name: d.shape for name, d in info.items()},
             self.naps,
+            self.folds,
         )
 
     def _estimate(self, n_features: int) -> tuple[dict[str, tuple[int, float]], FrameClock]:
@@ -445,6 +457,7 @@ class Collector:
         updated with the examples done.
         """
         uid = item_id(utterance, self.progress.utterances)
+        fold = self._fold(uid, utterance)
         with one_thread():
             x = self._check_features(uid, features)
         fwd = self._forward(uid, x)  # the engine's own threads
@@ -484,7 +497,7 @@ class Collector:
                         chunk_gids[g.name] = self.sums[g.name].group_ids(labels)
                     done[INPUT_LAYER] = chunk_stats(aligned, self.naps)
                     centres[INPUT_LAYER] = aligned.centre
-                plan = self._begin_chunk(chunk_gids, int(fr.numel()))
+                plan = self._begin_chunk(chunk_gids, int(fr.numel()), fold)
 
                 # layers are independent: their windows and sums on the collector's threads
                 step = functools.partial(
@@ -560,7 +573,17 @@ class Collector:
             search=search,
         )
 
-    def _begin_chunk(self, gids: dict[str, torch.Tensor], n: int) -> list[_Plan]:
+    def _fold(self, uid: str, utterance: Any) -> int:
+        """The fold of an utterance (docs/method.md §6): a hash of its id or speaker."""
+        key = uid
+        if self.fold_key == "speaker":
+            speaker = getattr(utterance, "speaker", None)
+            if speaker is None:
+                raise GradnapError(f"{uid}: fold_key='speaker' but the utterance has no speaker")
+            key = str(speaker)
+        return fold_of(key, self.folds)
+
+    def _begin_chunk(self, gids: dict[str, torch.Tensor], n: int, fold: int = 0) -> list[_Plan]:
         """Count a chunk's examples in every grouping; returns, per grouping, its rows and
         the grouping whose partial sums it adds up instead (the dataset-wide ``all``
         grouping, last, is summed from a grouping that labels every example of the chunk:
@@ -573,9 +596,9 @@ class Collector:
             if g.name == ALL and source is not None:
                 group = int(gids[ALL][0])
                 sums.begin_total(n, group)
-                plan.append(_Plan(sums, None, source, group))
+                plan.append(_Plan(sums, None, source, group, fold))
                 continue
-            chunk = sums.begin_chunk(gids[g.name])
+            chunk = sums.begin_chunk(gids[g.name], fold)
             plan.append(_Plan(sums, chunk))
             if source is None and chunk is not None and chunk.complete:
                 source = sums.name
@@ -587,7 +610,7 @@ class Collector:
         parts: dict[str, dict[str, torch.Tensor]] = {}
         for step in plan:
             if step.source is not None:
-                step.sums.add_total(layer, step.group, parts[step.source])
+                step.sums.add_total(layer, step.group, parts[step.source], step.fold)
             elif step.chunk is not None:
                 parts[step.sums.name] = step.sums.add_layer(layer, step.chunk, stats)
 
@@ -607,6 +630,8 @@ class Collector:
             n_features=self._n_features,
             features=dataclasses.asdict(self.features),
             label_time=self.label_time,
+            folds=self.folds,
+            fold_key=self.fold_key,
         )
 
     def planned_meta(self, like: RunMeta, corpus: CorpusMeta) -> RunMeta:
@@ -680,4 +705,5 @@ class Collector:
             {g.name: getattr(g, "size_hint", 0) for g in self.groupings},
             {d.name: d.shape for d in meta.layers},
             self.naps,
+            self.folds,
         )

@@ -39,7 +39,8 @@ __all__ = [
 #: The ``format`` field of every result file.
 FORMAT = "gradnap-result"
 #: The newest format version this package writes and reads.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Version 1: no folds (read as one fold).
 
 
 def _pick(cls: type, data: Mapping[str, Any], **renamed: str) -> dict[str, Any]:
@@ -106,6 +107,10 @@ class Options:
     features: dict[str, Any] = field(default_factory=dict)
     #: When phoneme labels are read (``"centre"`` in files of gradnap 0.1).
     label_time: str = "centre"
+    #: Number of folds ``K`` of the per-fold sums (docs/method.md §6); 1 for version-1 files.
+    folds: int = 1
+    #: What the fold hash is taken of: ``"utterance"`` (id) or ``"speaker"``.
+    fold_key: str = "utterance"
 
 
 @dataclass(frozen=True)
@@ -295,7 +300,7 @@ class RunMeta:
 
         Both purposes need the same model weights, layers (names, channels, widths),
         groupings and the options that change the sums (target, examples, NAPs, blank,
-        frame length). Resuming also needs the same chunking (it fixes the order of float
+        frame length, the number of folds and what they are hashed from). Resuming also needs the same chunking (it fixes the order of float
         additions, so a resumed run equals an uninterrupted one), the same corpus and the
         same shards. Merging needs disjoint data instead: that is checked on the shards by
         :func:`gradnap.method.result.merge_results`.
@@ -308,7 +313,9 @@ class RunMeta:
             ),
             "groupings": (self.grouping_names, other.grouping_names),
         }
-        for opt in ("target", "examples", "naps", "blank", "frame_seconds", "label_time"):
+        for opt in (
+            "target", "examples", "naps", "blank", "frame_seconds", "label_time", "folds", "fold_key",
+        ):  # fmt: skip
             checks[opt] = (getattr(self.options, opt), getattr(other.options, opt))
         if purpose == "resume":
             checks["chunk_frames"] = (self.options.chunk_frames, other.options.chunk_frames)
@@ -324,6 +331,10 @@ class RunMeta:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written into result files (layout: ``docs/results.md``)."""
+        options = dataclasses.asdict(self.options)
+        if self.format_version < 2:  # version 1 knows no folds: written back unchanged
+            options.pop("folds")
+            options.pop("fold_key")
         return {
             "format": FORMAT,
             "format_version": self.format_version,
@@ -332,7 +343,7 @@ class RunMeta:
             "complete": self.complete,
             "layers": [dataclasses.asdict(d) for d in self.layers],
             "groupings": [dataclasses.asdict(g) for g in self.groupings],
-            "options": dataclasses.asdict(self.options),
+            "options": options,
             "clock": None if self.clock is None else dataclasses.asdict(self.clock),
             "model": self.model.to_json(),
             "corpus": self.corpus.to_json(),

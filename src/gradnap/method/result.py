@@ -23,9 +23,16 @@ from gradnap.defaults import COLLECT
 from gradnap.engine.base import INPUT_LAYER
 from gradnap.errors import GradnapError
 from gradnap.fileio import atomic_write_bytes
-from gradnap.method.accumulators import Accumulators, array_key
+from gradnap.method.accumulators import Accumulators, array_key, totals, upgrade_arrays
 from gradnap.method.groupings import ALL
-from gradnap.method.metadata import CorpusMeta, LayerMeta, Progress, RunMeta, add_counts
+from gradnap.method.metadata import (
+    FORMAT_VERSION,
+    CorpusMeta,
+    LayerMeta,
+    Progress,
+    RunMeta,
+    add_counts,
+)
 from gradnap.method.profiles import (
     dataset_mean,
     gradnap_profile,
@@ -105,7 +112,8 @@ class Result:
             raise GradnapError(f"{path}: metadata is not valid JSON ({exc})") from exc
         except GradnapError as exc:
             raise GradnapError(f"{path}: {exc}") from None
-        return cls(meta, arrays)
+        arrays = upgrade_arrays(arrays, meta.format_version)  # older layouts: one fold
+        return cls(meta.replace(format_version=FORMAT_VERSION), arrays)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -220,13 +228,30 @@ class Result:
             )
         raise GradnapError(f"group {group!r} is in several groupings ({', '.join(hits)}); name one")
 
+    @property
+    def folds(self) -> int:
+        """``K``: number of folds of the per-fold sums (1 for format-version-1 files)."""
+        return int(self.meta.options.folds)
+
+    def fold_sums(self, layer: str, grouping: str, field: str) -> np.ndarray:
+        """The per-fold sums of ``field`` (``act_sum``, ``grad_sum`` ``(G, K, C, W)``,
+        ``count`` ``(G, K, W)``, ``act_sqsum`` ``(G, K, C)``), groups in :meth:`labels`
+        order (docs/method.md §6)."""
+        self._check_layer(layer)
+        self._check_grouping(grouping)
+        key = array_key(grouping, layer, field)
+        if key not in self.arrays:
+            raise GradnapError(f"result lacks {key}")
+        return self.arrays[key]
+
     def _sums(self, layer: str, grouping: str, field: str) -> np.ndarray:
+        """Totals over folds ``(G, ...)``."""
         key = array_key(grouping, layer, field)
         if key not in self.arrays:
             if field.startswith("sorted"):
                 raise GradnapError(NO_NAPS)
             raise GradnapError(f"result lacks {key}")
-        return self.arrays[key]
+        return self._cached(("total", key), lambda: totals(field, self.arrays[key]))
 
     def dataset_mean(self, layer: str, grouping: str | None = None) -> np.ndarray:
         """``M_l`` ``(C, W)``: mean aligned activation over all examples of all groups of

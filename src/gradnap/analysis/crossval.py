@@ -1,0 +1,367 @@
+"""Cross-validated distances and a cluster score whose chance value is 0 (docs/method.md §6).
+
+Works on the per-fold sums of a result (format version 2, ``Result.fold_sums``):
+
+- :func:`fold_profiles`: the profile of every group computed from one fold's sums alone,
+  ``(K, G, C, W)``; the dataset mean ``M`` and the mask normalisation ``max|Ḡ|`` are
+  taken within the same fold, so a fold's profiles depend on that fold's examples only.
+- :func:`crossval_distances`: ``d(a, b) = mean over fold pairs i≠j of
+  (P_a^i − P_b^i)·(P_a^j − P_b^j) / D``, the plain squared distance of the total profiles
+  and the signal share (mean cross-validated / mean plain distance).
+- :func:`cluster_score`: clusters chosen on some folds, scored with cross-validated
+  distances of the other folds; uncertainty from a delete-one-fold jackknife.
+- :func:`cluster_score_table`: the score per grouping and layer (like ``silhouette_table``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradnap.defaults import CLUSTER_PERCENTILES
+from gradnap.errors import GradnapError
+
+__all__ = [
+    "ClusterScore",
+    "CrossvalDistances",
+    "FoldProfiles",
+    "cluster_score",
+    "cluster_score_table",
+    "crossval_distances",
+    "fold_profiles",
+    "pair_products",
+]
+
+log = logging.getLogger(__name__)
+
+#: Profile kinds with per-fold estimates (NAP sums are totals only).
+FOLD_KINDS = ("gradnap", "activation", "gradient")
+NO_FOLDS = (
+    "this result has no folds (format version 1, or collected with folds=1); cross-validated "
+    "analyses need K >= 3 folds: collect again with gradnap >= 0.3 (folds=5 by default)"
+)
+
+
+def _means(total: np.ndarray, count: np.ndarray, fill: Any) -> np.ndarray:
+    cnt = count[..., None, :].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / cnt
+    return np.where(cnt > 0, mean, fill)
+
+
+def profiles_from_sums(
+    act_sum: np.ndarray, grad_sum: np.ndarray, count: np.ndarray, kind: str = "gradnap"
+) -> np.ndarray:
+    """Profiles ``(G, C, W)`` of every group from sums ``(G, C, W)``, counts ``(G, W)``.
+
+    ``M`` is the mean over all rows given (every group of the grouping); the GradNAP is
+    ``(Ā − M) ⊙ |Ḡ| / max|Ḡ|`` per group (docs/method.md §1.4), ``"activation"`` is
+    ``Ā − M`` and ``"gradient"`` is ``Ḡ``.
+    """
+    if kind not in FOLD_KINDS:
+        raise GradnapError(f"kind {kind!r}: per-fold profiles exist for {', '.join(FOLD_KINDS)}")
+    tot = count.sum(axis=0)
+    mean = _means(act_sum.sum(axis=0), tot, 0.0)
+    if kind == "gradient":
+        return _means(grad_sum, count, 0.0)
+    a = _means(act_sum, count, mean) - mean
+    if kind == "activation":
+        return a
+    g = np.abs(_means(grad_sum, count, 0.0))
+    peak = g.reshape(g.shape[0], -1).max(axis=1) if g.size else np.zeros(g.shape[0])
+    scale = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 0.0)
+    return a * g * scale[:, None, None]
+
+
+@dataclass(frozen=True)
+class FoldProfiles:
+    """Per-fold profiles of the kept groups of one grouping in one layer."""
+
+    groups: tuple[str, ...]
+    #: ``(K, G, D)`` flattened profiles per fold.
+    profiles: np.ndarray
+    #: ``(K, G)`` the group has examples in the fold.
+    present: np.ndarray
+    #: ``(G, D)`` profiles of the totals (the usual profiles).
+    total: np.ndarray
+    #: ``(K, G_all, ...)`` the per-fold sums of all groups (for pooled selections).
+    sums: tuple[np.ndarray, np.ndarray, np.ndarray]
+    #: Indices of the kept groups among all groups.
+    rows: np.ndarray
+    kind: str = "gradnap"
+
+    @property
+    def folds(self) -> int:
+        return int(self.profiles.shape[0])
+
+    def pooled(self, folds: Sequence[int]) -> np.ndarray:
+        """``(G, D)`` profiles from the sums of ``folds`` added up."""
+        act, grad, count = (s[list(folds)].sum(axis=0) for s in self.sums)
+        return profiles_from_sums(act, grad, count, self.kind)[self.rows].reshape(
+            len(self.rows), -1
+        )
+
+
+def fold_profiles_from_sums(
+    groups: Sequence[str],
+    act_sum: np.ndarray,
+    grad_sum: np.ndarray,
+    count: np.ndarray,
+    keep: Sequence[int] | None = None,
+    kind: str = "gradnap",
+) -> FoldProfiles:
+    """:class:`FoldProfiles` from per-fold sums ``(G, K, C, W)``, counts ``(G, K, W)``;
+    ``keep``: indices of the groups to keep (default all)."""
+    act = np.moveaxis(act_sum, 1, 0)
+    grad = np.moveaxis(grad_sum, 1, 0)
+    cnt = np.moveaxis(count, 1, 0)
+    rows = np.arange(act.shape[1]) if keep is None else np.asarray(keep, dtype=np.int64)
+    k = act.shape[0]
+    per = np.stack([profiles_from_sums(act[f], grad[f], cnt[f], kind)[rows] for f in range(k)])
+    present = cnt[:, rows].sum(axis=2) > 0
+    total = profiles_from_sums(act.sum(0), grad.sum(0), cnt.sum(0), kind)[rows]
+    return FoldProfiles(
+        tuple(groups[i] for i in rows),
+        per.reshape(k, len(rows), -1),
+        present,
+        total.reshape(len(rows), -1),
+        (act, grad, cnt),
+        rows,
+        kind,
+    )
+
+
+def fold_profiles(
+    result: Any, layer: str, grouping: str, kind: str = "gradnap", min_count: int | None = None
+) -> FoldProfiles:
+    """Per-fold profiles of the groups of ``grouping`` with at least ``min_count`` examples
+    (sorted labels) in ``layer`` of a :class:`~gradnap.method.result.Result`."""
+    if result.folds < 3:
+        raise GradnapError(NO_FOLDS)
+    labels = result.labels(grouping)
+    kept = set(result.groups(grouping, min_count))
+    keep = sorted((i for i, lab in enumerate(labels) if lab in kept), key=lambda i: labels[i])
+    return fold_profiles_from_sums(
+        labels,
+        result.fold_sums(layer, grouping, "act_sum"),
+        result.fold_sums(layer, grouping, "grad_sum"),
+        result.fold_sums(layer, grouping, "count"),
+        keep,
+        kind,
+    )
+
+
+def pair_products(fp: FoldProfiles) -> tuple[np.ndarray, np.ndarray]:
+    """For every fold pair ``i < j``: ``(P_a^i − P_b^i)·(P_a^j − P_b^j) / D`` as
+    ``(n_pairs, G, G)`` and whether both groups have data in both folds ``(n_pairs, G, G)``."""
+    k, _, d = fp.profiles.shape
+    vals, ok = [], []
+    for i, j in itertools.combinations(range(k), 2):
+        c = fp.profiles[i] @ fp.profiles[j].T
+        diag = np.diag(c)
+        vals.append((diag[:, None] + diag[None, :] - c - c.T) / max(d, 1))
+        p = fp.present[i] & fp.present[j]
+        ok.append(p[:, None] & p[None, :])
+    return np.array(vals), np.array(ok)
+
+
+def _pair_index(k: int) -> dict[tuple[int, int], int]:
+    return {p: n for n, p in enumerate(itertools.combinations(range(k), 2))}
+
+
+def _cv(vals: np.ndarray, ok: np.ndarray, pairs: Sequence[int]) -> np.ndarray:
+    v, w = vals[list(pairs)], ok[list(pairs)].astype(np.float64)
+    n = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (v * w).sum(axis=0) / n, np.nan)
+
+
+def _plain(x: np.ndarray) -> np.ndarray:
+    sq = (x * x).sum(axis=1)
+    return np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0) / max(x.shape[1], 1)
+
+
+def _upper(m: np.ndarray) -> np.ndarray:
+    return m[np.triu_indices(m.shape[0], 1)]
+
+
+@dataclass(frozen=True)
+class CrossvalDistances:
+    """Distances between the groups of one layer (``(G, G)``, diagonal 0)."""
+
+    groups: tuple[str, ...]
+    #: Cross-validated squared distance per element (unbiased; can be negative; ``NaN``
+    #: for pairs that share no two folds with data).
+    crossval: np.ndarray
+    #: Plain squared distance per element of the total profiles (biased upwards by noise).
+    plain: np.ndarray
+
+    @property
+    def signal_share(self) -> float:
+        """Mean cross-validated over mean plain squared distance (pairs ``a < b``): about
+        0 when all distance is noise, 1 when none is."""
+        cv, pl = _upper(self.crossval), _upper(self.plain)
+        ok = np.isfinite(cv)
+        if not ok.any() or pl[ok].mean() <= 0:
+            return float("nan")
+        return float(cv[ok].mean() / pl[ok].mean())
+
+
+def crossval_distances(fp: FoldProfiles) -> CrossvalDistances:
+    """Cross-validated and plain squared distances of :class:`FoldProfiles`."""
+    vals, ok = pair_products(fp)
+    cv = _cv(vals, ok, range(len(vals)))
+    np.fill_diagonal(cv, 0.0)
+    return CrossvalDistances(fp.groups, cv, _plain(fp.total))
+
+
+@dataclass(frozen=True)
+class ClusterScore:
+    """Cross-validated cluster score of one grouping in one layer (docs/method.md §6)."""
+
+    #: Mean over fold splits of (mean between-cluster − mean within-cluster
+    #: cross-validated distance) / mean plain squared distance of the selection part.
+    score: float
+    #: Delete-one-fold jackknife standard error of ``score`` (``NaN`` when ``K < 4``).
+    uncertainty: float
+    #: One value per split (``NaN`` where no cut gave 2..G-1 clusters).
+    per_split: tuple[float, ...]
+    #: The splits: (selection folds, scoring folds).
+    splits: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]
+    n_groups: int
+    n_folds: int
+
+
+def _splits(folds: Sequence[int]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Every split of ``folds`` into a selection part (>= 1 fold) and a scoring part
+    (>= 2 folds)."""
+    out = []
+    for r in range(1, len(folds) - 1):
+        for sel in itertools.combinations(folds, r):
+            out.append((sel, tuple(f for f in folds if f not in sel)))
+    return out
+
+
+def _split_value(
+    fp: FoldProfiles,
+    vals: np.ndarray,
+    ok: np.ndarray,
+    index: Mapping[tuple[int, int], int],
+    sel: Sequence[int],
+    score: Sequence[int],
+    percentiles: Sequence[float],
+) -> float:
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    n = len(fp.groups)
+    x = fp.pooled(sel)
+    plain = _plain(x)
+    dist = np.sqrt(_upper(plain))
+    norm = float(_upper(plain).mean())
+    if n < 3 or norm <= 0:
+        return float("nan")
+    z = linkage(dist, method="complete")
+    cv = _cv(vals, ok, [index[p] for p in itertools.combinations(sorted(score), 2)])
+    iu = np.triu_indices(n, 1)
+    cvu = cv[iu]
+    out = []
+    for p in percentiles:
+        labels = fcluster(z, t=float(np.percentile(dist, p)), criterion="distance")
+        k = len(np.unique(labels))
+        if k < 2 or k >= n:
+            continue
+        same = (labels[:, None] == labels[None, :])[iu]
+        fin = np.isfinite(cvu)
+        within, between = cvu[same & fin], cvu[~same & fin]
+        if within.size == 0 or between.size == 0:
+            continue
+        out.append((between.mean() - within.mean()) / norm)
+    return float(np.mean(out)) if out else float("nan")
+
+
+def cluster_score(
+    fp: FoldProfiles, percentiles: Sequence[float] = CLUSTER_PERCENTILES
+) -> ClusterScore:
+    """Cross-validated cluster score of :class:`FoldProfiles` (docs/method.md §6).
+
+    For every split of the ``K`` folds into a selection part ``S`` (1 .. K−2 folds) and a
+    scoring part ``T`` (the rest, >= 2 folds): complete linkage on the plain distances of
+    the profiles pooled over ``S``, cut at the paper's percentiles; each cut with
+    2 .. G−1 clusters is scored on ``T`` as (mean between-cluster − mean within-cluster
+    cross-validated distance) divided by the mean plain squared distance on ``S``; the
+    split's value is the mean over its cuts and the score the mean over splits. ``T`` is
+    independent of ``S``, so the expectation is 0 when the groups do not differ, whatever
+    their sizes. The uncertainty is the delete-one-fold jackknife standard error.
+    """
+    k = fp.folds
+    if k < 3:
+        raise GradnapError(NO_FOLDS)
+    vals, ok = pair_products(fp)
+    index = _pair_index(k)
+
+    def mean_over(folds: Sequence[int]) -> tuple[float, list[float], list]:
+        splits = _splits(folds)
+        per = [_split_value(fp, vals, ok, index, s, t, percentiles) for s, t in splits]
+        fin = [v for v in per if np.isfinite(v)]
+        return (float(np.mean(fin)) if fin else float("nan")), per, splits
+
+    score, per, splits = mean_over(range(k))
+    se = float("nan")
+    if k >= 4:
+        jack = np.array([mean_over([f for f in range(k) if f != drop])[0] for drop in range(k)])
+        if np.isfinite(jack).all():
+            se = float(np.sqrt((k - 1) / k * ((jack - jack.mean()) ** 2).sum()))
+    return ClusterScore(score, se, tuple(per), tuple(splits), len(fp.groups), k)
+
+
+@dataclass(frozen=True)
+class ClusterScoreTable:
+    """Cluster scores per grouping and layer: ``scores[grouping][layer]``."""
+
+    scores: dict[str, dict[str, ClusterScore]]
+    signal_share: dict[str, dict[str, float]]
+    kind: str = "gradnap"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "groupings": {
+                g: {
+                    layer: {
+                        "score": s.score,
+                        "uncertainty": s.uncertainty,
+                        "n_groups": s.n_groups,
+                        "signal_share": self.signal_share[g][layer],
+                    }
+                    for layer, s in per.items()
+                }
+                for g, per in self.scores.items()
+            },
+        }
+
+
+def cluster_score_table(
+    result: Any,
+    groupings: Iterable[str] | None = None,
+    layers: Iterable[str] | None = None,
+    kind: str = "gradnap",
+    min_count: int | None = None,
+    percentiles: Sequence[float] = CLUSTER_PERCENTILES,
+) -> ClusterScoreTable:
+    """:func:`cluster_score` and the signal share per grouping and layer of a result
+    (groups below ``min_count`` left out)."""
+    scores: dict[str, dict[str, ClusterScore]] = {}
+    share: dict[str, dict[str, float]] = {}
+    for g in groupings or result.groupings:
+        scores[g], share[g] = {}, {}
+        for layer in layers or result.layers:
+            fp = fold_profiles(result, layer, g, kind, min_count)
+            scores[g][layer] = cluster_score(fp, percentiles)
+            share[g][layer] = crossval_distances(fp).signal_share
+            log.debug("%s %s: %s", g, layer, scores[g][layer].score)
+    return ClusterScoreTable(scores, share, kind)

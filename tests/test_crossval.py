@@ -1,0 +1,113 @@
+"""Cross-validated distances and the cluster score (docs/method.md §6)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from gradnap.analysis.crossval import (
+    cluster_score,
+    crossval_distances,
+    fold_profiles,
+    fold_profiles_from_sums,
+)
+from gradnap.errors import GradnapError
+from gradnap.method.accumulators import fold_of
+
+K, C, W = 5, 4, 3
+SIZES = [4, 7, 12, 30, 60, 150, 400, 1000, 3000, 5, 9, 20, 80, 250, 2000]
+
+
+def _sums(sizes, rng, offsets=None):
+    """Per-fold sums (G, K, C, W) of noise examples; ``offsets`` (G, C, W) planted means."""
+    g = len(sizes)
+    act = np.zeros((g, K, C, W))
+    grad = np.zeros((g, K, C, W))
+    count = np.zeros((g, K, W), dtype=np.int64)
+    for i, n in enumerate(sizes):
+        folds = np.array([fold_of(f"g{i}-u{j}", K) for j in range(n)])
+        x = rng.standard_normal((n, C, W))
+        if offsets is not None:
+            x += offsets[i]
+        s = 1.0 + 0.1 * rng.standard_normal((n, C, W))
+        for f in range(K):
+            act[i, f] = x[folds == f].sum(0)
+            grad[i, f] = s[folds == f].sum(0)
+            count[i, f] = (folds == f).sum()
+    return act, grad, count
+
+
+def _labels(n):
+    return [f"g{i:02d}" for i in range(n)]
+
+
+@pytest.mark.parametrize("kind", ["activation", "gradnap"])
+def test_pure_noise_is_zero_for_any_mix_of_sizes(kind):
+    dists, scores = [], []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        fp = fold_profiles_from_sums(_labels(len(SIZES)), *_sums(SIZES, rng), kind=kind)
+        cv = crossval_distances(fp)
+        iu = np.triu_indices(len(SIZES), 1)
+        dists.append(np.nanmean(cv.crossval[iu]))
+        scores.append(cluster_score(fp).score)
+    for values in (np.array(dists), np.array(scores)):
+        se = values.std(ddof=1) / np.sqrt(len(values))
+        assert abs(values.mean()) < 4 * se + 1e-12, (values.mean(), se)
+    # the plain distance is far from 0: the noise term the cross-validation removes
+    assert np.nanmean(cv.plain[iu]) > 10 * abs(np.mean(dists))
+
+
+def test_noise_score_within_its_reported_uncertainty():
+    rng = np.random.default_rng(99)
+    fp = fold_profiles_from_sums(_labels(len(SIZES)), *_sums(SIZES, rng), kind="activation")
+    s = cluster_score(fp)
+    assert np.isfinite(s.uncertainty) and s.uncertainty > 0
+    assert abs(s.score) < 4 * s.uncertainty
+    assert s.n_groups == len(SIZES) and s.n_folds == K and len(s.per_split) == 25
+
+
+def test_planted_clusters_give_a_clearly_positive_score():
+    rng = np.random.default_rng(1)
+    sizes = [40, 300, 80, 1000, 60, 500, 30, 200]
+    offsets = np.zeros((len(sizes), C, W))
+    offsets[::2] += 0.8  # two clusters: even and odd groups
+    fp = fold_profiles_from_sums(
+        _labels(len(sizes)), *_sums(sizes, rng, offsets), kind="activation"
+    )
+    s = cluster_score(fp)
+    assert s.score > 0.5 and s.score > 5 * s.uncertainty
+    assert crossval_distances(fp).signal_share > 0.5
+
+
+def test_crossval_distance_equals_brute_force_per_example():
+    rng = np.random.default_rng(3)
+    sizes = [6, 9, 11]
+    act, grad, count = _sums(sizes, rng)
+    fp = fold_profiles_from_sums(_labels(3), act, grad, count, kind="activation")
+    cv = crossval_distances(fp).crossval
+    # brute force: per fold the group means of its examples minus the fold's mean of all
+    # examples, then the average of the products over ordered fold pairs i != j
+    prof = {}
+    for f in range(K):
+        m = act[:, f].sum(0) / count[:, f].sum(0)[None, :]
+        for g in range(3):
+            if count[g, f].sum() > 0:
+                prof[g, f] = (act[g, f] / count[g, f][None, :] - m).ravel()
+    for a, b in itertools.combinations(range(3), 2):
+        terms = [
+            (prof[a, i] - prof[b, i]) @ (prof[a, j] - prof[b, j]) / (C * W)
+            for i in range(K)
+            for j in range(K)
+            if i != j and all(k in prof for k in ((a, i), (b, i), (a, j), (b, j)))
+        ]
+        assert cv[a, b] == pytest.approx(np.mean(terms), rel=1e-10)
+        assert cv[b, a] == pytest.approx(cv[a, b], rel=1e-12)
+
+
+def test_result_without_folds_is_refused():
+    class R:
+        folds = 1
+
+    with pytest.raises(GradnapError, match="collect again"):
+        fold_profiles(R(), "1", "grapheme")
