@@ -484,10 +484,18 @@ class Collector:
                 chunk_gids = {name: ids[s : s + self.chunk_frames] for name, ids in gids.items()}
                 done: dict[str, ChunkStats] = {}
                 centres: dict[str, torch.Tensor] = {}  # the input layer's t*, when collected
-                if self._need_evidence:  # the input layer first: labels need its alignment
-                    aligned = self._align(
-                        INPUT_LAYER, positions[INPUT_LAYER], wins[INPUT_LAYER], fr
+                if self._need_evidence:  # labels need the input layer's alignment: windows
+                    inputs: dict[str, Aligned] = {}  # of every layer first, then labels
+                    step_windows = functools.partial(
+                        self._window_step,
+                        positions=positions,
+                        wins=wins,
+                        frames=fr,
+                        done=done,
+                        inputs=inputs,
                     )
+                    self._workers.map(step_windows, self._layer_order, self.threads)
+                    aligned = inputs[INPUT_LAYER]
                     assert aligned.score is not None and aligned.score_start is not None
                     evidence = InputEvidence(
                         aligned.centre.numpy(), aligned.score.numpy(), aligned.score_start.numpy()
@@ -495,7 +503,6 @@ class Collector:
                     for g in self._need_evidence:
                         labels = g.labels(utterance, fr.numpy(), cl.numpy(), self._clock, evidence)
                         chunk_gids[g.name] = self.sums[g.name].group_ids(labels)
-                    done[INPUT_LAYER] = chunk_stats(aligned, self.naps)
                     centres[INPUT_LAYER] = aligned.centre
                 plan = self._begin_chunk(chunk_gids, int(fr.numel()), fold)
 
@@ -542,6 +549,22 @@ class Collector:
                 centres[name] = aligned.centre
             stats = chunk_stats(aligned, self.naps)
         self._accumulate(name, plan, stats)
+
+    def _window_step(
+        self,
+        name: str,
+        positions: dict[str, Positions],
+        wins: dict[str, Window],
+        frames: torch.Tensor,
+        done: dict[str, ChunkStats],
+        inputs: dict[str, Aligned],
+    ) -> None:
+        """The windows at ``t*`` of one layer into ``done`` (the input layer's alignment
+        also into ``inputs``), before the labels of the chunk are known."""
+        aligned = self._align(name, positions[name], wins[name], frames)
+        if name == INPUT_LAYER:
+            inputs[name] = aligned
+        done[name] = chunk_stats(aligned, self.naps)
 
     def _count_listening(self, frames: torch.Tensor, peak: torch.Tensor) -> None:
         """Add the chunk's listening offsets (input ``t*`` minus the output frame's
