@@ -73,120 +73,23 @@ def input_mass(grads) -> np.ndarray:
     return np.abs(g.astype(np.float64, copy=False)).sum(axis=1)
 
 
-def _positions(mass: np.ndarray, start: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Input positions ``(n, W)`` of the window columns and the mask of those inside the
-    utterance ``0 <= t < length``."""
-    mass = np.asarray(mass, dtype=np.float64)
+def evidence(mass: np.ndarray, start: np.ndarray, length: int):
+    """The library's :class:`~gradnap.method.groupings.InputEvidence` of mass windows
+    ``(n, W)`` at input positions ``start[i] + j`` (the cone engine's window is the cone):
+    positions outside the utterance are not searched, ``t*`` is the first maximum."""
+    from gradnap.method.groupings import InputEvidence
+
     pos = np.asarray(start, dtype=np.int64)[:, None] + np.arange(mass.shape[1])[None, :]
-    return pos, (pos >= 0) & (pos < length)
+    score = np.where((pos >= 0) & (pos < length), mass, -np.inf)
+    peak = pos[np.arange(len(pos)), score.argmax(axis=1)].astype(np.float64)
+    return InputEvidence(peak=peak, score=score, start=np.asarray(start, dtype=np.int64))
 
 
-def peak_time(mass: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
-    """``t* = argmax_t m(t)`` over the window's positions inside the utterance (first
-    maximum), input frames ``(n,)`` float; NaN for a row without such positions."""
-    pos, valid = _positions(mass, start, length)
-    m = np.where(valid, mass, -np.inf)
-    j = m.argmax(axis=1)
-    out = pos[np.arange(len(j)), j].astype(np.float64)
-    out[~valid.any(axis=1)] = np.nan
-    return out
-
-
-def centroid_time(mass: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
-    """Mass-weighted mean input position ``sum_t t m(t) / sum_t m(t)`` over the positions
-    inside the utterance, ``(n,)`` float; NaN when the mass there is 0."""
-    pos, valid = _positions(mass, start, length)
-    m = np.where(valid, mass, 0.0)
-    total = m.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (m * pos).sum(axis=1) / total
-    out[total <= 0] = np.nan
-    return out
-
-
-def median_time(mass: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
-    """Mass-weighted median input position: the smallest position inside the utterance
-    with at least half the mass at or before it, ``(n,)`` float; NaN when the mass is 0."""
-    pos, valid = _positions(mass, start, length)
-    m = np.where(valid, mass, 0.0)
-    total = m.sum(axis=1)
-    cum = np.cumsum(m, axis=1)
-    j = (cum >= 0.5 * total[:, None]).argmax(axis=1)
-    out = pos[np.arange(len(j)), j].astype(np.float64)
-    out[total <= 0] = np.nan
-    return out
-
-
-def span_index(seconds: np.ndarray, phones) -> np.ndarray:
-    """Index of the phone span ``[start, end)`` containing each time (the last span closed
-    at its end), -1 for none or NaN - the ``phoneme`` grouping's lookup."""
-    t = np.asarray(seconds, dtype=np.float64)
-    if not phones:
-        return np.full(t.shape, -1, dtype=np.int64)
-    starts = np.array([p.start for p in phones], dtype=np.float64)
-    ends = np.array([p.end for p in phones], dtype=np.float64)
-    last = len(phones) - 1
-    with np.errstate(invalid="ignore"):
-        idx = np.searchsorted(starts, np.nan_to_num(t, nan=-np.inf), side="right") - 1
-        ok = idx >= 0
-        i = np.clip(idx, 0, last)
-        inside = ok & ((t < ends[i]) | ((i == last) & (t <= ends[i]))) & ~np.isnan(t)
-    return np.where(inside, idx, -1).astype(np.int64)
-
-
-def mass_span(
-    mass: np.ndarray, start: np.ndarray, length: int, phones, frame_seconds: float = FRAME_SECONDS
-) -> np.ndarray:
-    """The phone span holding the largest share of each row's mass: ``m`` summed per span
-    over the positions inside the utterance (position ``t`` at ``t * frame_seconds``),
-    first maximum; -1 when no position with mass > 0 falls in a span."""
-    pos, valid = _positions(mass, start, length)
-    n = pos.shape[0]
-    if not phones or n == 0:
-        return np.full(n, -1, dtype=np.int64)
-    span = span_index(pos.astype(np.float64) * frame_seconds, phones)  # (n, W)
-    use = valid & (span >= 0)
-    k = len(phones)
-    rows = np.broadcast_to(np.arange(n)[:, None], span.shape)
-    sums = np.zeros((n, k))
-    np.add.at(sums, (rows[use], span[use]), np.asarray(mass, dtype=np.float64)[use])
-    out = sums.argmax(axis=1)
-    out[sums.max(axis=1) <= 0] = -1
-    return out.astype(np.int64)
-
-
-def label_spans(
-    definition: str,
-    mass: np.ndarray,
-    start: np.ndarray,
-    length: int,
-    centre: np.ndarray,
-    phones,
-    *,
-    offset: float = 0.0,
-    frame_seconds: float = FRAME_SECONDS,
-) -> np.ndarray:
-    """Index into ``phones`` of each example's labelled phone span (-1 = no label).
-
-    ``mass`` ``(n, W)``: input sensitivity mass at positions ``start[i] + j``; ``length``:
-    input frames of the utterance; ``centre`` ``(n,)``: receptive-field centres (input
-    frames); ``offset``: input frames added to the centre by ``"centre+offset"``.
-    """
-    if definition == "mass":
-        return mass_span(mass, start, length, phones, frame_seconds)
-    if definition == "centre":
-        t = np.asarray(centre, dtype=np.float64)
-    elif definition == "centre+offset":
-        t = np.asarray(centre, dtype=np.float64) + offset
-    elif definition == "peak":
-        t = peak_time(mass, start, length)
-    elif definition == "centroid":
-        t = centroid_time(mass, start, length)
-    elif definition == "median":
-        t = median_time(mass, start, length)
-    else:
-        raise ValueError(f"unknown label-time definition {definition!r}")
-    return span_index(t * frame_seconds, phones)
+def label_time_of(definition: str, offset: float) -> str:
+    """The library's ``label_time`` for a definition (``offset`` in input frames)."""
+    if definition == "centre+offset":
+        return f"centre{offset * FRAME_SECONDS * 1000:+g}"
+    return definition
 
 
 # --------------------------------------------------------------------------- metrics
@@ -248,6 +151,7 @@ def collect(utterances: int | None, chunk: int, log=sys.stderr) -> list[dict]:
     import gradnap
     from gradnap.alphabet import class_label
     from gradnap.method.examples import select_examples
+    from gradnap.method.groupings import FrameClock
 
     model = gradnap.load_model("default")
     engine = gradnap.make_engine(model, ["input"])
@@ -275,6 +179,8 @@ def collect(utterances: int | None, chunk: int, log=sys.stderr) -> list[dict]:
                 "id": utt.id,
                 "phones": list(utt.phones or ()),
                 "letters": [class_label(int(c)) for c in classes],
+                "frames": f,
+                "clock": FrameClock.from_geometry(geometry),
                 "centre": np.array([geometry.centre(float(t), geometry.num_layers) for t in f]),
                 "mass": np.concatenate(masses) if masses else np.zeros((0, W)),
                 "start": np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
@@ -292,7 +198,10 @@ def collect(utterances: int | None, chunk: int, log=sys.stderr) -> list[dict]:
 
 
 def evaluate(data: list[dict], offset: float) -> tuple[dict, dict]:
-    """Metrics per definition over ``data`` and the listening offsets (ms)."""
+    """Metrics per definition over ``data`` and the listening offsets (ms); the labels
+    are the library's (:func:`gradnap.method.groupings.label_spans`)."""
+    from gradnap.method.groupings import label_spans
+
     fs = FRAME_SECONDS
     labels = {d: [] for d in DEFINITIONS}
     span_offsets = {d: [] for d in DEFINITIONS}
@@ -304,15 +213,17 @@ def evaluate(data: list[dict], offset: float) -> tuple[dict, dict]:
         if n == 0:
             continue
         letters += u["letters"]
-        tstar = peak_time(u["mass"], u["start"], u["length"])
+        ev = evidence(u["mass"], u["start"], u["length"])
+        tstar = ev.peak
         listen += list((tstar - u["centre"]) * fs * 1000)
         phones = u["phones"]
         mids = np.array([(p.start + p.end) / 2 for p in phones]) if phones else np.zeros(0)
         durs = np.array([p.end - p.start for p in phones]) if phones else np.zeros(0)
         for d in DEFINITIONS:
-            idx = label_spans(
-                d, u["mass"], u["start"], u["length"], u["centre"], phones, offset=offset
-            )
+            if not phones:
+                labels[d] += [None] * n
+                continue
+            idx = label_spans(label_time_of(d, offset), phones, u["frames"], u["clock"], ev)
             labels[d] += [phones[i].phone if i >= 0 else None for i in idx]
             ok = idx >= 0
             span_offsets[d] += list((tstar[ok] * fs - mids[idx[ok]]) * 1000)
@@ -347,11 +258,15 @@ def offset_sweep(data: list[dict], offsets) -> dict:
     """H(phone | letter) of ``centre`` + each offset (input frames) over ``data``: a
     diagnostic of how sharp the optimum of a fixed offset is (choosing the offset here
     would fit it to the evaluation data)."""
+    from gradnap.method.groupings import phone_index
+
     out = {}
     for off in offsets:
         ph, le = [], []
         for u in data:
-            idx = span_index((u["centre"] + off) * FRAME_SECONDS, u["phones"])
+            if not u["phones"]:
+                continue
+            idx = phone_index(u["phones"], (u["centre"] + off) * FRAME_SECONDS)
             for i, ltr in zip(idx.tolist(), u["letters"], strict=True):
                 if i >= 0:
                     ph.append(u["phones"][i].phone)
@@ -398,7 +313,8 @@ def main(argv=None) -> None:
     held = [u for i, u in enumerate(data) if i % 4 != 0]
     listen_calib = []
     for u in calib:
-        tstar = peak_time(u["mass"], u["start"], u["length"])
+        ev = evidence(u["mass"], u["start"], u["length"])
+        tstar = ev.peak
         listen_calib += list(tstar - u["centre"])
     offset = float(np.nanmedian(listen_calib)) if listen_calib else 0.0
     rows, listen_eval = evaluate(held, offset)

@@ -1,4 +1,5 @@
-"""The label-time definitions of benchmarks/label_time.py on a hand-made utterance."""
+"""benchmarks/label_time.py: its metrics, and the library's label times it measures, on a
+hand-made utterance."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import label_time as lt  # noqa: E402
 
 from gradnap.corpus.timings import PhoneSpan  # noqa: E402
+from gradnap.method.groupings import FrameClock, label_spans, phone_index  # noqa: E402
 
 # Input frame t sits at t * 8 ms: A = frames 0-4, B = frames 5-9, C = frames 10-15
 # (the last span closed at its end, 0.128 s = frame 16, outside the 16-frame utterance).
@@ -39,17 +41,14 @@ def test_input_mass():
 
 def test_span_index():
     t = np.array([0.0, 0.035, 0.036, 0.1, 0.128, 0.1281, -0.001, np.nan])
-    np.testing.assert_array_equal(lt.span_index(t, PHONES), [0, 0, 1, 2, 2, -1, -1, -1])
-    np.testing.assert_array_equal(lt.span_index(t[:2], []), [-1, -1])
+    np.testing.assert_array_equal(phone_index(PHONES, t), [0, 0, 1, 2, 2, -1, -1, -1])
+    np.testing.assert_array_equal(phone_index([], t[:2]), [-1, -1])
 
 
-def test_times():
-    np.testing.assert_array_equal(lt.peak_time(MASS, START, LENGTH), [2, 8, 10, 12])
-    np.testing.assert_allclose(lt.centroid_time(MASS, START, LENGTH)[:3], [8 / 6, 6.5, 90 / 11])
-    assert np.isnan(lt.centroid_time(MASS, START, LENGTH)[3])
-    np.testing.assert_array_equal(lt.median_time(MASS, START, LENGTH)[:3], [1, 6, 8])
-    assert np.isnan(lt.median_time(MASS, START, LENGTH)[3])
-    np.testing.assert_array_equal(lt.mass_span(MASS, START, LENGTH, PHONES), [0, 1, 1, -1])
+def test_evidence_of_mass_windows():
+    ev = lt.evidence(MASS, START, LENGTH)
+    np.testing.assert_array_equal(ev.peak, [2, 8, 10, 12])  # first maximum in the utterance
+    assert np.isneginf(ev.score[0, :2]).all() and np.isneginf(ev.score[3, 4:]).all()
 
 
 @pytest.mark.parametrize(
@@ -57,23 +56,27 @@ def test_times():
     [
         ("centre", 0.0, [0, 1, 1, 2]),
         ("peak", 0.0, [0, 1, 2, 2]),
-        ("centroid", 0.0, [0, 1, 1, -1]),
-        ("median", 0.0, [0, 1, 1, -1]),
+        ("centroid", 0.0, [0, 1, 1, -1]),  # mass-weighted means 8/6, 6.5, 90/11 frames
+        ("median", 0.0, [0, 1, 1, -1]),  # frames 1, 6, 8
         ("mass", 0.0, [0, 1, 1, -1]),
         ("centre+offset", 2.0, [0, 1, 2, 2]),
         ("centre+offset", 10.0, [2, 2, -1, -1]),
     ],
 )
 def test_label_spans(definition, offset, expected):
-    got = lt.label_spans(definition, MASS, START, LENGTH, CENTRE, PHONES, offset=offset)
+    clock = FrameClock(stride=1.0, offset=0.0)  # "output frame" = its centre, input frames
+    label_time = lt.label_time_of(definition, offset)
+    got = label_spans(label_time, PHONES, CENTRE, clock, lt.evidence(MASS, START, LENGTH))
     np.testing.assert_array_equal(got, expected)
 
 
-def test_label_spans_without_phones_and_unknown_definition():
+def test_label_spans_without_phones():
+    clock = FrameClock(stride=1.0, offset=0.0)
     for d in lt.DEFINITIONS:
-        assert (lt.label_spans(d, MASS, START, LENGTH, CENTRE, []) == -1).all()
-    with pytest.raises(ValueError):
-        lt.label_spans("nope", MASS, START, LENGTH, CENTRE, PHONES)
+        got = label_spans(
+            lt.label_time_of(d, 1.0), [], CENTRE, clock, lt.evidence(MASS, START, LENGTH)
+        )
+        assert (got == -1).all(), d
 
 
 def test_metrics():

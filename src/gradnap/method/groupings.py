@@ -145,9 +145,12 @@ class InputEvidence:
     start: np.ndarray
 
 
-def _phone_index(phones: Sequence[Any], t: np.ndarray) -> np.ndarray:
+def phone_index(phones: Sequence[Any], t: np.ndarray) -> np.ndarray:
     """Index of the phone whose span ``[start, end)`` holds time ``t`` (seconds, any
     shape; the last span is closed at its end), ``-1`` where none does."""
+    t = np.asarray(t, dtype=np.float64)
+    if not phones:
+        return np.full(t.shape, -1, dtype=np.int64)
     starts = np.array([p.start for p in phones], dtype=np.float64)
     ends = np.array([p.end for p in phones], dtype=np.float64)
     idx = np.searchsorted(starts, t, side="right") - 1  # last phone starting <= t
@@ -200,34 +203,45 @@ class PhonemeGrouping:
         phones = getattr(utterance, "phones", None)
         if not phones:
             return [None] * len(frames)
-        how = self._definition
-        if how == "centre":
-            idx = _phone_index(phones, clock.centre_seconds(frames) + self._offset_ms / 1000.0)
-        elif evidence is None:
-            raise GradnapError(f"label time {self.label_time!r} needs the input layer")
-        elif how == "peak":
-            idx = _phone_index(phones, frame_to_seconds(evidence.peak, clock.features))
-        else:
-            mass = np.where(np.isfinite(evidence.score), evidence.score, 0.0)  # (n, We)
-            mass = np.maximum(mass, 0.0)
-            pos = evidence.start[:, None] + np.arange(mass.shape[1])  # (n, We) input frames
-            total = mass.sum(axis=1)
-            if how == "mass":  # the phone with the largest sensitivity mass
-                where = _phone_index(phones, frame_to_seconds(pos, clock.features))  # (n, We)
-                per_phone = np.zeros((len(frames), len(phones) + 1))
-                rows = np.broadcast_to(np.arange(len(frames))[:, None], where.shape)
-                np.add.at(per_phone, (rows, where + 1), mass)  # column 0: no phone
-                per_phone[:, 0] = 0.0
-                idx = np.where(per_phone.max(axis=1) > 0, per_phone.argmax(axis=1) - 1, -1)
-            else:
-                if how == "centroid":
-                    t = (mass * pos).sum(axis=1) / np.maximum(total, 1e-300)
-                else:  # median: the first time with half the mass at or before it
-                    half = np.cumsum(mass, axis=1) >= 0.5 * total[:, None]
-                    t = pos[np.arange(len(frames)), half.argmax(axis=1)].astype(np.float64)
-                idx = _phone_index(phones, frame_to_seconds(t, clock.features))
-            idx = np.where(total > 0, idx, -1)
+        idx = label_spans(self.label_time, phones, frames, clock, evidence)
         return [phones[i].phone if i >= 0 else None for i in idx.tolist()]
+
+
+def label_spans(
+    label_time: str,
+    phones: Sequence[Any],
+    frames: np.ndarray,
+    clock: FrameClock,
+    evidence: InputEvidence | None = None,
+) -> np.ndarray:
+    """Index into ``phones`` of the phone at each example's label time, ``(n,)`` int
+    (``-1``: no label); ``label_time`` as in :class:`PhonemeGrouping`."""
+    how, offset_ms = parse_label_time(label_time)
+    if how == "centre":
+        return phone_index(phones, clock.centre_seconds(frames) + offset_ms / 1000.0)
+    if evidence is None:
+        raise GradnapError(f"label time {label_time!r} needs the input layer")
+    if how == "peak":
+        return phone_index(phones, frame_to_seconds(evidence.peak, clock.features))
+    mass = np.where(np.isfinite(evidence.score), evidence.score, 0.0)  # (n, We)
+    mass = np.maximum(mass, 0.0)
+    pos = evidence.start[:, None] + np.arange(mass.shape[1])  # (n, We) input frames
+    total = mass.sum(axis=1)
+    if how == "mass":  # the phone with the largest sensitivity mass
+        where = phone_index(phones, frame_to_seconds(pos, clock.features))  # (n, We)
+        per_phone = np.zeros((len(frames), len(phones) + 1))
+        rows = np.broadcast_to(np.arange(len(frames))[:, None], where.shape)
+        np.add.at(per_phone, (rows, where + 1), mass)  # column 0: no phone
+        per_phone[:, 0] = 0.0
+        idx = np.where(per_phone.max(axis=1) > 0, per_phone.argmax(axis=1) - 1, -1)
+    else:
+        if how == "centroid":
+            t = (mass * pos).sum(axis=1) / np.maximum(total, 1e-300)
+        else:  # median: the first time with half the mass at or before it
+            half = np.cumsum(mass, axis=1) >= 0.5 * total[:, None]
+            t = pos[np.arange(len(frames)), half.argmax(axis=1)].astype(np.float64)
+        idx = phone_index(phones, frame_to_seconds(t, clock.features))
+    return np.where(total > 0, idx, -1)
 
 
 class SpeakerGrouping:
