@@ -26,7 +26,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -482,19 +482,18 @@ class Collector:
             wins = self.engine.sensitivities(fwd, fr, cl)  # the engine's own threads
             with torch.no_grad(), one_thread():
                 chunk_gids = {name: ids[s : s + self.chunk_frames] for name, ids in gids.items()}
-                done: dict[str, ChunkStats] = {}
-                centres: dict[str, torch.Tensor] = {}  # the input layer's t*, when collected
+                done: dict[str, ChunkStats] = {}  # per layer, what its windows add up
+                inputs: dict[str, Aligned] = {}  # the input layer's alignment, when collected
+                windows = functools.partial(
+                    self._window_step,
+                    positions=positions,
+                    wins=wins,
+                    frames=fr,
+                    done=done,
+                    inputs=inputs,
+                )
                 if self._need_evidence:  # labels need the input layer's alignment: windows
-                    inputs: dict[str, Aligned] = {}  # of every layer first, then labels
-                    step_windows = functools.partial(
-                        self._window_step,
-                        positions=positions,
-                        wins=wins,
-                        frames=fr,
-                        done=done,
-                        inputs=inputs,
-                    )
-                    self._workers.map(step_windows, self._layer_order, self.threads)
+                    self._workers.map(windows, self._layer_order, self.threads)  # first
                     aligned = inputs[INPUT_LAYER]
                     assert aligned.score is not None and aligned.score_start is not None
                     evidence = InputEvidence(
@@ -503,22 +502,13 @@ class Collector:
                     for g in self._need_evidence:
                         labels = g.labels(utterance, fr.numpy(), cl.numpy(), self._clock, evidence)
                         chunk_gids[g.name] = self.sums[g.name].group_ids(labels)
-                    centres[INPUT_LAYER] = aligned.centre
                 plan = self._begin_chunk(chunk_gids, int(fr.numel()), fold)
 
                 # layers are independent: their windows and sums on the collector's threads
-                step = functools.partial(
-                    self._layer_step,
-                    positions=positions,
-                    wins=wins,
-                    frames=fr,
-                    plan=plan,
-                    done=done,
-                    centres=centres,
-                )
+                step = functools.partial(self._layer_step, windows=windows, plan=plan, done=done)
                 self._workers.map(step, self._layer_order, self.threads)
-                if INPUT_LAYER in centres:
-                    self._count_listening(fr, centres[INPUT_LAYER])
+                if INPUT_LAYER in inputs:
+                    self._count_listening(fr, inputs[INPUT_LAYER].centre)
                 del wins
             if progress is not None:
                 progress.update(int(fr.numel()))
@@ -533,22 +523,15 @@ class Collector:
     def _layer_step(
         self,
         name: str,
-        positions: dict[str, Positions],
-        wins: dict[str, Window],
-        frames: torch.Tensor,
+        windows: Callable[[str], None],
         plan: list[_Plan],
         done: dict[str, ChunkStats],
-        centres: dict[str, torch.Tensor],
     ) -> None:
-        """One layer of a chunk: windows at ``t*`` (unless ``done`` has them), then the
-        sums of every grouping; the input layer's ``t*`` goes to ``centres``."""
-        stats = done.get(name)
-        if stats is None:
-            aligned = self._align(name, positions[name], wins[name], frames)
-            if name == INPUT_LAYER:
-                centres[name] = aligned.centre
-            stats = chunk_stats(aligned, self.naps)
-        self._accumulate(name, plan, stats)
+        """One layer of a chunk: its windows at ``t*`` (``windows``, unless ``done`` has
+        them already), then the sums of every grouping."""
+        if name not in done:
+            windows(name)
+        self._accumulate(name, plan, done[name])
 
     def _window_step(
         self,
@@ -559,8 +542,8 @@ class Collector:
         done: dict[str, ChunkStats],
         inputs: dict[str, Aligned],
     ) -> None:
-        """The windows at ``t*`` of one layer into ``done`` (the input layer's alignment
-        also into ``inputs``), before the labels of the chunk are known."""
+        """The windows at ``t*`` of one layer and what they add to the sums, into ``done``
+        (the input layer's alignment also into ``inputs``)."""
         aligned = self._align(name, positions[name], wins[name], frames)
         if name == INPUT_LAYER:
             inputs[name] = aligned
