@@ -36,7 +36,8 @@ from torch import nn
 
 from gradnap.defaults import METHOD
 from gradnap.engine._chain import Chain
-from gradnap.engine._layers import capture, check_layers, check_target, output_kind, target_values
+from gradnap.engine._hooked import HookedEngine
+from gradnap.engine._layers import capture, target_values
 from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window
 from gradnap.errors import GradnapError
 
@@ -108,7 +109,7 @@ class _Calibration:
         return "per_frame" if per_frame < scale * self.batch else "batch"
 
 
-class AutogradEngine:
+class AutogradEngine(HookedEngine):
     """Per-frame sensitivities of any model by batched autograd (whole-layer windows).
 
     ``model``: input ``(B, F, T)`` -> output ``(B, K, T')`` (put in eval mode).
@@ -130,27 +131,16 @@ class AutogradEngine:
         strategy: str = "auto",
         chain: Chain | None = None,
     ) -> None:
-        model.eval()
-        self.model = model
-        self.layers = check_layers(model, layers)
-        self.output = output_kind(model, output)
-        check_target(target, self.output)
-        self.target = target
+        super().__init__(model, layers, target, output, chain)
         if batch_frames is not None and batch_frames < 1:
             raise GradnapError(f"batch_frames: must be at least 1, got {batch_frames}")
         self.batch_frames = batch_frames
         if strategy not in STRATEGIES:
             raise GradnapError(f"strategy: {strategy!r}; choose from {', '.join(STRATEGIES)}")
         self.strategy = strategy
-        #: The model as a Conv1d chain when it is one (not used for the gradients; its geometry
-        #: gives the collector cone widths and t* search ranges), else ``None``.
-        self.chain = chain
         #: Length class (log2 of output frames, rounded) -> calibration.
         self.calibrations: dict[int, _Calibration] = {}
         self.calibration: _Calibration | None = None
-        p = next(model.parameters(), None)
-        self._device = p.device if p is not None else torch.device("cpu")
-        self._dtype = p.dtype if p is not None else torch.float32
 
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Model output ``(B, K, T')`` and captured layers ``(B, C_l, T_l)`` for ``x`` ``(B, F, T)``."""

@@ -7,15 +7,12 @@ and the benchmark measure the other engines against it. Windows cover whole laye
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from gradnap.defaults import METHOD
-from gradnap.engine._chain import Chain
-from gradnap.engine._layers import capture, check_layers, check_target, output_kind, target_values
+from gradnap.engine._hooked import HookedEngine
+from gradnap.engine._layers import capture, target_values
 from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window
 from gradnap.errors import GradnapError
 
@@ -30,31 +27,11 @@ class _ReferenceState:
     inputs: list[torch.Tensor]
 
 
-class ReferenceEngine:
+class ReferenceEngine(HookedEngine):
     """Per-frame autograd: one backward over the whole utterance per target frame.
 
     Same arguments and results as :class:`~gradnap.engine._autograd.AutogradEngine`.
     """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        layers: Sequence[str],
-        target: str = METHOD.target,
-        output: str | None = None,
-        chain: Chain | None = None,
-    ) -> None:
-        model.eval()
-        self.model = model
-        self.layers = check_layers(model, layers)
-        self.output = output_kind(model, output)
-        check_target(target, self.output)
-        self.target = target
-        #: The model as a Conv1d chain when it is one (its geometry only), else ``None``.
-        self.chain = chain
-        p = next(model.parameters(), None)
-        self._device = p.device if p is not None else torch.device("cpu")
-        self._dtype = p.dtype if p is not None else torch.float32
 
     def forward(self, x: torch.Tensor) -> ForwardPass:
         """``x``: input spectrogram ``(F, T)``. Keeps the autograd graph for the backward passes."""
