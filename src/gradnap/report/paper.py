@@ -294,9 +294,10 @@ def _clustering_section(
         plot_silhouettes(table),
         f"Mean silhouette score over the dendrogram cuts at the {_percentiles()} percentiles "
         "of the pairwise Euclidean distances of the GradNAPs (complete linkage), per layer; "
-        "dashed: the same groupings with random labels (chance level). Groups: "
-        + ", ".join(f"{g} {n}" for g, n in n_groups.items())
-        + ".",
+        "dashed: the same groupings with random labels. This silhouette depends on the "
+        "number and sizes of the groups, and random labels score high on it, so the dashed "
+        "curves are no floor and groupings of different sizes do not compare directly "
+        "(docs/method.md §6). Groups: " + ", ".join(f"{g} {n}" for g, n in n_groups.items()) + ".",
     )
     _add_silhouettes(
         report,
@@ -367,9 +368,11 @@ def _nap_section(
             show_cuts=False,
             title="Silhouette scores per layer: GradNAP vs NAP",
         ),
-        "Mean silhouette score per layer of the GradNAPs (solid; dashed: chance level) "
-        "and of the NAPs of the same groups (dotted; dash-dotted: chance level), "
-        f"clustered the same way (complete linkage, cuts at the {_percentiles()} percentiles).",
+        "Mean silhouette score per layer of the GradNAPs (solid; dashed: random labels) "
+        "and of the NAPs of the same groups (dotted; dash-dotted: random labels), "
+        f"clustered the same way (complete linkage, cuts at the {_percentiles()} percentiles). "
+        "The silhouette depends on group sizes: random labels are no floor here "
+        "(docs/method.md §6).",
     )
     _add_silhouettes(
         report,
