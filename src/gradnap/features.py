@@ -30,7 +30,9 @@ def load_audio(path: str | Path, config: FeatureConfig = FEATURES) -> np.ndarray
     """Read an audio file (FLAC, WAV, ...) as mono float32 at ``config.sample_rate``.
 
     Stereo is mixed down; other sample rates are resampled. Returns shape ``(N,)``.
-    Raises :class:`GradnapError` naming the file when it is missing, unreadable or empty.
+    Raises :class:`GradnapError` naming the file when it is missing, unreadable,
+    truncated (a WAV file shorter than its header says), empty, or holds NaN or
+    infinite samples.
     """
     import soundfile as sf
 
@@ -43,12 +45,43 @@ def load_audio(path: str | Path, config: FeatureConfig = FEATURES) -> np.ndarray
         raise GradnapError(f"{path}: cannot read audio ({exc})") from exc
     if data.shape[0] == 0:
         raise GradnapError(f"{path}: audio file holds no samples")
+    missing = _wav_missing_bytes(path)
+    if missing:
+        raise GradnapError(
+            f"{path}: truncated WAV file ({missing} bytes of audio data missing; "
+            f"{data.shape[0]} samples left)"
+        )
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bad:
+        raise GradnapError(f"{path}: {bad} of {data.size} samples are NaN or infinite")
     mono = data.mean(axis=1)
     if sr != config.sample_rate:
         import librosa
 
         mono = librosa.resample(mono, orig_sr=sr, target_sr=config.sample_rate)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _wav_missing_bytes(path: Path) -> int:
+    """Bytes of audio data a RIFF/WAVE file's header announces beyond the end of the file
+    (0 for other files, complete files, and streamed WAVs whose header gives no size)."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return 0
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                if size in (0, 0xFFFFFFFF):  # written while streaming: size unknown
+                    return 0
+                left = path.stat().st_size - f.tell()
+                return max(0, size - left)
+            f.seek(size + (size & 1), 1)  # chunks are padded to even sizes
 
 
 @lru_cache(maxsize=4)

@@ -136,9 +136,34 @@ def _resolve(path: str | Path) -> Path:
             )
         return DEFAULT_MODEL
     path = Path(path)
+    if path.is_dir():
+        raise GradnapError(f"{path}: is a directory, not a model file")
     if not path.is_file():
         raise GradnapError(f"{path}: model file not found")
     return path
+
+
+def _not_a_checkpoint(path: Path, exc: Exception) -> GradnapError:
+    """Why ``torch.load`` could not read ``path``, in words."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return GradnapError(f"{path}: empty file, not a model checkpoint")
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            names = None
+        if names is None:
+            return GradnapError(
+                f"{path}: truncated or corrupt checkpoint (an interrupted copy or write?)"
+            )
+        if "meta.npy" in names:
+            return GradnapError(f"{path}: a gradnap result file (.npz), not a model checkpoint")
+    return GradnapError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})")
 
 
 def read_model_file(path: str | Path) -> dict:
@@ -147,9 +172,7 @@ def read_model_file(path: str | Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise GradnapError(
-            f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})"
-        ) from None
+        raise _not_a_checkpoint(path, exc) from None
     if not isinstance(blob, dict):
         raise GradnapError(f"{path}: not a checkpoint (holds a {type(blob).__name__}, not a dict)")
     return blob

@@ -36,6 +36,7 @@ from gradnap.asr.modelfile import read_model_file, save_model
 from gradnap.corpus.librispeech import read_corpus
 from gradnap.defaults import BLANK_INDEX, CACHE_DIR, FEATURES, TRAIN, FeatureConfig, TrainConfig
 from gradnap.errors import GradnapError
+from gradnap.fileio import check_writable, remove_stale_temporaries
 
 __all__ = ["TrainResult", "train", "train_examples", "lr_factor", "run_dir_for"]
 
@@ -69,6 +70,15 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, final_fraction: fl
 def run_dir_for(out: Path) -> Path:
     """Default run directory of an output checkpoint: ``<cache>/runs/<out stem>``."""
     return CACHE_DIR / "runs" / Path(out).stem
+
+
+def _check_outputs(out: Path, state_path: Path) -> None:
+    """Before any work: ``out`` and the run state can be written; stale temporary files
+    of killed writes of either are removed."""
+    check_writable(out, "--out")
+    check_writable(state_path, "run state")
+    for path in (out, state_path):
+        remove_stale_temporaries(path)
 
 
 class _StopFlag:
@@ -128,6 +138,7 @@ def train_examples(
     out = Path(out)
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(out)
     state_path = run_dir / "last.pt"
+    _check_outputs(out, state_path)
     lengths = [e.num_frames for e in train_set]
     steps_per_epoch = [len(_epoch_batches(lengths, cfg, ep)) for ep in range(cfg.epochs)]
     total_steps = sum(steps_per_epoch)
@@ -206,7 +217,16 @@ def train_examples(
             "epoch_loss": list(epoch_loss),
             "train_config": asdict(cfg),
         }
-        save_model(state_path, model, meta, features, extra=extra)
+        try:
+            save_model(state_path, model, meta, features, extra=extra)
+        except GradnapError as exc:
+            kept = (
+                f"the run state of an earlier epoch in {state_path} is kept: make room and run "
+                "again with --resume"
+                if state_path.is_file()
+                else "no run state is kept"
+            )
+            raise GradnapError(f"{exc}; {kept}") from exc
 
     interrupted = False
     batches_this_call = 0
@@ -294,7 +314,13 @@ def train_examples(
             batch_done = 0
             save_state(epoch, 0)
             meta = dict(meta_base, history=history, epochs_done=epoch, seconds=seconds)
-            save_model(out, model, meta, features, dtype=checkpoint_dtype)
+            try:
+                save_model(out, model, meta, features, dtype=checkpoint_dtype)
+            except GradnapError as exc:  # the run state of this epoch is saved
+                raise GradnapError(
+                    f"{exc}; the run state after epoch {epoch} is in {state_path}: make room "
+                    f"and run again with --resume (--run-dir {run_dir} if --out changes)"
+                ) from exc
             if flag.stop:
                 interrupted = True
     model.metadata = dict(meta_base, history=history, epochs_done=epoch, seconds=seconds)
@@ -329,6 +355,8 @@ def train(
         raise GradnapError(
             f"--config: unknown model config {config!r}; choose from {', '.join(CONFIGS)}"
         )
+    out = Path(out)
+    _check_outputs(out, Path(run_dir or run_dir_for(out)) / "last.pt")  # before the features
     torch.set_num_threads(threads or min(4, os.cpu_count() or 1))
     corpus = read_corpus(corpus_dir)
     cache_dir = Path(feature_cache) if feature_cache is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from gradnap.defaults import COLLECT, LABEL_TIMES, METHOD
@@ -145,8 +146,13 @@ def run(args: argparse.Namespace) -> int:
     from gradnap.asr.modelfile import load_model
     from gradnap.corpus import read_corpus
     from gradnap.engine import make_engine
+    from gradnap.fileio import check_writable, remove_stale_temporaries
     from gradnap.method.run import GradNAP
 
+    checkpoint = args.checkpoint or Path(f"{args.out}.partial")
+    check_writable(args.out, "--out")  # before any work (the checkpoint: GradNAP.collect)
+    check_writable(checkpoint, "--checkpoint")
+    remove_stale_temporaries(args.out)
     model = load_model(args.model)
     corpus = read_corpus(args.corpus)
     if not corpus.utterances:
@@ -169,19 +175,30 @@ def run(args: argparse.Namespace) -> int:
         fold_key=args.fold_key,
     )
     nap.model_source = str(args.model)
-    checkpoint = args.checkpoint or Path(f"{args.out}.partial")
-    result = nap.collect(
-        corpus,
-        progress=not args.no_progress,
-        checkpoint=checkpoint,
-        checkpoint_every=args.checkpoint_every,
-        checkpoint_seconds=args.checkpoint_seconds,
-        resume=args.resume,
-        shard=args.shard,
-        limit=args.limit,
-    )
+    try:
+        result = nap.collect(
+            corpus,
+            progress=not args.no_progress,
+            checkpoint=checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            checkpoint_seconds=args.checkpoint_seconds,
+            resume=args.resume,
+            shard=args.shard,
+            limit=args.limit,
+        )
+    except KeyboardInterrupt:
+        if nap.checkpointed_items is not None:
+            print(
+                f"gradnap: the checkpoint {nap.checkpoint_file} after {nap.checkpointed_items} "
+                "items is kept; continue with --resume",
+                file=sys.stderr,
+            )
+        raise
     if nap.rank == 0:
-        result.save(args.out)
+        try:
+            result.save(args.out)
+        except GradnapError as exc:  # a full disk, a vanished directory: keep the work
+            raise GradnapError(f"{exc}; {nap.keep_collected()}") from exc
     if nap.checkpoint_file is not None:
         nap.checkpoint_file.unlink(missing_ok=True)
     if nap.rank == 0:

@@ -61,7 +61,9 @@ def register(subparsers) -> None:
 
 def _synth(args: argparse.Namespace) -> int:
     from gradnap.corpus.synth import synthesize_corpus
+    from gradnap.fileio import check_writable
 
+    check_writable(args.out, "--out", directory=True)
     report = synthesize_corpus(
         args.out, utterances=args.utterances, seed=args.seed, voices=args.voices, jobs=args.jobs
     )

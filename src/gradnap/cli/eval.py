@@ -89,8 +89,10 @@ def _run(args: argparse.Namespace) -> int:
     from gradnap.corpus.librispeech import read_corpus
     from gradnap.defaults import TRAIN
     from gradnap.errors import GradnapError
-    from gradnap.fileio import atomic_write_text
+    from gradnap.fileio import atomic_write_text, check_writable
 
+    if args.json is not None:
+        check_writable(args.json, "--json")  # before the evaluation
     torch.set_num_threads(args.threads or min(4, os.cpu_count() or 1))
     model = load_model(args.model)
     corpus = read_corpus(args.corpus)

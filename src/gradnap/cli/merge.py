@@ -22,8 +22,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gradnap.fileio import check_writable
     from gradnap.method.result import merge_results
 
+    check_writable(args.out, "--out")
     merged = merge_results(args.results)
     merged.save(args.out)
     print(merged.summary())

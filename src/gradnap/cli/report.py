@@ -41,8 +41,10 @@ def _split(text: str) -> tuple[str, ...]:
 
 def _run(args: argparse.Namespace) -> int:
     from gradnap.asr.modelfile import load_model
+    from gradnap.fileio import check_writable
     from gradnap.report.paper import build_report
 
+    check_writable(args.out, "--out", directory=True)
     config = dataclasses.replace(
         REPORT,
         input_groups=_split(args.input_groups),

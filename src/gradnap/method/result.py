@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,29 +90,34 @@ class Result:
 
     @classmethod
     def load(cls, path: str | Path) -> Result:
-        """Read a result file; raises :class:`GradnapError` naming the file when unusable."""
+        """Read a result file; raises :class:`GradnapError` naming the file and saying what
+        is wrong when it is not one (not an .npz, a truncated or corrupt .npz, an .npz of
+        other arrays, a result of a newer gradnap, missing arrays)."""
         path = Path(path)
+        if path.is_dir():
+            raise GradnapError(f"{path}: is a directory, not a result file")
         if not path.is_file():
             raise GradnapError(f"{path}: result file not found")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except ValueError as exc:
-            if "pickled" in str(exc):  # np.load of a text file, a .npy of objects, ...
-                raise GradnapError(
-                    f"{path}: not a gradnap result file (not an .npz archive of arrays)"
-                ) from exc
-            raise GradnapError(f"{path}: cannot read result file ({exc})") from exc
-        except Exception as exc:  # zipfile / numpy raise several types
-            raise GradnapError(f"{path}: cannot read result file ({exc})") from exc
+        arrays = _read_npz(path)
         if "meta" not in arrays:
-            raise GradnapError(f"{path}: not a gradnap result file (no 'meta' entry)")
+            raise GradnapError(
+                f"{path}: not a gradnap result (an .npz file without a 'meta' entry; it "
+                f"holds {_some(arrays)})"
+            )
+        meta_entry = arrays.pop("meta")
         try:
-            meta = RunMeta.from_json(json.loads(arrays.pop("meta").item()))
+            meta = RunMeta.from_json(json.loads(meta_entry.item()))
         except (ValueError, TypeError, AttributeError) as exc:
-            raise GradnapError(f"{path}: metadata is not valid JSON ({exc})") from exc
+            raise GradnapError(
+                f"{path}: not a gradnap result (its 'meta' entry is not the JSON metadata: {exc})"
+            ) from exc
         except GradnapError as exc:
             raise GradnapError(f"{path}: {exc}") from None
+        missing = _missing_arrays(meta, arrays)
+        if missing:
+            raise GradnapError(
+                f"{path}: damaged result file: lacks {len(missing)} arrays ({_some(missing)})"
+            )
         arrays = upgrade_arrays(arrays, meta.format_version)  # older layouts: one fold
         return cls(meta.replace(format_version=FORMAT_VERSION), arrays)
 
@@ -391,6 +397,55 @@ class Result:
         )
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of the .npz file ``path`` (no pickles), or :class:`GradnapError`
+    saying why it is not one."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head:
+        raise GradnapError(f"{path}: empty file, not a result file")
+    if head == b"\x93NUMPY":
+        raise GradnapError(f"{path}: a single .npy array, not a result file (.npz)")
+    if not head.startswith(b"PK"):
+        raise GradnapError(
+            f"{path}: not a gradnap result file (not an .npz archive of arrays)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise GradnapError(
+            f"{path}: truncated or corrupt .npz file (an interrupted copy or write?): {exc}"
+        ) from exc
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "pickled" in str(exc):
+            raise GradnapError(
+                f"{path}: holds Python objects (pickles), not a gradnap result file"
+            ) from exc
+        raise GradnapError(f"{path}: truncated or corrupt .npz file ({exc})") from exc
+    except Exception as exc:  # zipfile and numpy raise several types
+        raise GradnapError(f"{path}: cannot read result file ({exc})") from exc
+
+
+def _missing_arrays(meta: RunMeta, arrays: dict[str, np.ndarray]) -> list[str]:
+    """The accumulator arrays ``meta`` promises that ``arrays`` lacks."""
+    fields = ["act_sum", "grad_sum", "count", "act_sqsum"]
+    if meta.options.naps:
+        fields += ["sorted_sum", "sorted_count"]
+    want = []
+    for g in meta.grouping_names:
+        want += [array_key(g, "labels"), array_key(g, "examples")]
+        want += [array_key(g, d.name, f) for d in meta.layers for f in fields]
+    return [k for k in want if k not in arrays]
+
+
+def _some(names: Iterable[str], n: int = 3) -> str:
+    names = list(names)
+    if not names:
+        return "nothing"
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
 def merge_results(results: Iterable[Result | str | Path]) -> Result:
     """Add up results of shards or separate runs (accumulators are sums).
 
@@ -399,31 +454,33 @@ def merge_results(results: Iterable[Result | str | Path]) -> Result:
     the same shard of the same corpus would count its examples twice and raise
     :class:`GradnapError`.
     """
+    results = list(results)
+    names = [f"result {i}" if isinstance(r, Result) else str(r) for i, r in enumerate(results, 1)]
     loaded = [r if isinstance(r, Result) else Result.load(r) for r in results]
     if not loaded:
         raise GradnapError("merge: no result given")
     first = loaded[0]
     sums = first.accumulators(copy=True)
-    for i, r in enumerate(loaded[1:], 2):
+    for i, r in enumerate(loaded[1:], 1):
         diff = first.meta.mismatches(r.meta, "merge")
         if diff:
             raise GradnapError(
-                f"merge: result {i} differs from result 1 in {'; '.join(diff)}; "
+                f"merge: {names[i]} differs from {names[0]} in {'; '.join(diff)}; "
                 "only results of the same model, layers, groupings and options add up"
             )
         sums.merge(r.accumulators())
     # corpus: shards of the same corpus must not repeat
-    seen: set[tuple] = set()
-    for r in loaded:
+    seen: dict[tuple, str] = {}
+    for name, r in zip(names, loaded, strict=True):
         c = r.meta.corpus
         for shard in c.shards or ((0, 1),):
             key = (c.hash, tuple(shard))
             if c.hash is not None and key in seen:
                 raise GradnapError(
                     f"merge: shard {shard[0]}/{shard[1]} of corpus {c.root} appears twice "
-                    "(its examples would be counted twice)"
+                    f"({seen[key]} and {name}; its examples would be counted twice)"
                 )
-            seen.add(key)
+            seen[key] = name
     corpora = [r.meta.corpus for r in loaded]
     if len({c.hash for c in corpora}) == 1:
         corpus = corpora[0].replace_shards(sorted(s for (_, s) in seen))

@@ -28,6 +28,7 @@ from torch import nn
 
 from gradnap.defaults import COLLECT
 from gradnap.errors import GradnapError
+from gradnap.fileio import check_writable, remove_stale_temporaries
 from gradnap.method.collector import Collector, UtteranceError, item_id
 from gradnap.method.metadata import CorpusMeta, Progress, add_counts
 from gradnap.method.result import Result
@@ -105,6 +106,10 @@ class GradNAP(Collector):
         self.rank = 0
         #: The checkpoint file :meth:`collect` used (per rank under torch.distributed).
         self.checkpoint_file: Path | None = None
+        #: Items done at the last checkpoint written (or resumed from); ``None``: none yet.
+        self.checkpointed_items: int | None = None
+        self._reduced = False  # the accumulators hold every rank's sums (all-reduced)
+        self._checkpoint_given: str | Path | None = None  # before the per-rank suffix
 
     def _items(
         self, data: Any, start: int, shard: tuple[int, int]
@@ -167,7 +172,11 @@ class GradNAP(Collector):
         ``checkpoint``: a file to which the accumulators are written atomically every
         ``checkpoint_every`` utterances or ``checkpoint_seconds`` seconds; with
         ``resume=True`` an existing checkpoint is loaded and collection continues after
-        its last utterance (same result as an uninterrupted run). ``shard``: ``"i/n"``
+        its last utterance (same result as an uninterrupted run; without a checkpoint
+        file a warning says that the run starts from the beginning). A checkpoint that
+        cannot be written raises :class:`GradnapError` before any work, or, when it
+        fails later (a full disk), stops the run saying which checkpoint is kept; the
+        temporary files of a killed checkpoint write are removed. ``shard``: ``"i/n"``
         processes items ``i, i+n, i+2n, ...``. ``distributed``: ``None`` = use
         ``torch.distributed`` when it is initialised or ``WORLD_SIZE > 1`` (torchrun);
         ranks split the shard and all-reduce their accumulators at the end; every rank
@@ -183,15 +192,24 @@ class GradNAP(Collector):
         dist, own_group = _distributed(distributed)
         rank, world = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
         eff_shard = (user_shard[0] + user_shard[1] * rank, user_shard[1] * world)
-        if checkpoint is not None and world > 1:
-            checkpoint = Path(f"{checkpoint}.rank{rank}-of-{world}")
         self.reset()
         self.rank = rank
+        self._checkpoint_given = checkpoint
+        if checkpoint is not None and world > 1:
+            checkpoint = Path(f"{checkpoint}.rank{rank}-of-{world}")
         self.checkpoint_file = None if checkpoint is None else Path(checkpoint)
+        if self.checkpoint_file is not None:
+            check_writable(self.checkpoint_file, "checkpoint")  # before any work
+            remove_stale_temporaries(self.checkpoint_file)
         corpus = corpus_identity(data) if _is_corpus(data) else CorpusMeta()
         self._corpus = dataclasses.replace(corpus, shards=(eff_shard,))
-        if resume and checkpoint is not None and Path(checkpoint).is_file():
-            self._resume(Result.load(checkpoint), checkpoint)
+        if resume and self.checkpoint_file is not None:
+            if self.checkpoint_file.is_file():
+                self._resume(Result.load(self.checkpoint_file), self.checkpoint_file)
+            else:
+                log.warning("resume: no checkpoint %s; starting from the beginning", checkpoint)
+        elif resume:
+            log.warning("resume: no checkpoint file given; starting from the beginning")
         start_item = self.progress.items_done
         total = None
         if _is_corpus(data):
@@ -226,7 +244,7 @@ class GradNAP(Collector):
                     try:
                         self.add(utt, load(), progress=bar)
                     except UtteranceError as exc:  # also raised by audio loading
-                        self.skip(str(exc))
+                        self.skip(_naming_file(str(exc), utt, uid))
                     done_here += 1
                     since_ckpt += 1
                     p = self.progress
@@ -244,8 +262,10 @@ class GradNAP(Collector):
                     and (since_ckpt >= checkpoint_every or now - last_ckpt_t >= checkpoint_seconds)
                 ):
                     self.count(seconds=seconds0 + now - t0)
-                    self.result(complete=False).save(checkpoint)
-                    log.debug("checkpoint %s after item %d", checkpoint, i)
+                    try:
+                        self._checkpoint()
+                    except GradnapError as exc:  # a full disk: stop now, not at the end
+                        raise GradnapError(f"{exc}; {self._kept()}") from exc
                     last_ckpt_t, since_ckpt = now, 0
         finally:
             bar.close()
@@ -261,6 +281,8 @@ class GradNAP(Collector):
             finally:
                 if own_group:
                     dist.destroy_process_group()
+        if self.sums is None:
+            raise GradnapError(_nothing_collected(self.progress.skipped, self.problems))
         result = self.result(complete=True)
         p = self.progress
         log.info(
@@ -295,7 +317,42 @@ class GradNAP(Collector):
                 "differ); delete it or run without --resume"
             )
         self.restore(checkpoint)
+        self.checkpointed_items = self.progress.items_done
         log.info("resuming %s after %d items", path, self.progress.items_done)
+
+    # --- checkpoints ------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        """Write the accumulators so far to :attr:`checkpoint_file` (nothing before the
+        first utterance that could be used); :class:`GradnapError` when it fails."""
+        path = self.checkpoint_file
+        if path is None or self.sums is None:
+            return
+        self.result(complete=False).save(path)
+        self.checkpointed_items = self.progress.items_done
+        log.debug("checkpoint %s after %d items", path, self.checkpointed_items)
+
+    def _kept(self) -> str:
+        """Where the collection is kept after a failed write, and how to go on."""
+        path = self.checkpoint_file
+        if path is None or self.checkpointed_items is None or not path.is_file():
+            return "no checkpoint was written, nothing is kept"
+        return (
+            f"the checkpoint {path} after {self.checkpointed_items} items is kept: make room "
+            f"and run the same command again with --resume (--checkpoint "
+            f"{self._checkpoint_given})"
+        )
+
+    def keep_collected(self) -> str:
+        """After the result could not be written: save what was collected as a checkpoint,
+        so that a resumed run finishes without collecting again. Returns a sentence for
+        the user saying what is kept and how to go on."""
+        if self.checkpoint_file is not None and not self._reduced and self.sums is not None:
+            try:
+                self._checkpoint()
+            except GradnapError as exc:
+                log.warning("%s", exc)
+        return self._kept()
 
     # --- torch.distributed ------------------------------------------------------------
 
@@ -330,6 +387,22 @@ class GradNAP(Collector):
         self.problems = [m for _, probs, _ in gathered for m in probs][: COLLECT.max_problems]
         self.listening = add_counts(*(h for _, _, h in gathered))
         self._corpus = dataclasses.replace(self._corpus, shards=(user_shard,), world_size=world)
+        self._reduced = True
+
+
+def _naming_file(message: str, utt: Any, uid: str) -> str:
+    """``message`` about utterance ``uid``, starting with its audio file (when it has one)."""
+    path = getattr(utt, "audio_path", None)
+    if path is None or str(path) in message:
+        return message
+    return f"{path}: {message.removeprefix(f'{uid}: ')}"
+
+
+def _nothing_collected(skipped: int, problems: list[str]) -> str:
+    if not skipped:
+        return "nothing collected: no utterance was given"
+    first = f" (the first: {problems[0]})" if problems else ""
+    return f"nothing collected: all {skipped} utterances were skipped{first}"
 
 
 def _distributed(flag: bool | None) -> tuple[Any, bool]:

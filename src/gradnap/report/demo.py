@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gradnap.alphabet import class_label, encode_text
 from gradnap.defaults import CACHE_DIR, DEMO, REPORT, DemoConfig, ReportConfig
+from gradnap.fileio import check_writable
 
 __all__ = ["chance_groupings", "run_demo", "DemoResult"]
 
@@ -86,6 +87,7 @@ def run_demo(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     out_dir = Path(out) if out is not None else CACHE_DIR / "demo"
+    check_writable(out_dir, "--out", directory=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     if corpus_dir is None:
         corpus_dir = CACHE_DIR / "corpora" / f"demo-s{config.seed}-n{config.utterances}"
@@ -102,8 +104,9 @@ def run_demo(
     groups = ["grapheme", "phoneme", *chance_groupings(corpus, seed=config.chance_seed)]
     nap = GradNAP(model, groupings=groups, min_count=config.min_count)
     nap.model_source = str(source) if isinstance(source, str | Path) else None
+    checkpoint = out_dir / "result.partial.npz"
     result = nap.collect(
-        corpus, progress=progress, checkpoint=out_dir / "result.partial.npz", resume=True
+        corpus, progress=progress, checkpoint=checkpoint, resume=checkpoint.is_file()
     )
     result_file = result.save(out_dir / "result.npz")
     (out_dir / "result.partial.npz").unlink(missing_ok=True)
