@@ -407,9 +407,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if head == b"\x93NUMPY":
         raise GradnapError(f"{path}: a single .npy array, not a result file (.npz)")
     if not head.startswith(b"PK"):
-        raise GradnapError(
-            f"{path}: not a gradnap result file (not an .npz archive of arrays)"
-        )
+        raise GradnapError(f"{path}: not a gradnap result file (not an .npz archive of arrays)")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
