@@ -6,6 +6,8 @@ shared pytest fixtures are in ``conftest.py``.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -371,3 +373,39 @@ def assert_same_sums(a: Result, b: Result, rtol=1e-10):
             assert np.array_equal(x[k], y[k]), k
         else:
             np.testing.assert_allclose(x[k], y[k], rtol=rtol, atol=rtol * 1e-3, err_msg=str(k))
+
+
+# --- a full disk --------------------------------------------------------------------------------
+
+
+def disk_full(monkeypatch, *names: str, after: int = 0) -> list[str]:
+    """Simulate a full disk for gradnap's atomic writes (:mod:`gradnap.fileio`): writing a
+    file named one of ``names`` (every file when none is given) fails with
+    ``OSError(ENOSPC)`` once ``after`` such writes have succeeded. Returns the list of
+    the names whose write failed (appended to as it happens)."""
+    import tempfile
+
+    import gradnap.fileio as fileio
+
+    real_mkstemp, real_fsync = tempfile.mkstemp, os.fsync
+    open_files: dict[int, str] = {}  # fd -> target name
+    done: list[str] = []
+    failed: list[str] = []
+
+    def mkstemp(*args, **kw):
+        fd, tmp = real_mkstemp(*args, **kw)
+        open_files[fd] = Path(tmp).name[1:].removesuffix(fileio.TMP_SUFFIX)[:-9]
+        return fd, tmp
+
+    def fsync(fd):
+        name = open_files.get(fd)
+        if name is not None and (not names or name in names):
+            if len(done) >= after:
+                failed.append(name)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done.append(name)
+        return real_fsync(fd)
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(fileio.os, "fsync", fsync)
+    return failed

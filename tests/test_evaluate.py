@@ -110,3 +110,12 @@ def test_cli_train_then_eval(tmp_path, monkeypatch, capsys):
     (tmp_path / "bad.pt").write_text("x")
     assert main(["eval", "--model", str(tmp_path / "bad.pt"), "--corpus", str(corpus)]) == 2
     assert "bad.pt" in capsys.readouterr().err
+
+
+def test_cli_eval_checks_its_json_output_first(tmp_path, capsys):
+    from gradnap.cli import main
+
+    # neither the model nor the corpus exists: the output is checked before either is read
+    args = ["eval", "--model", str(tmp_path / "m.pt"), "--corpus", str(tmp_path / "c")]
+    assert main([*args, "--json", str(tmp_path)]) == 2
+    assert f"--json {tmp_path}: is a directory" in capsys.readouterr().err

@@ -61,3 +61,24 @@ def test_load_audio_errors_name_the_file(tmp_path):
 def test_log_mel_accepts_tensor():
     x = torch.randn(4000)
     assert features.log_mel(x).shape == (128, features.num_frames(4000))
+
+
+def test_load_audio_refuses_nan_samples_and_truncated_wav_files(tmp_path):
+    x = np.random.default_rng(0).normal(0, 0.1, 4000).astype(np.float32)
+    nan = x.copy()
+    nan[[3, 7]] = [np.nan, np.inf]
+    sf.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    with pytest.raises(GradnapError, match=r"nan.wav: 2 of 4000 samples are NaN or infinite"):
+        features.load_audio(tmp_path / "nan.wav")
+    sf.write(tmp_path / "t.wav", x, 16000)  # 16-bit: 8000 bytes of samples
+    data = (tmp_path / "t.wav").read_bytes()
+    (tmp_path / "t.wav").write_bytes(data[:-3000])
+    with pytest.raises(
+        GradnapError, match=r"t.wav: truncated WAV file \(3000 bytes .* 2500 samples"
+    ):
+        features.load_audio(tmp_path / "t.wav")
+    # a WAV written while streaming gives no data size in its header: read as it is
+    i = data.index(b"data")
+    streamed = data[: i + 4] + b"\xff\xff\xff\xff" + data[i + 8 :]
+    (tmp_path / "s.wav").write_bytes(streamed[:-3000])
+    assert len(features.load_audio(tmp_path / "s.wav")) == 2500

@@ -1,6 +1,7 @@
 from collections import OrderedDict
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -186,3 +187,23 @@ def test_shipped_default_checkpoint():
         out = model(x)
     assert out.shape == (1, 29, model.geometry.output_length(120))
     assert torch.isfinite(out).all()
+
+
+def test_unusable_model_files_say_what_is_wrong(tmp_path):
+    good = save_model(tmp_path / "good.pt", build_model(TINY, seed=0))
+    (tmp_path / "dir.pt").mkdir()
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[:5000])
+    np.savez(tmp_path / "result.npz", meta=np.array("{}"))
+    cases = {
+        "dir.pt": "is a directory, not a model file",
+        "empty.pt": "empty file, not a model checkpoint",
+        "truncated.pt": "truncated or corrupt checkpoint",
+        "result.npz": "a gradnap result file (.npz), not a model checkpoint",
+    }
+    for name, words in cases.items():
+        with pytest.raises(GradnapError) as info:
+            load_model(tmp_path / name)
+        assert str(info.value) == f"{tmp_path / name}: {words}" + (
+            " (an interrupted copy or write?)" if name == "truncated.pt" else ""
+        )

@@ -7,7 +7,7 @@ import torch
 from gradnap.cli import main
 from gradnap.errors import GradnapError
 from gradnap.method.result import Result, merge_results
-from helpers import LAYERS, FrameEngine, gradnap_of, small_data, small_model
+from helpers import LAYERS, FrameEngine, disk_full, gradnap_of, small_data, small_model
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel"),
@@ -186,3 +186,96 @@ def test_version_1_files_load_as_one_fold(result, tmp_path):
     # saved again, it is a version-2 file of one fold
     again = Result.load(old.save(tmp_path / "again.npz"))
     assert again.folds == 1 and again.meta.format_version == 2
+
+
+def _result_file_variants(result, tmp_path):
+    """{name: (path, words of the error)} of files that are not usable result files."""
+    good = result.save(tmp_path / "good.npz")
+    data = good.read_bytes()
+    with np.load(good) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("meta").item())
+    files = {}
+
+    def make(name, write, words):
+        path = tmp_path / name
+        write(path)
+        files[name] = (path, words)
+
+    make("text.npz", lambda p: p.write_text("hello\n"), "not a gradnap result file (not an .npz")
+    make("empty.npz", lambda p: p.write_bytes(b""), "empty file")
+    make("array.npy", lambda p: np.save(p, np.zeros(3)), "a single .npy array")
+    make("truncated.npz", lambda p: p.write_bytes(data[: len(data) // 2]), "truncated or corrupt")
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF  # one bad byte inside an array: a CRC error
+    make("corrupt.npz", lambda p: p.write_bytes(bytes(flipped)), "truncated or corrupt")
+    make(
+        "objects.npz",
+        lambda p: np.savez(p, x=np.array([{}], dtype=object)),
+        "holds Python objects (pickles)",
+    )
+    make("other.npz", lambda p: np.savez(p, x=np.zeros(2)), "without a 'meta' entry")
+    newer = json.dumps(dict(meta, format_version=99))
+    make(
+        "newer.npz",
+        lambda p: np.savez(p, meta=np.array(newer), **arrays),
+        "result format version 99 is newer than this gradnap reads (2); upgrade gradnap",
+    )
+    fewer = {k: v for k, v in arrays.items() if not k.endswith("/grad_sum")}
+    make(
+        "damaged.npz",
+        lambda p: np.savez(p, meta=np.array(json.dumps(meta)), **fewer),
+        "damaged result file: lacks 9 arrays (sums/grapheme/input/grad_sum",
+    )
+    make("dir.npz", lambda p: p.mkdir(), "is a directory, not a result file")
+    return files
+
+
+def test_non_result_files_say_what_is_wrong(result, tmp_path, capsys):
+    for name, (path, words) in _result_file_variants(result, tmp_path).items():
+        with pytest.raises(GradnapError) as info:
+            Result.load(path)
+        assert str(info.value).startswith(f"{path}: ") and words in str(info.value), name
+        # the command line says the same in one line, and writes nothing
+        assert main(["report", str(path), "--out", str(tmp_path / "rep")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"gradnap: error: {info.value}"], name
+    assert not (tmp_path / "rep").exists()
+
+
+def test_merge_of_mismatched_results_is_one_line_naming_the_files(result, tmp_path, capsys):
+    model = small_model(seed=5)  # other weights
+    other = gradnap_of(model, FrameEngine(model, LAYERS)).collect(small_data(2), progress=False)
+    a, b = result.save(tmp_path / "a.npz"), other.save(tmp_path / "b.npz")
+    out = tmp_path / "m.npz"
+    assert main(["merge", str(a), str(b), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"gradnap: error: merge: {b} differs from {a} in model weights; "
+        "only results of the same model, layers, groupings and options add up"
+    ]
+    assert main(["merge", str(a), str(a), "--out", str(out)]) == 2
+    assert f"({a} and {a}; its examples" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_merge_and_report_check_their_out_first_and_survive_a_full_disk(
+    result, tmp_path, capsys, monkeypatch
+):
+    a = result.save(tmp_path / "a.npz")
+    (tmp_path / "file").write_text("x")
+    loads = []
+    real_load = Result.load.__func__
+    monkeypatch.setattr(
+        Result, "load", classmethod(lambda cls, p: loads.append(p) or real_load(cls, p))
+    )
+    assert main(["merge", str(a), "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["report", str(a), "--out", str(tmp_path / "file")]) == 2
+    assert "file: is a file, not a directory" in capsys.readouterr().err
+    assert loads == []  # nothing was read before the checks
+    failed = disk_full(monkeypatch, "m.npz")
+    assert main(["merge", str(a), "--out", str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gradnap: error: {tmp_path / 'm.npz'}: cannot write (no space left on device)"]
+    assert failed == ["m.npz"] and a.is_file()

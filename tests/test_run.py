@@ -1,7 +1,14 @@
 """The run loop: shards, merge, checkpoints and resume, corpora, the CLI, torch.distributed (gradnap.method.run)."""
 
+import errno
+import logging
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from gradnap.asr.modelfile import save_model
@@ -15,6 +22,7 @@ from helpers import (
     LAYERS,
     FrameEngine,
     assert_same_sums,
+    disk_full,
     gradnap_of,
     small_data,
     small_model,
@@ -197,3 +205,231 @@ def test_resume_refuses_a_checkpoint_of_other_window_widths(tmp_path):
     )
     whole = gradnap_of(model, eng).collect(small_data(), progress=False)
     assert_same_sums(resumed, whole, rtol=0)
+
+
+# --- bad input that must not cost work (docs/robustness.md) -----------------------------------
+
+
+def _cli_corpus(tmp_path, n=4):
+    root = write_corpus(tmp_path / "corpus", n=n, broken=False)
+    model_path = save_model(tmp_path / "tiny.pt", tiny_model())
+    return ["--model", str(model_path), "--corpus", str(root), "--layers", "input,layer9",
+            "--examples", "all", "--no-progress"]  # fmt: skip
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gradnap: error: "), err
+    return err[0]
+
+
+def test_unwritable_out_or_checkpoint_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    import gradnap.asr.modelfile
+
+    common = _cli_corpus(tmp_path)
+
+    def no_work(*args, **kw):
+        raise AssertionError("the model was loaded: work started before the check")
+
+    monkeypatch.setattr(gradnap.asr.modelfile, "load_model", no_work)
+    (tmp_path / "a_dir").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    assert main(["collect", *common, "--out", str(tmp_path / "a_dir")]) == 2
+    assert "a_dir: is a directory" in _one_error_line(capsys)
+    assert main(["collect", *common, "--out", str(tmp_path / "a_file" / "r.npz")]) == 2
+    assert "a_file is not a directory" in _one_error_line(capsys)
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only_mount(*args, dir=None, **kw):
+        if "ro" in Path(dir).parts:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_mkstemp(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_mount)
+    (tmp_path / "ro").mkdir()
+    ckpt = tmp_path / "ro" / "c.partial"
+    out = tmp_path / "r.npz"
+    assert main(["collect", *common, "--out", str(out), "--checkpoint", str(ckpt)]) == 2
+    line = _one_error_line(capsys)
+    assert f"--checkpoint {ckpt}: cannot write (Read-only file system)" in line
+    assert main(["collect", *common, "--out", str(tmp_path / "ro" / "r.npz")]) == 2
+    assert "ro/r.npz: cannot write (Read-only file system)" in _one_error_line(capsys)
+
+
+def test_full_disk_at_the_end_keeps_the_collection_for_resume(tmp_path, capsys, monkeypatch):
+    common = _cli_corpus(tmp_path)
+    ref = tmp_path / "ref.npz"
+    assert main(["collect", *common, "--out", str(ref)]) == 0
+    out = tmp_path / "r.npz"
+    failed = disk_full(monkeypatch, "r.npz")  # the checkpoint's disk has room
+    assert main(["collect", *common, "--out", str(out)]) == 2
+    assert failed == ["r.npz"]
+    line = _one_error_line(capsys)
+    ckpt = tmp_path / "r.npz.partial"
+    assert f"{out}: cannot write (no space left on device)" in line
+    assert f"the checkpoint {ckpt} after 4 items is kept" in line and "--resume" in line
+    assert not out.exists() and Result.load(ckpt).meta.progress.items_done == 4
+    monkeypatch.undo()  # room again: resume, to another --out, collects nothing again
+    add, calls = GradNAP.add, []
+
+    def counted_add(self, *args, **kw):
+        calls.append(1)
+        return add(self, *args, **kw)
+
+    monkeypatch.setattr(GradNAP, "add", counted_add)
+    other = tmp_path / "other.npz"
+    assert (
+        main(["collect", *common, "--out", str(other), "--resume", "--checkpoint", str(ckpt)]) == 0
+    )
+    assert calls == [] and not ckpt.exists()
+    assert_same_sums(Result.load(other), Result.load(ref), rtol=0)
+
+
+def test_full_disk_at_a_checkpoint_stops_and_keeps_the_last_one(tmp_path, monkeypatch):
+    model = small_model()
+    eng = FrameEngine(model, LAYERS)
+    data = small_data()
+    full = gradnap_of(model, eng).collect(data, progress=False)
+    add, calls = GradNAP.add, []
+
+    def counted_add(self, *args, **kw):
+        calls.append(1)
+        return add(self, *args, **kw)
+
+    monkeypatch.setattr(GradNAP, "add", counted_add)
+    ckpt = tmp_path / "run.ckpt.npz"
+    disk_full(monkeypatch, after=1)  # the first checkpoint is written, the second is not
+    with pytest.raises(GradnapError) as info:
+        gradnap_of(model, eng).collect(data, checkpoint=ckpt, checkpoint_every=2, progress=False)
+    msg = str(info.value)
+    assert msg.startswith(f"{ckpt}: cannot write (no space left on device); the checkpoint {ckpt}")
+    assert "after 2 items is kept" in msg and "--resume" in msg
+    assert len(calls) == 4  # stopped at once, not at the end of the corpus
+    monkeypatch.undo()  # room again
+    monkeypatch.setattr(GradNAP, "add", counted_add)
+    calls.clear()
+    resumed = gradnap_of(model, eng).collect(
+        data, checkpoint=ckpt, checkpoint_every=2, resume=True, progress=False
+    )
+    assert len(calls) == 4  # items 3..6
+    for k, v in full.arrays.items():
+        assert np.array_equal(v, resumed.arrays[k]), k
+
+
+def test_stale_temporary_of_a_killed_checkpoint_write_is_removed(tmp_path, caplog):
+    model = small_model()
+    ckpt = tmp_path / "run.ckpt.npz"
+    stale = tmp_path / ".run.ckpt.npz.x1y2z3w4.tmp"  # what kill -9 during a write leaves
+    stale.write_bytes(b"\0" * 3_000_000)
+    with caplog.at_level(logging.WARNING):
+        gradnap_of(model, FrameEngine(model, LAYERS)).collect(
+            small_data(2), checkpoint=ckpt, resume=True, progress=False
+        )
+    assert not stale.exists()
+    assert f"removed {stale} (3.0 MB): the temporary file of an interrupted write" in caplog.text
+    assert f"resume: no checkpoint {ckpt}; starting from the beginning" in caplog.text
+
+
+def test_collect_skips_and_names_each_bad_audio_file(tmp_path):
+    root = write_corpus(tmp_path / "corpus", n=2, broken=False, phones=False)
+    d = root / "s1" / "c1"
+    x = np.random.default_rng(1).normal(0, 0.1, 8000).astype("float32")  # 0.5 s
+    lines = []
+
+    def utt(name, write=None, text="HELLO"):
+        uid = f"s1-c1-{name}"
+        if write is not None:
+            write(d / uid)
+        lines.append(f"{uid} {text}")
+        return uid
+
+    def truncated(suffix):
+        def write(p):
+            sf.write(p.with_suffix(suffix), x, 16000)
+            data = p.with_suffix(suffix).read_bytes()
+            p.with_suffix(suffix).write_bytes(data[: len(data) // 2])
+
+        return write
+
+    nan = x.copy()
+    nan[100] = np.nan
+    kept = {
+        utt("stereo", lambda p: sf.write(p.with_suffix(".wav"), np.stack([x, -x], 1), 16000)),
+        utt("8khz", lambda p: sf.write(p.with_suffix(".wav"), x[::2], 8000)),
+        utt("accents", lambda p: sf.write(p.with_suffix(".wav"), x, 16000), "NAÏVE CAFÉ—OK"),
+    }
+    read_skips = {  # found when the corpus is read
+        utt("empty", lambda p: sf.write(p.with_suffix(".wav"), x[:0], 16000)): "holds no samples",
+        utt("corrupt", lambda p: p.with_suffix(".flac").write_bytes(b"fLaC junk")): "cannot read",
+        utt("digits", lambda p: sf.write(p.with_suffix(".wav"), x, 16000), "ROOM 101"): "'1', '0'",
+        utt("missing"): "audio file missing",
+    }
+    collect_skips = {  # found when the audio is loaded or run through the model
+        utt("nan", lambda p: sf.write(p.with_suffix(".wav"), nan, 16000, subtype="FLOAT")): (
+            "1 of 8000 samples are NaN or infinite"
+        ),
+        utt(
+            "short", lambda p: sf.write(p.with_suffix(".wav"), x[:1], 16000)
+        ): "too few for the model",
+        utt("trunc-flac", truncated(".flac")): "cannot read audio",
+        utt("trunc-wav", truncated(".wav")): "truncated WAV file",
+        utt(
+            "vanished", lambda p: sf.write(p.with_suffix(".wav"), x, 16000)
+        ): "audio file not found",
+    }
+    with open(d / "s1-c1.trans.txt", "a") as f:
+        f.write("\n".join(lines) + "\n")
+    corpus = read_corpus(root)
+    assert len(corpus.problems) == len(read_skips)
+    for uid, words in read_skips.items():
+        assert any(uid in p and words in p for p in corpus.problems), (uid, corpus.problems)
+    (d / "s1-c1-vanished.wav").unlink()
+    r = collect(
+        tiny_model(), corpus, layers=["input", "layer9"], engine="cone", examples="all",
+        groupings="grapheme", min_count=1, progress=False,
+    )  # fmt: skip
+    p = r.meta.progress
+    assert (p.utterances, p.skipped) == (2 + len(kept), len(collect_skips))
+    assert r.meta.corpus.reading_problems == len(read_skips)
+    for uid, words in collect_skips.items():
+        # each problem starts with the audio file's path
+        assert any(m.startswith(str(d / uid)) and words in m for m in r.meta.problems), uid
+    assert {u.id for u in corpus.utterances} >= kept
+    eight = next(u for u in corpus.utterances if u.id == "s1-c1-8khz")
+    assert corpus.features(eight).shape[1] == 1 + 8000 // 128  # resampled to 16 kHz
+    accents = next(u for u in corpus.utterances if u.id == "s1-c1-accents")
+    assert accents.text == "naive cafe ok"
+
+
+def test_all_utterances_skipped_says_why(tmp_path):
+    root = write_corpus(tmp_path / "corpus", n=2, broken=False, phones=False)
+    corpus = read_corpus(root)
+    for u in corpus.utterances:
+        u.audio_path.unlink()
+    with pytest.raises(
+        GradnapError,
+        match=r"all 2 utterances were skipped \(the first: .*0000.wav: audio file not found\)",
+    ):
+        collect(tiny_model(), corpus, layers=["layer9"], engine="cone", progress=False)
+
+
+def test_unknown_layers_and_unusable_models_are_one_line_errors(tmp_path, capsys):
+    common = _cli_corpus(tmp_path, n=1)
+    out = ["--out", str(tmp_path / "r.npz")]
+    assert main(["collect", *common, "--layers", "input,layer99", *out]) == 2
+    line = _one_error_line(capsys)
+    assert "unknown layer name(s) 'layer99'" in line and "valid names are: input, layer1" in line
+    i = common.index("--model") + 1
+    model = Path(common[i])
+    bad = {
+        "truncated.pt": (model.read_bytes()[:5000], "truncated or corrupt checkpoint"),
+        "text.pt": (b"hello", "not a PyTorch checkpoint"),
+        "empty.pt": (b"", "empty file"),
+    }
+    for name, (data, words) in bad.items():
+        (tmp_path / name).write_bytes(data)
+        args = [*common[:i], str(tmp_path / name), *common[i + 1 :]]
+        assert main(["collect", *args, *out]) == 2
+        line = _one_error_line(capsys)
+        assert f"{tmp_path / name}: {words}" in line, line
+    assert not (tmp_path / "r.npz").exists() and not (tmp_path / "r.npz.partial").exists()

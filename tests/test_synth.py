@@ -186,3 +186,12 @@ def test_audio_is_not_silent_and_differs_between_voices(tiny):
         assert np.sqrt(np.mean(x**2)) > 0.01
         by_speaker.setdefault(utt.speaker, []).append(len(x))
     assert set(by_speaker) == {"slt", "en_us_f2"}
+
+
+def test_cli_synth_out_that_cannot_be_a_directory_fails_at_once(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    for out in (tmp_path / "f", tmp_path / "f" / "corpus"):
+        assert main(["corpus", "synth", "--out", str(out), "--utterances", "2"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--out {out}: " in err[0], err
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]

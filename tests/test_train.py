@@ -6,11 +6,11 @@ import torch
 
 from gradnap.asr.data import Example
 from gradnap.asr.modelfile import load_model, read_model_file
-from gradnap.asr.train import lr_factor, train_examples
+from gradnap.asr.train import lr_factor, train, train_examples
 from gradnap.corpus.librispeech import Utterance
 from gradnap.defaults import TRAIN
 from gradnap.errors import GradnapError
-from helpers import TINY
+from helpers import TINY, disk_full
 
 CFG = replace(TRAIN, epochs=2, lr=3e-3, warmup_steps=2, max_frames=400, max_batch=4, seed=5)
 
@@ -105,3 +105,29 @@ def test_resume_errors(tmp_path):
         )  # fmt: skip
     with pytest.raises(GradnapError, match="empty"):
         train_examples([], [], TINY, tmp_path / "m.pt", CFG, run_dir=tmp_path / "r")
+
+
+def test_unwritable_out_fails_before_the_features(tmp_path):
+    (tmp_path / "m.pt").mkdir()
+    # the corpus does not exist either: the output is checked first
+    with pytest.raises(GradnapError, match=r"^--out .*m.pt: is a directory, not a file name$"):
+        train(tmp_path / "no corpus", TINY, tmp_path / "m.pt", CFG, run_dir=tmp_path / "r")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_full_disk_when_writing_the_model_keeps_the_run_state(tmp_path, monkeypatch):
+    train_set = toy_examples(8)
+    run = dict(run_dir=tmp_path / "r", progress=False)
+    disk_full(monkeypatch, "m.pt")
+    with pytest.raises(GradnapError) as info:
+        train_examples(train_set, [], TINY, tmp_path / "m.pt", CFG, **run)
+    state = tmp_path / "r" / "last.pt"
+    assert str(info.value) == (
+        f"{tmp_path / 'm.pt'}: cannot write (no space left on device); the run state after "
+        f"epoch 1 is in {state}: make room and run again with --resume "
+        f"(--run-dir {tmp_path / 'r'} if --out changes)"
+    )
+    monkeypatch.undo()
+    resumed = train_examples(train_set, [], TINY, tmp_path / "m.pt", CFG, resume=True, **run)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert load_model(tmp_path / "m.pt").metadata["epochs_done"] == 2
