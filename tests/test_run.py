@@ -143,7 +143,12 @@ def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(GradNAP, "add", interrupted_add)
     x = tmp_path / "x.npz"
     shard = ["--shard", "0/2", "--checkpoint-every", "1", "--out", str(x)]
+    capsys.readouterr()
     assert main(["collect", *common, *shard]) == 130
+    assert capsys.readouterr().err.splitlines() == [
+        f"gradnap: the checkpoint {x}.partial after 1 items is kept; continue with --resume",
+        "gradnap: interrupted",
+    ]
     partial = Result.load(tmp_path / "x.npz.partial")
     assert partial.meta.progress.utterances == 1 and not x.exists()
     assert main(["collect", *common, *shard, "--resume"]) == 0
@@ -330,7 +335,10 @@ def test_stale_temporary_of_a_killed_checkpoint_write_is_removed(tmp_path, caplo
     assert f"resume: no checkpoint {ckpt}; starting from the beginning" in caplog.text
 
 
-def test_collect_skips_and_names_each_bad_audio_file(tmp_path):
+def test_collect_skips_and_names_each_bad_audio_file(tmp_path, monkeypatch, caplog):
+    from gradnap import features
+
+    monkeypatch.setattr(features, "_WARNED_RATES", set())  # warned once per process
     root = write_corpus(tmp_path / "corpus", n=2, broken=False, phones=False)
     d = root / "s1" / "c1"
     x = np.random.default_rng(1).normal(0, 0.1, 8000).astype("float32")  # 0.5 s
@@ -384,10 +392,12 @@ def test_collect_skips_and_names_each_bad_audio_file(tmp_path):
     for uid, words in read_skips.items():
         assert any(uid in p and words in p for p in corpus.problems), (uid, corpus.problems)
     (d / "s1-c1-vanished.wav").unlink()
-    r = collect(
-        tiny_model(), corpus, layers=["input", "layer9"], engine="cone", examples="all",
-        groupings="grapheme", min_count=1, progress=False,
-    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        r = collect(
+            tiny_model(), corpus, layers=["input", "layer9"], engine="cone", examples="all",
+            groupings="grapheme", min_count=1, progress=False,
+        )  # fmt: skip
+    assert caplog.text.count("resampled to 16000 Hz: it holds nothing above 4000 Hz") == 1
     p = r.meta.progress
     assert (p.utterances, p.skipped) == (2 + len(kept), len(collect_skips))
     assert r.meta.corpus.reading_problems == len(read_skips)

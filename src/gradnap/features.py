@@ -6,6 +6,7 @@ Every place that turns audio into features calls :func:`utterance_features` or
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,10 +27,17 @@ __all__ = [
 ]
 
 
+log = logging.getLogger(__name__)
+
+#: Sample rates below the model's for which the upsampling warning was given.
+_WARNED_RATES: set[int] = set()
+
+
 def load_audio(path: str | Path, config: FeatureConfig = FEATURES) -> np.ndarray:
     """Read an audio file (FLAC, WAV, ...) as mono float32 at ``config.sample_rate``.
 
-    Stereo is mixed down; other sample rates are resampled. Returns shape ``(N,)``.
+    Stereo is mixed down; other sample rates are resampled (a lower one with a warning,
+    once per rate: the upper mel bins stay empty). Returns shape ``(N,)``.
     Raises :class:`GradnapError` naming the file when it is missing, unreadable,
     truncated (a WAV file shorter than its header says), empty, or holds NaN or
     infinite samples.
@@ -58,6 +66,16 @@ def load_audio(path: str | Path, config: FeatureConfig = FEATURES) -> np.ndarray
     if sr != config.sample_rate:
         import librosa
 
+        if sr < config.sample_rate and sr not in _WARNED_RATES:
+            _WARNED_RATES.add(sr)
+            log.warning(
+                "%s (and any other %d Hz file) is resampled to %d Hz: it holds nothing above "
+                "%d Hz, where the model's upper mel bins expect sound",
+                path,
+                sr,
+                config.sample_rate,
+                sr // 2,
+            )
         mono = librosa.resample(mono, orig_sr=sr, target_sr=config.sample_rate)
     return np.ascontiguousarray(mono, dtype=np.float32)
 
