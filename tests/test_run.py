@@ -443,3 +443,13 @@ def test_unknown_layers_and_unusable_models_are_one_line_errors(tmp_path, capsys
         line = _one_error_line(capsys)
         assert f"{tmp_path / name}: {words}" in line, line
     assert not (tmp_path / "r.npz").exists() and not (tmp_path / "r.npz.partial").exists()
+
+
+def test_checkpoints_wait_for_the_first_usable_utterance(tmp_path):
+    model = small_model()
+    eng = FrameEngine(model, LAYERS)
+    data = ["junk"] * 3 + small_data(3)  # three malformed items first: nothing to checkpoint
+    ckpt = tmp_path / "run.ckpt.npz"
+    r = gradnap_of(model, eng).collect(data, checkpoint=ckpt, checkpoint_every=2, progress=False)
+    assert (r.meta.progress.utterances, r.meta.progress.skipped) == (3, 3)
+    assert Result.load(ckpt).meta.progress.items_done == 6  # the last one: after item 6
