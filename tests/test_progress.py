@@ -72,3 +72,13 @@ def test_disabled_shows_nothing(caplog):
     bar.close()
     assert isinstance(bar, ProgressBar) and bar.mode == "off"
     assert stream.getvalue() == "" and lines(caplog) == []
+
+
+def test_without_logging_set_up_the_lines_go_to_the_stream(monkeypatch):
+    logger = logging.getLogger("gradnap.progress.orphan")
+    monkeypatch.setattr(logger, "propagate", False)
+    stream = io.StringIO()
+    with progress_bar(2, "features", stream=stream, logger=logger, every_seconds=1e9) as bar:
+        bar.update(2)
+    assert stream.getvalue().splitlines()[0] == "features: 0/2 utt"
+    assert stream.getvalue().splitlines()[-1].startswith("features: 2/2 utt (100%) in ")

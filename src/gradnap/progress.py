@@ -4,7 +4,7 @@ On a terminal (or in a notebook) it is a tqdm bar with a total, a percentage, th
 and an ETA; extra counters (e.g. ``frames``) are shown as rates beside it. Elsewhere
 (stderr redirected to a log file, CI) a bar would write thousands of ``\\r`` updates, so
 the same information comes as a few log lines instead (logger ``gradnap.progress``,
-level INFO): one at the start, one every ``every_fraction`` of the total or
+level INFO; plain lines on the stream when logging is not set up): one at the start, one every ``every_fraction`` of the total or
 ``every_seconds`` seconds, whichever comes first, and one at the end::
 
     collect: 0/400 utt
@@ -88,6 +88,7 @@ class ProgressBar:
         self.every_seconds = every_seconds
         self.log = logger or log
         stream = sys.stderr if stream is None else stream
+        self._stream = stream
         if mode == "auto":
             tty = getattr(stream, "isatty", lambda: False)()
             mode = "bar" if tty or _in_notebook() else "lines"
@@ -196,7 +197,11 @@ class ProgressBar:
         return int(n / self.total / self.every_fraction + 1e-9)
 
     def _line(self, final: bool = False) -> None:
-        self.log.info("%s", self.text(final))
+        if self.log.hasHandlers():
+            self.log.info("%s", self.text(final))
+        else:  # logging not set up (a script): the lines go where a bar would have gone
+            self._stream.write(self.text(final) + "\n")
+            self._stream.flush()
         self._last_t = time.perf_counter()
         self._last_n = self.n
 
