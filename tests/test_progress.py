@@ -25,11 +25,11 @@ def test_log_file_gets_a_line_per_tenth_not_per_update(caplog):
     out = lines(caplog)
     assert stream.getvalue() == ""  # no \r updates
     assert out[0] == "collect: 0/400 utt"
-    assert len(out) == 1 + 10 + 1  # start, every 10%, the end
+    assert len(out) == 1 + 9 + 1  # start, every 10% up to 90%, the end
     assert out[1].startswith("collect: 40/400 utt (10%), ")
     assert "utt/s" in out[1] and "frames/s" in out[1] and "ETA" in out[1]
-    assert out[-2].startswith("collect: 400/400 utt (100%)") and "ETA" not in out[-2]
-    assert out[-1].startswith("collect: 400/400 utt (100%) in ")
+    assert out[-2].startswith("collect: 360/400 utt (90%), ")
+    assert out[-1].startswith("collect: 400/400 utt (100%) in ") and "ETA" not in out[-1]
 
 
 def test_log_lines_also_come_by_time(caplog):

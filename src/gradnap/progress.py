@@ -127,7 +127,10 @@ class ProgressBar:
             self._bar.update(n)
         elif self.mode == "lines":
             now = time.perf_counter()
-            step = bool(self.total) and self._mark(self.n) > self._mark(self._last_n)
+            total = self.total or 0
+            step = (  # the last step is close()'s line
+                0 < total and self.n < total and self._mark(self.n) > self._mark(self._last_n)
+            )
             if step or now - self._last_t >= self.every_seconds:
                 self._line()
 
@@ -213,8 +216,9 @@ def progress_bar(
     unit: str = "utt",
     enabled: bool = True,
     initial: int = 0,
+    mode: Mode = "auto",
     **kwargs: Any,
 ) -> ProgressBar:
     """A :class:`ProgressBar`; ``enabled=False`` gives one that shows nothing."""
-    mode = kwargs.pop("mode", "auto") if enabled else "off"
+    mode = mode if enabled else "off"
     return ProgressBar(total, desc, unit=unit, initial=initial, mode=mode, **kwargs)
