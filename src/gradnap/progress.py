@@ -163,9 +163,7 @@ class ProgressBar:
     def _extras(self) -> str:
         """Rates of the extra counters and the status: ``"1520 frames/s, skipped 3"``."""
         seconds = self.elapsed()
-        parts = [
-            f"{_rate(v / seconds)} {k}/s" for k, v in self.counts.items() if seconds > 0
-        ]
+        parts = [f"{_rate(v / seconds)} {k}/s" for k, v in self.counts.items() if seconds > 0]
         if self.status:
             parts.append(self.status)
         return ", ".join(parts)

@@ -30,8 +30,7 @@ def register(subparsers) -> None:
         "--groups",
         dest="groupings",
         default=COLLECT.groupings,
-        help="comma-separated groupings: grapheme, phoneme, speaker (--groups is the old "
-        "name)",
+        help="comma-separated groupings: grapheme, phoneme, speaker (--groups is the old name)",
     )
     p.add_argument(
         "--layers",

@@ -27,9 +27,7 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="report directory (default: <cache>/demo)",
     )
-    p.add_argument(
-        "--utterances", type=int, default=DEMO.utterances, help="analysis corpus size"
-    )
+    p.add_argument("--utterances", type=int, default=DEMO.utterances, help="analysis corpus size")
     p.add_argument("--seed", type=int, default=DEMO.seed, help="analysis corpus seed")
     p.add_argument("--model", default=DEMO.model, help=MODEL_HELP)
     p.add_argument(

@@ -27,8 +27,7 @@ def register(subparsers) -> None:
         "--split",
         default="all",
         choices=SPLITS,
-        help="utterances to score: all, train, valid, test, heldout (valid+test) or "
-        "holdout-voice",
+        help="utterances to score: all, train, valid, test, heldout (valid+test) or holdout-voice",
     )
     p.add_argument(
         "--holdout-voice",
@@ -60,9 +59,7 @@ def register(subparsers) -> None:
         metavar="N",
         help="score only the first N utterances of the split (default: all)",
     )
-    p.add_argument(
-        "--threads", type=int, default=None, help=THREADS_HELP
-    )
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument(
         "--show", type=int, default=0, metavar="N", help="print N reference/hypothesis pairs"
     )

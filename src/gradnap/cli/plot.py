@@ -88,8 +88,7 @@ def register(subparsers) -> None:
         "--percentile",
         type=float,
         default=REPORT.dendrogram_percentile,
-        help="colour by the cut at this percentile of the pairwise distances "
-        "(docs/method.md §1.8)",
+        help="colour by the cut at this percentile of the pairwise distances (docs/method.md §1.8)",
     )
     q.set_defaults(func=_dendrogram)
 

@@ -28,9 +28,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (every epoch)")
     p.add_argument("--epochs", type=int, default=TRAIN.epochs, help="epochs")
-    p.add_argument(
-        "--lr", type=float, default=TRAIN.lr, help="peak Adam learning rate"
-    )
+    p.add_argument("--lr", type=float, default=TRAIN.lr, help="peak Adam learning rate")
     p.add_argument(
         "--warmup-steps",
         type=int,
@@ -80,9 +78,7 @@ def register(subparsers) -> None:
         ("--time-masks", "time_masks", "SpecAugment time masks per utterance, 0 = off"),
         ("--time-mask-width", "time_mask_width", "widest time mask in frames"),
     ):
-        p.add_argument(
-            flag, type=int, default=getattr(TRAIN, field), help=what
-        )
+        p.add_argument(flag, type=int, default=getattr(TRAIN, field), help=what)
     p.add_argument(
         "--run-dir",
         type=Path,
@@ -91,9 +87,7 @@ def register(subparsers) -> None:
         help="run state directory (default: <cache>/runs/<OUT stem>)",
     )
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
-    p.add_argument(
-        "--threads", type=int, default=None, help=THREADS_HELP
-    )
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument(
         "--feature-cache", type=Path, default=None, metavar="DIR", help=FEATURE_CACHE_HELP
     )
