@@ -18,8 +18,9 @@ def register(subparsers) -> None:
             "Run the model over a LibriSpeech-format corpus, compute per-frame sensitivities "
             "and accumulate aligned activations and gradients per group and layer into one "
             "result file (.npz, readable with numpy alone; see docs/results.md). Progress: "
-            "utterances done of the total, utterances/s, frames/s and the time left. Shards (--shard) are combined with 'gradnap merge'; under "
-            "torchrun the ranks split the corpus and all-reduce their accumulators."
+            "utterances done of the total, utterances/s, frames/s and the time left. Shards "
+            "(--shard) are combined with 'gradnap merge'; under torchrun the ranks split the "
+            "corpus and all-reduce their accumulators."
         ),
     )
     p.add_argument("--model", default="default", help=MODEL_HELP)

@@ -46,7 +46,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--dendrogram-layer",
         default=None,
-        help="layer of the dendrogram (default: the last hidden layer before the output)",
+        help="layer of the dendrogram (default: the result's second-to-last layer, the last "
+        "before the output)",
     )
     p.add_argument(
         "--dendrogram-grouping",
