@@ -442,11 +442,12 @@ def build_report(
     log.info("report: input-layer GradNAPs and NAvAIs")
     _input_section(report, result, config, skipped)
     _listening_section(report, result, skipped)
-    log.info(
-        "report: action potentials in %s%s",
-        action_layer,
-        " with optimal inputs" if model is not None else "",
-    )
+    if action_layer is not None and config.action_grouping in result.groupings:
+        log.info(
+            "report: action potentials in %s%s",
+            action_layer,
+            " with optimal inputs" if model is not None else "",
+        )
     _action_section(report, result, config, action_layer, model, skipped)
     groupings = [g for g in config.cluster_groupings if g in result.groupings]
     groupings += [f"chance_{g}" for g in groupings if f"chance_{g}" in result.groupings]
