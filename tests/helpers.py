@@ -319,13 +319,14 @@ def write_corpus(
     speakers: Sequence[str] = ("s1",),
     chapter: str = "c1",
     texts: Sequence[str] | None = None,
-    phones: bool = True,
+    phones: bool | Sequence[str] = True,
 ) -> Path:
     """A LibriSpeech-format corpus of seeded noise; returns ``root``.
 
     ``n`` utterances ``{speaker}-{chapter}-0000 ..`` per speaker, each ``seconds`` long (or
     ``seconds[i]``), transcribed ``texts[i]`` (default "HELLO THERE"). ``phones``: a
-    ``phones.tsv`` with the spans SIL HH AH L OW evenly over each utterance; ``broken``: one
+    ``phones.tsv`` with the spans SIL HH AH L OW (or the phones given) evenly over each
+    utterance; ``broken``: one
     more transcribed utterance whose audio file is not audio.
     """
     rng = np.random.default_rng(0)
@@ -340,10 +341,11 @@ def write_corpus(
                 d / f"{uid}.wav", rng.normal(0, 0.1, round(16000 * length)).astype("float32"), 16000
             )
             lines.append(f"{uid} {'HELLO THERE' if texts is None else texts[i]}")
-            cuts = np.linspace(0, length, 6)
+            names = ["SIL", "HH", "AH", "L", "OW"] if phones is True else list(phones or ())
+            cuts = np.linspace(0, length, len(names) + 1)
             timings[uid] = [
                 PhoneSpan(p, float(a), float(b))
-                for p, a, b in zip(["SIL", "HH", "AH", "L", "OW"], cuts[:-1], cuts[1:], strict=True)
+                for p, a, b in zip(names, cuts[:-1], cuts[1:], strict=True)
             ]
         if broken:
             (d / f"{speaker}-{chapter}-{n:04d}.wav").write_bytes(b"RIFF broken")

@@ -8,7 +8,17 @@ import gradnap
 ROOT = Path(gradnap.__file__).parent
 #: Bottom to top. A module may import from its own level and the levels below it.
 LEVELS = [
-    {"_version", "_lazy", "errors", "defaults", "fileio", "geometry", "alphabet", "threads"},
+    {
+        "_version",
+        "_lazy",
+        "errors",
+        "defaults",
+        "fileio",
+        "geometry",
+        "alphabet",
+        "threads",
+        "progress",
+    },
     {"features"},
     {"corpus"},
     {"asr"},

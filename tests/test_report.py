@@ -1,6 +1,7 @@
 """The HTML report, the paper report builder and the CLI around them (tiny models)."""
 
 import base64
+import logging
 import re
 from dataclasses import replace
 
@@ -217,7 +218,8 @@ def test_report_and_plot_cli(tiny_result, tmp_path):
     _, result = tiny_result
     path = result.save(tmp_path / "r.npz")
     assert main(["report", str(path), "--out", str(tmp_path / "rep")]) == 0
-    assert (tmp_path / "rep" / "index.html").is_file()
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "optimal input of those neurons" not in html  # not collected on the shipped model
     for kind, extra in [
         ("input", ["--groups", "AA,T"]),
         ("action", ["--layer", "layer2", "--group", "AE", "--grouping", "phoneme"]),
@@ -235,3 +237,31 @@ def test_report_and_plot_cli(tiny_result, tmp_path):
         == 2
     )
     assert main(["plot", "naps", str(path), "--out", str(tmp_path / "y.png"), "--layer", "zz"]) == 2
+
+
+def test_model_of_the_result_draws_the_optimal_inputs_another_does_not(
+    tiny_result, tmp_path, caplog
+):
+    from gradnap.asr.modelfile import save_model
+    from gradnap.cli.common import result_model
+    from gradnap.errors import GradnapError
+
+    model, result = tiny_result
+    path = tmp_path / "r.npz"
+    mine = tmp_path / "mine.pt"
+    save_model(mine, model)
+    assert result_model(result, str(mine), path) is not None
+    assert result_model(result, "none", path) is None
+    assert result_model(result, None, path) is None  # not collected on the shipped model
+    with pytest.raises(GradnapError, match="r.npz was collected on another model"):
+        result_model(result, "default", path)
+    # the library: another model's optimal inputs are left out, with a note; sections logged
+    caplog.set_level(logging.INFO, logger="gradnap.report.paper")
+    config = replace(REPORT, input_groups=("AA",), action_groups=("AE",), cluster_groupings=())
+    index = build_report(result, tmp_path / "rep", model=tiny_model(seed=1), config=config)
+    html = index.read_text()
+    assert "optimal input of those neurons" not in html
+    assert "the model given is not the one of the result" in html
+    logged = [r.getMessage() for r in caplog.records if r.name == "gradnap.report.paper"]
+    assert "report: action potentials in layer2" in logged  # no optimal inputs
+    assert logged[-1].startswith(f"report: {html.count('<figure')} figures in ")

@@ -98,6 +98,29 @@ def test_ambiguous_labels_need_a_grouping():
     )
 
 
+def test_random_label_groupings_do_not_make_real_labels_ambiguous(tmp_path):
+    from gradnap.method.groupings import is_random_label, random_label_grouping
+
+    model = small_model()
+    chance = random_label_grouping(list("abcde"), name="chance_grapheme")
+    unmarked = random_label_grouping(list("abcde"), seed=1, name="shuffled")  # by its type
+    r = gradnap_of(
+        model, FrameEngine(model, LAYERS), groupings=("grapheme", chance, unmarked)
+    ).collect(small_data(3), progress=False)
+    assert [g for g in r.groupings if is_random_label(g)] == ["chance_grapheme"]
+    for result in (r, Result.load(r.save(tmp_path / "r.npz"))):
+        label = result.labels("grapheme")[0]
+        assert label in result.labels("chance_grapheme") and label in result.labels("shuffled")
+        np.testing.assert_array_equal(  # the real grouping wins
+            result.profile("1", label, min_count=0),
+            result.profile("1", label, "grapheme", min_count=0),
+        )
+        assert not np.array_equal(  # ... and the random ones are still there by name
+            result.profile("1", label, "shuffled", min_count=0),
+            result.profile("1", label, "grapheme", min_count=0),
+        )
+
+
 def test_unreadable_files_are_reported(tmp_path):
     with pytest.raises(GradnapError, match="not found"):
         Result.load(tmp_path / "missing.npz")

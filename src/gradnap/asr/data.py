@@ -30,6 +30,7 @@ from gradnap.defaults import CACHE_DIR, FEATURES, FeatureConfig
 from gradnap.errors import GradnapError
 from gradnap.fileio import atomic_write_bytes
 from gradnap.geometry import Geometry
+from gradnap.progress import progress_bar
 
 __all__ = [
     "Example",
@@ -93,8 +94,6 @@ def load_features(
     rewritten atomically. Unreadable audio is skipped and recorded in
     ``corpus.problems``. Features are stored as float16 ``(F, T)``.
     """
-    from tqdm import tqdm
-
     path = feature_cache_path(corpus.root, features, cache_dir)
     cached: dict[str, tuple[tuple[int, int], torch.Tensor]] = {}
     if use_cache and path.is_file():
@@ -119,11 +118,10 @@ def load_features(
             todo.append(utt)
     if todo:
         log.info("computing features of %d utterances (%d cached)", len(todo), len(fresh))
-        bar = tqdm(total=len(todo), desc="features", unit="utt", disable=not progress)
-        for utt, mel in corpus.iter_features(features, todo):
-            fresh[str(utt.audio_path)] = (_stamp(utt.audio_path), mel.to(torch.float16))
-            bar.update(1)
-        bar.close()
+        with progress_bar(len(todo), "features", enabled=progress) as bar:
+            for utt, mel in corpus.iter_features(features, todo):
+                fresh[str(utt.audio_path)] = (_stamp(utt.audio_path), mel.to(torch.float16))
+                bar.update(1)
         if use_cache:
             buf = io.BytesIO()
             items = {k: (list(v[0]), v[1]) for k, v in fresh.items()}

@@ -16,6 +16,7 @@ import torch
 from gradnap.asr.data import Example, collate, make_batches
 from gradnap.asr.decode import BeamDecoder, greedy_decode_batch
 from gradnap.asr.model import Wav2Letter
+from gradnap.progress import progress_bar
 
 __all__ = ["edit_distance", "ErrorCount", "EvalResult", "evaluate_model", "transcribe"]
 
@@ -107,8 +108,6 @@ def evaluate_model(
     Utterances are batched by length; padding never reaches the decoders (each output is
     cut to its own length). Returns corpus-level and per-speaker counts.
     """
-    from tqdm import tqdm
-
     was_training = model.training
     model.eval()
     result = EvalResult(beam=ErrorCount() if beam is not None else None)
@@ -116,7 +115,7 @@ def evaluate_model(
     loss_sum = 0.0
     geometry = model.geometry
     batches = make_batches([e.num_frames for e in examples], max_frames)
-    bar = tqdm(total=len(examples), desc="eval", unit="utt", disable=not progress)
+    bar = progress_bar(len(examples), "eval", enabled=progress)
     for idx in batches:
         batch = collate([examples[i] for i in idx], geometry)
         logits, _ = model.forward_padded(batch.features, batch.input_lengths)  # (B, K, T')
@@ -138,7 +137,7 @@ def evaluate_model(
                 result.beam.add(ref, beams[j])
                 result.per_speaker_beam.setdefault(spk, ErrorCount()).add(ref, beams[j])
             result.samples.append((ex.id, ref, hyps[j]))
-        bar.update(len(idx))
+        bar.update(len(idx), frames=int(batch.input_lengths.sum()))
     bar.close()
     result.loss = loss_sum / max(1, len(examples))
     model.train(was_training)

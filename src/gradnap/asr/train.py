@@ -37,6 +37,7 @@ from gradnap.corpus.librispeech import read_corpus
 from gradnap.defaults import BLANK_INDEX, CACHE_DIR, FEATURES, TRAIN, FeatureConfig, TrainConfig
 from gradnap.errors import GradnapError
 from gradnap.fileio import check_writable, remove_stale_temporaries
+from gradnap.progress import progress_bar
 
 __all__ = ["TrainResult", "train", "train_examples", "lr_factor", "run_dir_for"]
 
@@ -131,8 +132,6 @@ def train_examples(
     ``stop_after_batches`` (for tests) stops as if Ctrl-C had been pressed after that
     many batches of this call. Returns the trained model and the per-epoch history.
     """
-    from tqdm import tqdm
-
     if not train_set:
         raise GradnapError("training set is empty (check --holdout-voice / the corpus)")
     out = Path(out)
@@ -234,14 +233,12 @@ def train_examples(
         while epoch < cfg.epochs and not interrupted:
             model.train()
             batches = _epoch_batches(lengths, cfg, epoch)
-            bar = tqdm(
-                total=len(train_set),
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                unit="utt",
-                disable=not progress,
+            bar = progress_bar(
+                len(train_set),
+                f"epoch {epoch + 1}/{cfg.epochs}",
+                enabled=progress,
+                initial=sum(len(b) for b in batches[:batch_done]),
             )
-            done_utts = sum(len(b) for b in batches[:batch_done])
-            bar.update(done_utts)
             loss_sum, loss_n = partial_loss
             partial_loss = (0.0, 0)
             t_epoch = time.perf_counter()
@@ -270,9 +267,8 @@ def train_examples(
                 loss_sum += float(loss.detach()) * len(batches[bi])
                 loss_n += len(batches[bi])
                 utts_epoch += len(batches[bi])
-                bar.update(len(batches[bi]))
-                rate = utts_epoch / max(1e-9, time.perf_counter() - t_epoch)
-                bar.set_postfix(loss=f"{loss_sum / loss_n:.3f}", utt_s=f"{rate:.1f}")
+                bar.note(f"loss {loss_sum / loss_n:.3f}")
+                bar.update(len(batches[bi]), frames=int(batch.input_lengths.sum()))
                 batches_this_call += 1
                 if stop_after_batches is not None and batches_this_call >= stop_after_batches:
                     flag.stop = True

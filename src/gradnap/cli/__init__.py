@@ -12,13 +12,53 @@ import importlib
 import logging
 import pkgutil
 import sys
+from collections.abc import Iterator
 
 from gradnap._version import __version__
 from gradnap.errors import GradnapError
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, ``(default: X)``, unless the help already
+    says it (``"(default"`` in the text: a computed default, in words), the option takes no
+    value (a flag) or its default is ``None`` (then the help says what happens)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "(default" in text
+            or not action.option_strings
+            or action.nargs == 0
+            or action.default is None
+            or action.default is argparse.SUPPRESS
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """The ``gradnap`` parser and, through ``add_subparsers``, every subcommand's: all of
+    them show every option's default (:class:`HelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def iter_parsers(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """``(command words, parser)`` of ``parser`` and every subcommand under it, depth first:
+    ``((), gradnap)``, ``(("collect",), ...)``, ``(("corpus", "synth"), ...)``..."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from iter_parsers(sub, (*path, name))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gradnap",
         description="Gradient-adjusted Neuron Activation Profiles for speech recognition models.",
     )

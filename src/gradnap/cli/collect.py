@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gradnap.cli.common import MODEL_HELP, NO_PROGRESS_HELP
 from gradnap.defaults import COLLECT, LABEL_TIMES, METHOD
 from gradnap.errors import GradnapError
 
@@ -17,12 +18,13 @@ def register(subparsers) -> None:
         description=(
             "Run the model over a LibriSpeech-format corpus, compute per-frame sensitivities "
             "and accumulate aligned activations and gradients per group and layer into one "
-            "result file (.npz, readable with numpy alone; see docs/results.md). Progress is "
-            "shown in frames/s. Shards (--shard) are combined with 'gradnap merge'; under "
-            "torchrun the ranks split the corpus and all-reduce their accumulators."
+            "result file (.npz, readable with numpy alone; see docs/results.md). Progress: "
+            "utterances done of the total, utterances/s, frames/s and the time left. Shards "
+            "(--shard) are combined with 'gradnap merge'; under torchrun the ranks split the "
+            "corpus and all-reduce their accumulators."
         ),
     )
-    p.add_argument("--model", required=True, help='model checkpoint file, or "default"')
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--corpus", required=True, type=Path, help="LibriSpeech-format corpus directory")
     p.add_argument("--out", required=True, type=Path, help="result file to write (.npz)")
     p.add_argument(
@@ -30,32 +32,36 @@ def register(subparsers) -> None:
         "--groups",
         dest="groupings",
         default=COLLECT.groupings,
-        help="comma-separated groupings: grapheme, phoneme, speaker "
-        f"(default: {COLLECT.groupings}; --groups is the old name)",
+        help="comma-separated groupings: grapheme, phoneme, speaker (--groups is the old name)",
     )
     p.add_argument(
-        "--layers", default=None, help="comma-separated layer names (default: every layer)"
+        "--layers",
+        default=None,
+        help="comma-separated layer names, 'input' is the spectrogram (default: every layer)",
     )
     p.add_argument(
         "--target",
         default=METHOD.target,
         choices=("prob", "logprob", "logit"),
-        help=f"differentiated quantity (default: {METHOD.target})",
+        help="differentiated quantity",
     )
     p.add_argument(
         "--examples",
         default=METHOD.examples,
         choices=("nonblank", "all", "first"),
-        help=f"which output frames are examples (default: {METHOD.examples})",
+        help="which output frames are examples",
     )
     p.add_argument(
         "--min-count",
         type=int,
         default=METHOD.min_count,
-        help=f"groups with fewer examples are left out of profiles (default: {METHOD.min_count})",
+        help="groups with fewer examples are left out of profiles",
     )
     p.add_argument(
-        "--shard", default=None, metavar="I/N", help="process utterances I, I+N, I+2N, ..."
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="process utterances I, I+N, I+2N, ... (default: the whole corpus)",
     )
     p.add_argument(
         "--resume", action="store_true", help="continue from the checkpoint of an interrupted run"
@@ -71,14 +77,14 @@ def register(subparsers) -> None:
         type=int,
         default=COLLECT.checkpoint_every,
         metavar="N",
-        help=f"checkpoint every N utterances (default: {COLLECT.checkpoint_every}) ...",
+        help="checkpoint every N utterances ...",
     )
     p.add_argument(
         "--checkpoint-seconds",
         type=float,
         default=COLLECT.checkpoint_seconds,
         metavar="S",
-        help=f"... or every S seconds, whichever comes first (default: {COLLECT.checkpoint_seconds:g})",
+        help="... or every S seconds, whichever comes first",
     )
     p.add_argument(
         "--engine",
@@ -86,7 +92,13 @@ def register(subparsers) -> None:
         choices=("auto", "cone", "autograd", "reference"),
         help="sensitivity engine (default: auto = cone when the model is a Conv1d chain)",
     )
-    p.add_argument("--workers", type=int, default=None, help="threads of the cone engine")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="threads of the cone engine, 0 = torch's own threading (default: torch's "
+        "intra-op threads)",
+    )
     p.add_argument(
         "--window",
         default=None,
@@ -97,7 +109,7 @@ def register(subparsers) -> None:
         "--chunk-frames",
         type=int,
         default=METHOD.chunk_frames,
-        help=f"target frames per engine call (default: {METHOD.chunk_frames})",
+        help="target frames per engine call",
     )
     p.add_argument(
         "--label-time",
@@ -105,25 +117,31 @@ def register(subparsers) -> None:
         metavar="WHEN",
         help="when a phoneme label is read: where the model listens, from the input layer's "
         f"alignment ({', '.join(LABEL_TIMES[:-1])}), or at the receptive-field centre of "
-        "the output frame (centre; centre+68 = 68 ms later) "
-        f"(default: {METHOD.label_time}; docs/method.md §1.5)",
+        "the output frame (centre; centre+68 = 68 ms later); docs/method.md §1.5",
     )
     p.add_argument(
         "--folds",
         type=int,
         default=METHOD.folds,
-        help="keep the sums per fold (K >= 2 enables the cross-validated analyses; the sums "
-        f"grow K-fold; default: {METHOD.folds}; docs/method.md §6)",
+        metavar="K",
+        help="keep the sums per fold: K >= 2 enables the cross-validated analyses, the sums "
+        "grow K-fold; docs/method.md §6",
     )
     p.add_argument(
         "--fold-key",
         default=METHOD.fold_key,
         choices=("utterance", "speaker"),
-        help=f"what the fold hash is taken of (default: {METHOD.fold_key})",
+        help="what the fold hash is taken of",
     )
     p.add_argument("--no-naps", action="store_true", help="do not accumulate NAP sums")
-    p.add_argument("--limit", type=int, default=None, help="stop after this many utterances")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N utterances (default: no limit)",
+    )
+    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     p.set_defaults(func=run)
 
 

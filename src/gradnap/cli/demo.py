@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from gradnap.cli.common import MODEL_HELP
 from gradnap.defaults import DEMO
 
 
@@ -20,15 +21,26 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument(
-        "--out", type=Path, default=None, help="report directory (default: <cache>/demo)"
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="report directory (default: <cache>/demo)",
     )
     p.add_argument("--utterances", type=int, default=DEMO.utterances, help="analysis corpus size")
     p.add_argument("--seed", type=int, default=DEMO.seed, help="analysis corpus seed")
-    p.add_argument("--model", default=DEMO.model, help="checkpoint file or 'default'")
+    p.add_argument("--model", default=DEMO.model, help=MODEL_HELP)
     p.add_argument(
-        "--corpus", type=Path, default=None, help="use this corpus instead of synthesizing"
+        "--corpus",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="use this corpus instead of synthesizing one (default: synthesized under "
+        "<cache>/corpora)",
     )
-    p.add_argument("--jobs", type=int, default=None, help="synthesis worker processes")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="synthesis worker processes (default: the cores)"
+    )
     p.set_defaults(func=_run)
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from gradnap.cli.common import FEATURE_CACHE_HELP, MODEL_HELP, NO_PROGRESS_HELP, THREADS_HELP
+
 SPLITS = ("all", "train", "valid", "test", "heldout", "holdout-voice")
 
 
@@ -19,29 +21,26 @@ def register(subparsers) -> None:
             "corpus using the held-out voices and sentence fraction stored in the checkpoint."
         ),
     )
-    p.add_argument(
-        "--model", default="default", help="checkpoint file or 'default' (default %(default)s)"
-    )
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--corpus", type=Path, required=True, help="LibriSpeech-format corpus directory")
     p.add_argument(
         "--split",
         default="all",
         choices=SPLITS,
-        help="utterances to score: all, train, valid, test, heldout (valid+test) or "
-        "holdout-voice (default %(default)s)",
+        help="utterances to score: all, train, valid, test, heldout (valid+test) or holdout-voice",
     )
     p.add_argument(
         "--holdout-voice",
         nargs="*",
         default=None,
         metavar="V",
-        help="override the checkpoint's held-out voices",
+        help="held-out voices (default: the checkpoint's)",
     )
     p.add_argument(
         "--beam-size",
         type=int,
         default=32,
-        help="beam width; 0 = greedy only (default %(default)s)",
+        help="beam width; 0 = greedy only",
     )
     p.add_argument(
         "--char-lm",
@@ -49,31 +48,32 @@ def register(subparsers) -> None:
         default=0,
         metavar="ORDER",
         help="beam search with a character n-gram LM of this order trained on the "
-        "transcripts of the training split (default 0: no LM)",
+        "transcripts of the training split; 0 = no LM",
     )
-    p.add_argument("--lm-weight", type=float, default=0.5, help="LM weight (default %(default)s)")
-    p.add_argument(
-        "--word-score", type=float, default=0.0, help="score added per word (default %(default)s)"
-    )
+    p.add_argument("--lm-weight", type=float, default=0.5, help="LM weight")
+    p.add_argument("--word-score", type=float, default=0.0, help="score added per word")
     p.add_argument(
         "--max-utterances",
         type=int,
         default=None,
-        help="score only the first N utterances of the split",
+        metavar="N",
+        help="score only the first N utterances of the split (default: all)",
     )
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: cores, at most 4)"
-    )
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument(
         "--show", type=int, default=0, metavar="N", help="print N reference/hypothesis pairs"
     )
     p.add_argument(
-        "--json", type=Path, default=None, help="also write the figures to this JSON file"
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the figures to this JSON file (default: none)",
     )
     p.add_argument(
-        "--feature-cache", type=Path, default=None, help="feature cache directory (default <cache>)"
+        "--feature-cache", type=Path, default=None, metavar="DIR", help=FEATURE_CACHE_HELP
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     p.set_defaults(func=_run)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gradnap.cli.common import RESULT_MODEL_HELP, result_model
 from gradnap.defaults import REPORT
 
 
@@ -22,28 +23,52 @@ def register(subparsers) -> None:
 
     q = sub.add_parser("input", help="input-layer GradNAPs beside NAvAIs")
     common(q)
-    q.add_argument("--groups", default=",".join(REPORT.input_groups), help="comma-separated groups")
-    q.add_argument("--grouping", default=REPORT.input_grouping)
+    q.add_argument(
+        "--groups",
+        default=",".join(REPORT.input_groups),
+        metavar="G,G,...",
+        help="comma-separated groups",
+    )
+    q.add_argument("--grouping", default=REPORT.input_grouping, help="grouping of --groups")
     q.set_defaults(func=_input)
 
     q = sub.add_parser("action", help="action potentials of a layer beside the optimal input")
     common(q)
-    q.add_argument("--group", required=True)
-    q.add_argument("--grouping", default=None, help="needed when several groupings have the group")
+    q.add_argument("--group", required=True, help="the group (label), e.g. AE")
+    q.add_argument(
+        "--grouping",
+        default=None,
+        help="grouping of --group (default: the one grouping that has the group, real "
+        "groupings before random-label ones)",
+    )
     q.add_argument("--layer", required=True, help="a layer of the result (named_modules() name)")
-    q.add_argument("--model", default=None, help="model file or 'default' (for the optimal input)")
+    q.add_argument("--model", default=None, help=RESULT_MODEL_HELP)
     q.set_defaults(func=_action)
 
     q = sub.add_parser("naps", help="NAP heatmaps (baseline) of a few groups of one layer")
     common(q)
-    q.add_argument("--groups", default=",".join(REPORT.input_groups), help="comma-separated groups")
-    q.add_argument("--grouping", default=REPORT.input_grouping)
-    q.add_argument("--layer", default=None, help="a layer of the result (default: as the report)")
+    q.add_argument(
+        "--groups",
+        default=",".join(REPORT.input_groups),
+        metavar="G,G,...",
+        help="comma-separated groups",
+    )
+    q.add_argument("--grouping", default=REPORT.input_grouping, help="grouping of --groups")
+    q.add_argument(
+        "--layer",
+        default=None,
+        help="a layer of the result (default: as the report's action potentials)",
+    )
     q.set_defaults(func=_naps)
 
     q = sub.add_parser("silhouettes", help="silhouette scores per layer for several groupings")
     common(q)
-    q.add_argument("--groupings", default=None, help="default: every grouping except 'all'")
+    q.add_argument(
+        "--groupings",
+        default=None,
+        metavar="G,G,...",
+        help="comma-separated groupings (default: every grouping except 'all')",
+    )
     q.add_argument(
         "--naps",
         action="store_true",
@@ -53,9 +78,18 @@ def register(subparsers) -> None:
 
     q = sub.add_parser("dendrogram", help="dendrogram of one layer, coloured by a cut")
     common(q)
-    q.add_argument("--layer", required=True)
-    q.add_argument("--grouping", default=REPORT.dendrogram_grouping)
-    q.add_argument("--percentile", type=float, default=REPORT.dendrogram_percentile)
+    q.add_argument("--layer", required=True, help="a layer of the result (named_modules() name)")
+    q.add_argument(
+        "--grouping",
+        default=REPORT.dendrogram_grouping,
+        help="grouping whose profiles are clustered",
+    )
+    q.add_argument(
+        "--percentile",
+        type=float,
+        default=REPORT.dendrogram_percentile,
+        help="colour by the cut at this percentile of the pairwise distances (docs/method.md §1.8)",
+    )
     q.set_defaults(func=_dendrogram)
 
 
@@ -81,12 +115,12 @@ def _input(args: argparse.Namespace) -> int:
 
 
 def _action(args: argparse.Namespace) -> int:
-    from gradnap.asr.modelfile import load_model
     from gradnap.method.result import Result
     from gradnap.report.paper import action_figure
 
-    model = load_model(args.model) if args.model else None
-    fig, _ = action_figure(Result.load(args.result), args.layer, args.group, args.grouping, model)
+    result = Result.load(args.result)
+    model = result_model(result, args.model, args.result)
+    fig, _ = action_figure(result, args.layer, args.group, args.grouping, model)
     return _save(fig, args.out)
 
 

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from gradnap.cli.common import RESULT_MODEL_HELP, result_model
 from gradnap.defaults import REPORT
 
 
@@ -17,21 +18,49 @@ def register(subparsers) -> None:
     )
     p.add_argument("result", type=Path, help="result file written by 'gradnap collect'")
     p.add_argument("--out", type=Path, required=True, help="report directory")
-    p.add_argument(
-        "--model", default=None, help="the model (for optimal inputs): file or 'default'"
-    )
+    p.add_argument("--model", default=None, help=RESULT_MODEL_HELP)
     p.add_argument(
         "--input-groups",
         default=",".join(REPORT.input_groups),
-        help="groups of the input-layer figure",
+        metavar="G,G,...",
+        help="groups of the input-layer figure (GradNAPs beside NAvAIs)",
     )
-    p.add_argument("--input-grouping", default=REPORT.input_grouping)
-    p.add_argument("--action-groups", default=",".join(REPORT.action_groups))
-    p.add_argument("--action-grouping", default=REPORT.action_grouping)
-    p.add_argument("--action-layer", default=None, help="layer of the action-potential plots")
-    p.add_argument("--dendrogram-layer", default=None)
-    p.add_argument("--dendrogram-grouping", default=REPORT.dendrogram_grouping)
-    p.add_argument("--percentile", type=float, default=REPORT.dendrogram_percentile)
+    p.add_argument(
+        "--input-grouping", default=REPORT.input_grouping, help="grouping of --input-groups"
+    )
+    p.add_argument(
+        "--action-groups",
+        default=",".join(REPORT.action_groups),
+        metavar="G,G,...",
+        help="groups of the action-potential plots",
+    )
+    p.add_argument(
+        "--action-grouping", default=REPORT.action_grouping, help="grouping of --action-groups"
+    )
+    p.add_argument(
+        "--action-layer",
+        default=None,
+        help="layer of the action-potential plots and NAP heatmaps (default: layer2 when "
+        "the result has it, else the second hidden layer)",
+    )
+    p.add_argument(
+        "--dendrogram-layer",
+        default=None,
+        help="layer of the dendrogram (default: the result's second-to-last layer, the last "
+        "before the output)",
+    )
+    p.add_argument(
+        "--dendrogram-grouping",
+        default=REPORT.dendrogram_grouping,
+        help="grouping whose profiles the dendrogram clusters",
+    )
+    p.add_argument(
+        "--percentile",
+        type=float,
+        default=REPORT.dendrogram_percentile,
+        help="the dendrogram is coloured by the cut at this percentile of the pairwise "
+        "distances (docs/method.md §1.8)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -40,8 +69,8 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gradnap.asr.modelfile import load_model
     from gradnap.fileio import check_writable
+    from gradnap.method.result import Result
     from gradnap.report.paper import build_report
 
     check_writable(args.out, "--out", directory=True)
@@ -56,7 +85,8 @@ def _run(args: argparse.Namespace) -> int:
         dendrogram_grouping=args.dendrogram_grouping,
         dendrogram_percentile=args.percentile,
     )
-    model = load_model(args.model) if args.model else None
-    index = build_report(args.result, args.out, model=model, config=config)
+    result = Result.load(args.result)
+    model = result_model(result, args.model, args.result)
+    index = build_report(result, args.out, model=model, config=config)
     print(f"report: {index}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from gradnap.cli.common import FEATURE_CACHE_HELP, NO_PROGRESS_HELP, THREADS_HELP
 from gradnap.defaults import TRAIN
 
 
@@ -22,54 +23,54 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--corpus", type=Path, required=True, help="LibriSpeech-format corpus directory")
-    p.add_argument("--config", default="default", choices=sorted(CONFIGS), help="model config")
-    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (every epoch)")
-    p.add_argument("--epochs", type=int, default=TRAIN.epochs, help="epochs (default %(default)s)")
     p.add_argument(
-        "--lr", type=float, default=TRAIN.lr, help="peak Adam learning rate (default %(default)s)"
+        "--config", default="default", choices=sorted(CONFIGS), help="model config (layer widths)"
     )
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (every epoch)")
+    p.add_argument("--epochs", type=int, default=TRAIN.epochs, help="epochs")
+    p.add_argument("--lr", type=float, default=TRAIN.lr, help="peak Adam learning rate")
     p.add_argument(
         "--warmup-steps",
         type=int,
         default=TRAIN.warmup_steps,
-        help="linear warm-up steps (default %(default)s)",
+        help="linear warm-up steps",
     )
     p.add_argument(
         "--max-frames",
         type=int,
         default=TRAIN.max_frames,
-        help="padded input frames per batch (default %(default)s)",
+        help="padded input frames per batch",
     )
     p.add_argument(
         "--max-batch",
         type=int,
         default=TRAIN.max_batch,
-        help="utterances per batch at most (default %(default)s)",
+        help="utterances per batch at most",
     )
     p.add_argument(
         "--grad-clip",
         type=float,
         default=TRAIN.grad_clip,
-        help="gradient-norm clip, 0 = off (default %(default)s)",
+        help="gradient-norm clip, 0 = off",
     )
     p.add_argument(
         "--seed",
         type=int,
         default=TRAIN.seed,
-        help="seed of weights and batch order (default %(default)s)",
+        help="seed of weights and batch order",
     )
     p.add_argument(
         "--holdout-voice",
         nargs="*",
         default=[],
         metavar="V",
-        help="speakers (voices) left out of training entirely",
+        help="speakers (voices) left out of training entirely (default: none)",
     )
     p.add_argument(
         "--heldout-fraction",
         type=float,
         default=TRAIN.heldout_fraction,
-        help="fraction of sentences held out, half validation, half test (default %(default)s)",
+        help="fraction of sentences held out, half validation, half test",
     )
     for flag, field, what in (
         ("--freq-masks", "freq_masks", "SpecAugment frequency masks per utterance, 0 = off"),
@@ -77,26 +78,23 @@ def register(subparsers) -> None:
         ("--time-masks", "time_masks", "SpecAugment time masks per utterance, 0 = off"),
         ("--time-mask-width", "time_mask_width", "widest time mask in frames"),
     ):
-        p.add_argument(
-            flag, type=int, default=getattr(TRAIN, field), help=f"{what} (default %(default)s)"
-        )
+        p.add_argument(flag, type=int, default=getattr(TRAIN, field), help=what)
     p.add_argument(
         "--run-dir",
         type=Path,
         default=None,
-        help="run state directory (default <cache>/runs/<out stem>)",
+        metavar="DIR",
+        help="run state directory (default: <cache>/runs/<OUT stem>)",
     )
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: cores, at most 4)"
-    )
-    p.add_argument(
-        "--feature-cache", type=Path, default=None, help="feature cache directory (default <cache>)"
+        "--feature-cache", type=Path, default=None, metavar="DIR", help=FEATURE_CACHE_HELP
     )
     p.add_argument(
         "--float16", action="store_true", help="store the output weights in float16 (half the size)"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     p.set_defaults(func=_run)
 
 

@@ -28,7 +28,9 @@ converted with ``str``). Its name is the function's ``__name__`` unless given as
 ``(name, f)`` or ``{name: f}``.
 
 :func:`random_label_grouping` makes such a function that labels every example at random
-(seeded, size-matched in expectation): the chance level of a comparison.
+(seeded, size-matched in expectation): the chance level of a comparison. Its labels are
+the real grouping's, so a label can be in both; where a grouping is not named, the real
+one is meant (:func:`is_random_label`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ __all__ = [
     "BUILTIN_GROUPINGS",
     "ALL",
     "make_groupings",
+    "is_random_label",
+    "random_label_grouping",
 ]
 
 log = logging.getLogger(__name__)
@@ -403,6 +407,21 @@ class RandomLabelGrouping:
         u = self.uniform(utterance, frame)
         i = int(np.searchsorted(self.cumulative, u, side="right"))
         return self.choices[min(i, len(self.choices) - 1)]
+
+
+#: Grouping names that mark random labels (a chance level): ``chance_phoneme``, ``random``...
+RANDOM_LABEL_PREFIXES = ("chance", "random")
+
+
+def is_random_label(name: str, function: str | None = None) -> bool:
+    """Whether a grouping gives random labels (a chance level) rather than a property of
+    the examples: its recorded ``function`` (``GroupingMeta.function``) is a
+    :class:`RandomLabelGrouping`, or its name starts with one of
+    :data:`RANDOM_LABEL_PREFIXES` (the convention :func:`random_label_grouping`'s names
+    and the figures follow)."""
+    if function is not None and function.startswith(f"{__name__}.RandomLabelGrouping"):
+        return True
+    return name.lower().startswith(RANDOM_LABEL_PREFIXES)
 
 
 def random_label_grouping(

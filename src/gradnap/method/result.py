@@ -25,7 +25,7 @@ from gradnap.engine.base import INPUT_LAYER
 from gradnap.errors import GradnapError
 from gradnap.fileio import atomic_write_bytes
 from gradnap.method.accumulators import Accumulators, array_key, totals, upgrade_arrays
-from gradnap.method.groupings import ALL
+from gradnap.method.groupings import ALL, is_random_label
 from gradnap.method.metadata import (
     FORMAT_VERSION,
     CorpusMeta,
@@ -232,6 +232,10 @@ class Result:
             raise GradnapError(
                 f"no grouping has a group {group!r} (groupings: {', '.join(self.groupings)})"
             )
+        functions = {g.name: g.function for g in self.meta.groupings}
+        real = [g for g in hits if not is_random_label(g, functions.get(g))]
+        if len(real) == 1:  # random-label groupings reuse the real labels: the real one
+            return real[0]
         raise GradnapError(f"group {group!r} is in several groupings ({', '.join(hits)}); name one")
 
     @property
@@ -284,7 +288,9 @@ class Result:
         ``kind``: ``"gradnap"`` (default, docs/method.md §1.4), ``"navai"`` (input layer only),
         ``"nap"`` (sorted activations; columns are ranks, not time), ``"activation"``
         (``Ā``) or ``"gradient"`` (``Ḡ``). ``grouping`` may be omitted when exactly one
-        grouping has the label. Groups below ``min_count`` raise :class:`GradnapError`.
+        grouping has the label, not counting random-label groupings (chance levels, which
+        reuse the real labels) when a real one has it. Groups below ``min_count`` raise
+        :class:`GradnapError`.
         """
         if kind not in PROFILE_KINDS:
             raise GradnapError(

@@ -32,6 +32,7 @@ from gradnap.fileio import check_writable, remove_stale_temporaries
 from gradnap.method.collector import Collector, UtteranceError, item_id
 from gradnap.method.metadata import CorpusMeta, Progress, add_counts
 from gradnap.method.result import Result
+from gradnap.progress import progress_bar
 
 __all__ = ["GradNAP", "collect", "corpus_identity", "parse_shard"]
 
@@ -79,6 +80,16 @@ def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int]:
     if not (n >= 1 and 0 <= i < n):
         raise GradnapError(f"--shard {spec!r}: need 0 <= i < n")
     return i, n
+
+
+def _shard_size(data: Any, shard: tuple[int, int], at_most: int | None) -> int | None:
+    """Items of ``data`` in ``shard``, at most ``at_most``; ``None`` when ``data`` has no
+    length (the progress bar's total)."""
+    n = len(data.utterances) if _is_corpus(data) else getattr(data, "__len__", lambda: None)()
+    if n is None:
+        return None
+    total = len(range(shard[0], n, shard[1]))
+    return total if at_most is None else min(total, at_most)
 
 
 def _chain(digest: str, item: str) -> str:
@@ -182,8 +193,6 @@ class GradNAP(Collector):
         ranks split the shard and all-reduce their accumulators at the end; every rank
         returns the full result. ``limit``: stop after this many utterances.
         """
-        from tqdm.auto import tqdm
-
         if isinstance(data, str | Path):
             from gradnap.corpus import read_corpus
 
@@ -211,15 +220,12 @@ class GradNAP(Collector):
         elif resume:
             log.warning("resume: no checkpoint file given; starting from the beginning")
         start_item = self.progress.items_done
-        total = None
-        if _is_corpus(data):
-            total = len(range(eff_shard[0], len(data.utterances), eff_shard[1]))
-        bar = tqdm(
-            desc="collect" if world == 1 else f"collect rank {rank}",
-            unit="frame",
-            disable=not progress,
-            dynamic_ncols=True,
-            smoothing=0.05,
+        resumed = len(range(eff_shard[0], start_item, eff_shard[1]))  # items done before
+        bar = progress_bar(
+            _shard_size(data, eff_shard, None if limit is None else resumed + limit),
+            "collect" if world == 1 else f"collect rank {rank}",
+            enabled=progress,
+            initial=resumed,
         )
         t0 = time.perf_counter()
         seconds0 = self.progress.seconds
@@ -241,19 +247,15 @@ class GradNAP(Collector):
                 if load is not None:
                     if limit is not None and done_here >= limit:
                         break
+                    examples = 0
                     try:
-                        self.add(utt, load(), progress=bar)
+                        examples = self.add(utt, load())
                     except UtteranceError as exc:  # also raised by audio loading
                         self.skip(_naming_file(str(exc), utt, uid))
+                        bar.note(f"skipped {self.progress.skipped}")
                     done_here += 1
                     since_ckpt += 1
-                    p = self.progress
-                    bar.set_postfix_str(
-                        f"utt {p.utterances}"
-                        + (f"/{total}" if total is not None else "")
-                        + (f", skipped {p.skipped}" if p.skipped else ""),
-                        refresh=False,
-                    )
+                    bar.update(1, frames=examples)
                 self.count(items_done=i + 1)
                 now = time.perf_counter()
                 if (

@@ -101,6 +101,7 @@ def run_demo(
     source = model if model is not None else config.model
     model = load_model(source) if isinstance(source, str | Path) else source
     corpus = read_corpus(corpus_dir)
+    log.info("collecting GradNAPs of %d utterances with model %s", len(corpus), source)
     groups = ["grapheme", "phoneme", *chance_groupings(corpus, seed=config.chance_seed)]
     nap = GradNAP(model, groupings=groups, min_count=config.min_count)
     nap.model_source = str(source) if isinstance(source, str | Path) else None
@@ -113,6 +114,7 @@ def run_demo(
     timings["collect"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    log.info("writing the report to %s", out_dir)
     index = build_report(
         result,
         out_dir,

@@ -9,6 +9,8 @@ the silhouette tables on a :class:`~gradnap.report.page.Report`.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,8 @@ from gradnap.fileio import atomic_write_text
 from gradnap.method.result import INPUT, NO_NAPS
 from gradnap.report.page import Report
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "action_figure",
     "build_report",
@@ -26,6 +30,7 @@ __all__ = [
     "input_figure",
     "nap_figure",
     "result_silhouettes",
+    "same_model",
 ]
 
 
@@ -40,6 +45,15 @@ def _default_layer(result) -> str | None:
     if not hidden:
         return None
     return "layer2" if "layer2" in hidden else hidden[min(1, len(hidden) - 1)]
+
+
+def same_model(result, model) -> bool:
+    """Whether ``model`` has the weights ``result`` was collected on (``True`` when the
+    result does not record them)."""
+    from gradnap.method.collector import model_identity
+
+    recorded = result.meta.model.weights_sha256
+    return recorded is None or model_identity(model).weights_sha256 == recorded
 
 
 def _check_layer(result, name: str | None) -> None:
@@ -395,8 +409,9 @@ def build_report(
     """Write the paper's figures and tables for ``result`` into ``out_dir``.
 
     ``result``: a :class:`~gradnap.method.result.Result` or the path of a result file.
-    ``model``: the model the result was collected on, for the optimal inputs (without it
-    the action-potential plots show no optimal input). Figures whose groups or layers the
+    ``model``: the model the result was collected on, for the optimal inputs (without it,
+    or with a model of other weights, the action-potential plots show no optimal input).
+    Each section is logged as it starts (logger ``gradnap.report.paper``, INFO). Figures whose groups or layers the
     result lacks are skipped with a note in the report. When the result holds NAPs, a
     "NAP baseline" section shows the NAPs of the input figure's groups in
     ``config.nap_layer`` (default: the action-potential layer) and the NAP silhouettes
@@ -405,6 +420,7 @@ def build_report(
     """
     from gradnap.method.result import Result
 
+    t0 = time.perf_counter()
     if not isinstance(result, Result):
         result = Result.load(result)
     out_dir = Path(out_dir)
@@ -418,15 +434,28 @@ def build_report(
     action_layer, dendro_layer = _pick_layers(result, config)
     nap_layer = action_layer if config.nap_layer is None else config.nap_layer
     _check_layer(result, nap_layer)
+    if model is not None and not same_model(result, model):
+        log.warning("report: not the model of the result (other weights): no optimal inputs")
+        skipped.append("optimal inputs: the model given is not the one of the result")
+        model = None
 
+    log.info("report: input-layer GradNAPs and NAvAIs")
     _input_section(report, result, config, skipped)
     _listening_section(report, result, skipped)
+    if action_layer is not None and config.action_grouping in result.groupings:
+        log.info(
+            "report: action potentials in %s%s",
+            action_layer,
+            " with optimal inputs" if model is not None else "",
+        )
     _action_section(report, result, config, action_layer, model, skipped)
     groupings = [g for g in config.cluster_groupings if g in result.groupings]
     groupings += [f"chance_{g}" for g in groupings if f"chance_{g}" in result.groupings]
     table = None
     if groupings:
+        log.info("report: clustering and silhouettes of %s per layer", ", ".join(groupings))
         table = _clustering_section(report, result, config, groupings, dendro_layer, out_dir)
+    log.info("report: NAP baseline")
     _nap_section(report, result, config, nap_layer, groupings, table, out_dir, skipped)
     if skipped:
         report.heading("Not shown")
@@ -443,6 +472,8 @@ def build_report(
             default=_json,
         )
     )
+    figures = sum(item.kind == "figure" for item in report.items)
+    log.info("report: %d figures in %.1f s", figures, time.perf_counter() - t0)
     return report.write(out_dir)
 
 
