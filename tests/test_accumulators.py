@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from gradnap.method.accumulators import GroupingSums, chunk_stats
@@ -64,7 +65,7 @@ def test_grouping_sums_chunking_and_merge_are_additive():
     for k in ("examples", "L/act_sum", "L/grad_sum", "L/count", "L/sorted_sum", "L/act_sqsum"):
         np.testing.assert_allclose(m[k], 2 * a[k], rtol=1e-6, err_msg=k)
     # a round trip through plain arrays keeps everything
-    back = GroupingSums.from_arrays("g", a, unlabelled=1)
+    back = GroupingSums.from_arrays("g", a, {"L": (3, 4)}, unlabelled=1)
     for k, v in back.to_arrays().items():
         assert np.array_equal(v, a[k]), k
 
@@ -104,21 +105,103 @@ def test_fold_of_is_a_stable_hash():
     assert [int(x) for x in out.stdout.split()] == here
 
 
-def test_per_fold_sums_add_up_to_the_totals():
+def _fold_run(spec, chunks=6, seed=0):
     import torch
 
-    from gradnap.method.accumulators import ChunkStats, LayerSums, totals
+    from gradnap.method.accumulators import ChunkStats, GroupingSums
 
-    rng = np.random.default_rng(0)
-    one, three = LayerSums.zeros(4, 2, 3, naps=False), LayerSums.zeros(4, 2, 3, False, folds=3)
-    for chunk in range(6):
+    rng = np.random.default_rng(seed)
+    gs = GroupingSums("g", {"L": (2, 7)}, spec)
+    for chunk in range(chunks):
         n = 5
-        act = torch.from_numpy(rng.standard_normal((n, 2, 3)).astype(np.float32))
-        stats = ChunkStats(act, act * 2, torch.ones(n, 3), act.square().sum(2), None, None)
-        groups = torch.from_numpy(rng.integers(0, 4, n))
-        one.add(None, groups, stats)
-        three.add(None, groups, stats, fold=chunk % 3)
-    for field, a in one.fields().items():
-        assert three.fields()[field].shape[1] == 3
-        np.testing.assert_array_equal(totals(field, a), a[:, 0])
-        np.testing.assert_allclose(totals(field, three.fields()[field]), a[:, 0], rtol=1e-12)
+        act = torch.from_numpy(rng.standard_normal((n, 2, 7)).astype(np.float32))
+        count = torch.from_numpy((rng.random((n, 7)) < 0.8).astype(np.float32))
+        stats = ChunkStats(act * count[:, None], act * 2, count, act.square().sum(2), None, None)
+        gs.add(
+            gs.group_ids(rng.choice(["a", "b", "c", "d"], n).tolist()),
+            {"L": stats},
+            chunk % spec.folds,
+        )
+    return gs
+
+
+def test_fold_bins_are_centred_on_the_alignment_column():
+    from gradnap.method.accumulators import fold_bins
+
+    for width in (1, 2, 7, 32, 74, 194):
+        for bins in (1, 4, 6):
+            idx = fold_bins(width, bins)
+            b = -(-width // bins)
+            centre = idx[width // 2]
+            inner = np.flatnonzero(idx == centre) - width // 2  # offsets of the centre bin
+            assert inner.min() >= -(b // 2) and inner.max() <= b - 1 - b // 2
+            assert np.all(np.diff(idx) >= 0) and idx[0] == 0
+            assert np.bincount(idx).max() <= b and idx.max() + 1 <= min(bins + 1, width)
+    assert fold_bins(194, 6).max() + 1 == 7
+
+
+def test_per_fold_sums_are_the_binned_totals():
+    from gradnap.method.accumulators import SumsSpec, fold_bins, pool_columns
+
+    totals = _fold_run(SumsSpec(naps=False)).layers["L"]
+    folded = _fold_run(SumsSpec(naps=False, folds=3, bins=3)).layers["L"]
+    assert totals.fold_act is None and folded.fold_act.shape == (8, 3, 2, 3)
+    for name in ("act_sum", "grad_sum", "count", "act_sqsum"):
+        np.testing.assert_array_equal(getattr(folded, name), getattr(totals, name))
+    idx = fold_bins(7, 3)
+    for fold_field, total in (
+        ("fold_act", "act_sum"),
+        ("fold_grad", "grad_sum"),
+        ("fold_count", "count"),
+    ):
+        per_fold = getattr(folded, fold_field)
+        np.testing.assert_allclose(
+            per_fold.sum(axis=1), pool_columns(getattr(totals, total), idx), rtol=1e-12
+        )
+
+
+def test_per_fold_sums_alone_and_their_round_trip():
+    from gradnap.errors import GradnapError
+    from gradnap.method.accumulators import GroupingSums, SumsSpec
+
+    with pytest.raises(GradnapError, match="folds >= 2"):
+        SumsSpec(totals=False)
+    alone = _fold_run(SumsSpec(naps=False, folds=3, totals=False, bins=3))
+    both = _fold_run(SumsSpec(naps=False, folds=3, bins=3))
+    arrays = alone.to_arrays()
+    assert sorted(k for k in arrays if k.startswith("L/")) == [
+        "L/fold_act",
+        "L/fold_count",
+        "L/fold_grad",
+    ]
+    np.testing.assert_array_equal(arrays["L/fold_act"], both.to_arrays()["L/fold_act"])
+    back = GroupingSums.from_arrays("g", arrays, {"L": (2, 7)}, bins=3, copy=True)
+    assert back.spec == alone.spec
+    back.merge(alone)
+    np.testing.assert_array_equal(back.to_arrays()["L/fold_act"], 2 * arrays["L/fold_act"])
+    with pytest.raises(GradnapError, match="bins"):
+        GroupingSums.from_arrays("g", arrays, {"L": (2, 7)}, bins=6)
+    with pytest.raises(GradnapError, match="different sums"):
+        both.merge(alone)
+
+
+def test_version_2_files_are_upgraded_to_totals_and_binned_folds():
+    from gradnap.method.accumulators import fold_bins, pool_columns, upgrade_arrays
+
+    rng = np.random.default_rng(1)
+    v2 = {
+        "sums/g/L/act_sum": rng.standard_normal((3, 4, 2, 7)),
+        "sums/g/L/count": rng.integers(0, 5, (3, 4, 7)),
+        "sums/g/L/act_sqsum": rng.random((3, 4, 2)),
+        "sums/g/labels": np.array(["a", "b", "c"]),
+    }
+    up = upgrade_arrays(v2, 2, bins=3)
+    np.testing.assert_allclose(up["sums/g/L/act_sum"], v2["sums/g/L/act_sum"].sum(1))
+    np.testing.assert_allclose(up["sums/g/L/act_sqsum"], v2["sums/g/L/act_sqsum"].sum(1))
+    np.testing.assert_allclose(
+        up["sums/g/L/fold_act"], pool_columns(v2["sums/g/L/act_sum"], fold_bins(7, 3))
+    )
+    assert up["sums/g/L/fold_count"].shape == (3, 4, 3)
+    assert "sums/g/L/fold_act" not in upgrade_arrays(
+        {k: v[:, :1] if v.ndim > 1 else v for k, v in v2.items()}, 2
+    )

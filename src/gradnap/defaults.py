@@ -78,12 +78,15 @@ class MethodConfig:
     #: "median" was the most consistent with the predicted letter of the definitions
     #: that need no calibration (docs/analyses.md, "Phone label time").
     label_time: str = "median"
-    #: Folds of the per-fold sums (docs/method.md §6); 1 keeps totals only. K >= 2 enables
-    #: the cross-validated analyses (gradnap.analysis.crossval) and multiplies the size
-    #: of the activation and sensitivity sums by K.
-    folds: int = 1
+    #: Folds of the per-fold sums (docs/method.md §6); 1 keeps totals only. K >= 4 enables
+    #: the cross-validated analyses with an uncertainty (gradnap.analysis.crossval).
+    folds: int = 5
     #: What the fold hash is taken of: "utterance" (id) or "speaker".
     fold_key: str = "utterance"
+    #: Time bins of the per-fold sums: each layer's window is pooled into bins of
+    #: ceil(W / fold_bins) columns centred on t* (fold_bins or fold_bins + 1 bins), which
+    #: keeps the result file small (docs/method.md §6, docs/results.md "Size").
+    fold_bins: int = 6
 
 
 METHOD = MethodConfig()

@@ -13,9 +13,12 @@ result file (``sums/<grouping>/labels``, ``sums/<grouping>/examples``,
 ``sums/<grouping>/<layer>/<field>``; see ``docs/results.md``).
 
 Folds (docs/method.md §6): every example belongs to one of ``K`` folds, by a hash of its
-utterance id (:func:`fold_of`). The sums of activations, sensitivities, counts and squared
-activations keep one row per fold (axis 1, ``(G, K, ...)``); the totals are their sum over
-axis 1 (:func:`totals`). NAP sums are totals only.
+utterance id (:func:`fold_of`). With ``K >= 2`` each layer also keeps per-fold sums of
+activations, sensitivities and counts at a coarser time resolution: the window's columns
+pooled into bins centred on the alignment column (:func:`fold_bins`). They feed the
+cross-validated statistics only; every profile and figure uses the full-resolution totals.
+A grouping may keep the per-fold sums alone (``totals=False``: random-label groupings,
+which exist to check the statistics' zero).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gradnap.defaults import METHOD
 from gradnap.errors import GradnapError
 from gradnap.method.windows import Aligned
 
@@ -40,8 +44,8 @@ __all__ = [
     "GroupingSums",
     "LayerSums",
     "chunk_stats",
+    "fold_bins",
     "fold_of",
-    "totals",
     "upgrade_arrays",
 ]
 
@@ -89,12 +93,19 @@ def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
     return ChunkStats(act, grad, count, sq, sorted_act, sorted_count)
 
 
-_FIELDS = ("act_sum", "grad_sum", "count", "act_sqsum", "sorted_sum", "sorted_count")
-_INT_FIELDS = ("count", "sorted_count")
+#: Full-resolution totals (``act_sum``, ``grad_sum`` ``(G, C, W)``, ``count`` ``(G, W)``,
+#: ``act_sqsum`` ``(G, C)``) and NAP sums.
+TOTAL_FIELDS = ("act_sum", "grad_sum", "count", "act_sqsum")
+NAP_FIELDS = ("sorted_sum", "sorted_count")
+#: Per-fold, time-binned sums: ``fold_act``, ``fold_grad`` ``(G, K, C, B)``,
+#: ``fold_count`` ``(G, K, B)`` (fold axis 1).
+FOLDED = ("fold_act", "fold_grad", "fold_count")
+#: Which total each per-fold field bins.
+FOLD_SOURCE = {"fold_act": "act_sum", "fold_grad": "grad_sum", "fold_count": "count"}
+_FIELDS = TOTAL_FIELDS + NAP_FIELDS + FOLDED
+_INT_FIELDS = ("count", "sorted_count", "fold_count")
 #: What the fold hash of an example is taken of (docs/method.md §6).
 FOLD_KEYS = ("utterance", "speaker")
-#: Fields with a fold axis (axis 1): ``(G, K, ...)``.
-FOLDED = ("act_sum", "grad_sum", "count", "act_sqsum")
 
 
 def fold_of(key: str, folds: int) -> int:
@@ -109,25 +120,59 @@ def fold_of(key: str, folds: int) -> int:
     return int.from_bytes(digest[:8], "big") % folds
 
 
-def totals(field: str, a: np.ndarray) -> np.ndarray:
-    """The sums over all folds of one field: ``(G, K, ...)`` -> ``(G, ...)`` (fields
-    without a fold axis are returned as they are)."""
-    if field not in FOLDED:
-        return a
-    if a.shape[1] == 1:
-        return a[:, 0]
-    return a.sum(axis=1)
+def fold_bins(width: int, bins: int = METHOD.fold_bins) -> np.ndarray:
+    """The bin of each of ``width`` window columns for the per-fold sums: ``(W,)`` int64,
+    bins ``0 .. B-1`` (docs/method.md §6).
+
+    Bins are ``b = ceil(W / bins)`` columns wide and centred on the alignment column
+    ``W // 2`` (its bin covers offsets ``-(b//2) .. b - 1 - b//2``); the outermost bins
+    are cut at the window's edges, so there are at most ``bins + 1`` bins.
+
+    >>> fold_bins(10, 4).tolist()
+    [0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    >>> fold_bins(1).tolist()
+    [0]
+    """
+    if width < 1 or bins < 1:
+        raise GradnapError(f"fold bins: width {width} and bins {bins} must be >= 1")
+    b = -(-width // bins)
+    offsets = np.arange(width) - width // 2
+    idx = (offsets + b // 2) // b
+    return (idx - idx.min()).astype(np.int64)
 
 
-def upgrade_arrays(arrays: Mapping[str, np.ndarray], version: int) -> dict[str, np.ndarray]:
-    """The arrays of a result file of format ``version`` in today's layout: version 1
-    (no folds) gets a fold axis of length 1 on the folded fields (views, no copy)."""
-    out = dict(arrays)
-    if version >= 2:
+def pool_columns(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Sum the last axis of ``a`` ``(..., W)`` into bins ``index`` ``(W,)``: ``(..., B)``."""
+    out = np.zeros((int(index.max()) + 1,) + a.shape[:-1], dtype=a.dtype)
+    np.add.at(out, index, np.moveaxis(a, -1, 0))
+    return np.moveaxis(out, 0, -1)
+
+
+def upgrade_arrays(
+    arrays: Mapping[str, np.ndarray], version: int, bins: int = METHOD.fold_bins
+) -> dict[str, np.ndarray]:
+    """The arrays of a result file of format ``version`` in today's layout (version 3).
+
+    Version 1 kept totals only, as today. Version 2 kept full-resolution per-fold sums
+    (a fold axis 1 on ``act_sum``, ``grad_sum``, ``count``, ``act_sqsum``): their sums over
+    the folds are the totals, and with more than one fold they are binned into today's
+    per-fold sums (``bins``: the run's ``fold_bins``)."""
+    out = {
+        k: np.asarray(v, dtype=np.float64) if v.dtype == np.float32 else v
+        for k, v in arrays.items()
+    }
+    if version != 2:
         return out
     for key, value in arrays.items():
-        if key.startswith(PREFIX + "/") and key.rsplit("/", 1)[-1] in FOLDED:
-            out[key] = value[:, None]
+        if not key.startswith(PREFIX + "/"):
+            continue
+        head, field = key.rsplit("/", 1)
+        if field not in TOTAL_FIELDS:
+            continue
+        out[key] = value.sum(axis=1)
+        if value.shape[1] > 1 and field != "act_sqsum":
+            name = {v: k for k, v in FOLD_SOURCE.items()}[field]
+            out[f"{head}/{name}"] = pool_columns(value, fold_bins(value.shape[-1], bins))
     return out
 
 
@@ -153,53 +198,97 @@ class ChunkRows:
         return self.rows is None
 
 
+@dataclass(frozen=True)
+class SumsSpec:
+    """What the sums of a grouping keep (docs/method.md §1.4, §6)."""
+
+    #: Sorted-activation sums for NAPs (with the totals only).
+    naps: bool = True
+    #: ``K``: per-fold sums when ``>= 2``.
+    folds: int = 1
+    #: Full-resolution totals; ``False`` keeps per-fold sums only (needs ``folds >= 2``).
+    totals: bool = True
+    #: The ``bins`` argument of :func:`fold_bins` for the per-fold sums.
+    bins: int = METHOD.fold_bins
+
+    def __post_init__(self) -> None:
+        if self.folds < 1:
+            raise GradnapError(f"folds {self.folds}: must be >= 1")
+        if not self.totals and self.folds < 2:
+            raise GradnapError("sums: keeping per-fold sums alone needs folds >= 2")
+
+
 @dataclass
 class LayerSums:
-    """Sums of one grouping in one layer, first axis = group, second = fold (numpy arrays).
+    """Sums of one grouping in one layer, first axis = group (numpy arrays).
 
-    ``act_sum``, ``grad_sum``: ``(G, K, C, W)`` float64 sums of aligned activations and
-    sensitivities per fold; ``count``: ``(G, K, W)`` int64 examples with data at each
-    position; ``act_sqsum``: ``(G, K, C)`` float64 sum of squared activations over valid
-    positions;
-    ``sorted_sum``: ``(G, C, W)`` float64 sums of per-neuron sorted activations (NAPs) and
-    ``sorted_count``: ``(G, W)`` int64 examples with data at each rank (``None`` when
-    NAPs are off). ``G`` may exceed the number of labels (room made up front).
+    Totals (``None`` for a grouping that keeps per-fold sums only): ``act_sum``,
+    ``grad_sum`` ``(G, C, W)`` float64 sums of aligned activations and sensitivities;
+    ``count`` ``(G, W)`` int64 examples with data at each position; ``act_sqsum``
+    ``(G, C)`` float64 sum of squared activations over valid positions.
+    NAPs (``None`` when off): ``sorted_sum`` ``(G, C, W)`` float64 sums of per-neuron
+    sorted activations and ``sorted_count`` ``(G, W)`` int64 examples with data at each rank.
+    Per fold (``None`` without folds): ``fold_act``, ``fold_grad`` ``(G, K, C, B)`` and
+    ``fold_count`` ``(G, K, B)``: the same sums per fold, columns pooled into the bins
+    ``bins`` ``(W,)`` (:func:`fold_bins`). ``G`` may exceed the number of labels (room
+    made up front).
     """
 
-    act_sum: np.ndarray
-    grad_sum: np.ndarray
-    count: np.ndarray
-    act_sqsum: np.ndarray
+    channels: int
+    width: int
+    act_sum: np.ndarray | None = None
+    grad_sum: np.ndarray | None = None
+    count: np.ndarray | None = None
+    act_sqsum: np.ndarray | None = None
     sorted_sum: np.ndarray | None = None
     sorted_count: np.ndarray | None = None
+    fold_act: np.ndarray | None = None
+    fold_grad: np.ndarray | None = None
+    fold_count: np.ndarray | None = None
+    bins: np.ndarray | None = None
 
     @classmethod
     def zeros(
-        cls, groups: int, channels: int, width: int, naps: bool = True, folds: int = 1
+        cls, groups: int, channels: int, width: int, spec: SumsSpec | None = None
     ) -> LayerSums:
-        f64, i64, k = np.float64, np.int64, folds
-        return cls(
-            np.zeros((groups, k, channels, width), dtype=f64),
-            np.zeros((groups, k, channels, width), dtype=f64),
-            np.zeros((groups, k, width), dtype=i64),
-            np.zeros((groups, k, channels), dtype=f64),
-            np.zeros((groups, channels, width), dtype=f64) if naps else None,
-            np.zeros((groups, width), dtype=i64) if naps else None,
-        )
+        """Empty sums of ``groups`` groups, ``(C, W) = (channels, width)``, keeping what
+        ``spec`` says."""
+        spec = spec or SumsSpec()
+        f64, i64, g, c, w = np.float64, np.int64, groups, channels, width
+        out = cls(channels, width)
+        if spec.totals:
+            out.act_sum = np.zeros((g, c, w), dtype=f64)
+            out.grad_sum = np.zeros((g, c, w), dtype=f64)
+            out.count = np.zeros((g, w), dtype=i64)
+            out.act_sqsum = np.zeros((g, c), dtype=f64)
+            if spec.naps:
+                out.sorted_sum = np.zeros((g, c, w), dtype=f64)
+                out.sorted_count = np.zeros((g, w), dtype=i64)
+        if spec.folds >= 2:
+            out.bins = fold_bins(w, spec.bins)
+            nb = int(out.bins.max()) + 1
+            out.fold_act = np.zeros((g, spec.folds, c, nb), dtype=f64)
+            out.fold_grad = np.zeros((g, spec.folds, c, nb), dtype=f64)
+            out.fold_count = np.zeros((g, spec.folds, nb), dtype=i64)
+        return out
 
     @property
     def naps(self) -> bool:
         return self.sorted_sum is not None
 
     @property
+    def has_totals(self) -> bool:
+        return self.act_sum is not None
+
+    @property
     def shape(self) -> tuple[int, int]:
         """``(C, W)``."""
-        return self.act_sum.shape[2], self.act_sum.shape[3]
+        return self.channels, self.width
 
     @property
     def folds(self) -> int:
-        """``K``."""
-        return self.act_sum.shape[1]
+        """``K`` (1 without per-fold sums)."""
+        return 1 if self.fold_act is None else self.fold_act.shape[1]
 
     def fields(self) -> dict[str, np.ndarray]:
         """Non-empty fields by name."""
@@ -207,7 +296,7 @@ class LayerSums:
 
     def grow(self, groups: int) -> None:
         """Make room for ``groups`` groups (new groups are zero)."""
-        have = self.act_sum.shape[0]
+        have = next(iter(self.fields().values())).shape[0]
         if groups <= have:
             return
         new = max(groups, 2 * have, 8)
@@ -226,7 +315,7 @@ class LayerSums:
         Sums are first formed in float32 over the chunk (at most a few hundred examples)
         per group present, then added to the float64 accumulators, so the order of
         additions is fixed by the chunking. Returns those per-chunk partial sums (one row
-        per distinct group, ascending), keyed by field.
+        per distinct group, ascending), keyed by total field (the NAP fields when kept).
         """
         uniq, inv = torch.unique(groups, return_inverse=True)
         sources = {
@@ -238,7 +327,7 @@ class LayerSums:
             "sorted_count": stats.sorted_count,
         }
         parts = {}
-        for name in self.fields():
+        for name in TOTAL_FIELDS + (NAP_FIELDS if self.naps else ()):
             src = sources[name]
             if src is None:
                 raise GradnapError("accumulator: NAP sums are kept but the chunk has none")
@@ -255,22 +344,32 @@ class LayerSums:
     def add_parts(
         self, groups: torch.Tensor, parts: Mapping[str, torch.Tensor], fold: int = 0
     ) -> None:
-        """Add per-group partial sums ``parts[field]`` ``(m, ...)`` to groups ``groups``
-        ``(m,)`` of fold ``fold``."""
+        """Add per-group partial sums ``parts[field]`` ``(m, ...)`` of the total fields to
+        groups ``groups`` ``(m,)`` of fold ``fold`` (totals and, binned, per-fold sums)."""
         k = self.folds
         if not 0 <= fold < k:
             raise GradnapError(f"fold {fold} outside 0..{k - 1}")
-        rows = groups * k + fold
-        for name, acc in self.fields().items():
-            part = parts[name]
-            if name in _INT_FIELDS:
-                part = part.round()
-            if name in FOLDED:  # fold-major rows of a (G*K, ...) view: one index_add
-                target = _view(acc.reshape((-1,) + acc.shape[2:]))
-                target.index_add_(0, rows, part.to(target.dtype))
-            else:
+        for name in TOTAL_FIELDS + NAP_FIELDS:
+            acc = getattr(self, name)
+            if acc is not None:
                 target = _view(acc)
-                target.index_add_(0, groups, part.to(target.dtype))
+                target.index_add_(0, groups, _rounded(name, parts[name]).to(target.dtype))
+        if self.bins is None:
+            return
+        rows = groups * k + fold  # fold-major rows of a (G*K, ...) view: one index_add
+        index = torch.from_numpy(self.bins)
+        for name, source in FOLD_SOURCE.items():
+            acc = getattr(self, name)
+            part = parts[source].to(torch.float64)
+            pooled = torch.zeros(part.shape[:-1] + (acc.shape[-1],), dtype=torch.float64)
+            pooled.index_add_(part.dim() - 1, index, part)
+            target = _view(acc.reshape((-1,) + acc.shape[2:]))
+            target.index_add_(0, rows, _rounded(name, pooled).to(target.dtype))
+
+
+def _rounded(name: str, part: torch.Tensor) -> torch.Tensor:
+    """Counts summed in float are whole numbers: round before the integer cast."""
+    return part.round() if name in _INT_FIELDS else part
 
 
 class GroupingSums:
@@ -281,21 +380,20 @@ class GroupingSums:
         self,
         name: str,
         layer_shapes: Mapping[str, tuple[int, int]],
-        naps: bool = True,
+        spec: SumsSpec | None = None,
         size_hint: int = 0,
-        folds: int = 1,
     ):
-        """``size_hint``: expected number of groups (room is made for them up front; more
-        groups grow the accumulators); ``folds``: ``K``."""
+        """``layer_shapes``: layer -> ``(C, W)``; ``spec``: what to keep; ``size_hint``:
+        expected number of groups (room is made for them up front; more groups grow the
+        accumulators)."""
         self.name = name
+        self.spec = spec or SumsSpec()
         self.labels: list[str] = []
         self.index: dict[str, int] = {}
         self.examples = np.zeros(max(size_hint, 0), dtype=np.int64)
         self.unlabelled = 0
-        self.naps = naps
-        self.folds = int(folds)
         self.layers = {
-            layer: LayerSums.zeros(size_hint, c, w, naps, self.folds)
+            layer: LayerSums.zeros(size_hint, c, w, self.spec)
             for layer, (c, w) in layer_shapes.items()
         }
 
@@ -374,7 +472,10 @@ class GroupingSums:
             theirs = other.layers[layer].fields()
             mine = sums.fields()
             if set(theirs) != set(mine):
-                raise GradnapError(f"grouping {self.name!r}: one result has NAP sums, one not")
+                raise GradnapError(
+                    f"grouping {self.name!r}: the results keep different sums "
+                    f"({', '.join(sorted(mine))} vs {', '.join(sorted(theirs))})"
+                )
             for field, a in mine.items():
                 o = theirs[field][:n]
                 if o.shape[1:] != a.shape[1:]:
@@ -389,15 +490,14 @@ class GroupingSums:
         missing = set(self.labels) - set(labels)
         if missing:
             raise GradnapError(f"grouping {self.name!r}: reorder drops {sorted(missing)}")
-        old = GroupingSums(self.name, {}, self.naps, folds=self.folds)
+        old = GroupingSums(self.name, {}, self.spec)
         old.labels, old.index = self.labels, self.index
         old.examples, old.layers, old.unlabelled = self.examples, self.layers, self.unlabelled
         self.labels, self.index = [], {}
         self.examples = np.zeros(0, dtype=np.int64)
         self.unlabelled = 0
         self.layers = {
-            layer: LayerSums.zeros(0, *s.shape, self.naps, self.folds)
-            for layer, s in old.layers.items()
+            layer: LayerSums.zeros(0, *s.shape, self.spec) for layer, s in old.layers.items()
         }
         self.group_ids(list(labels))
         self.merge(old)
@@ -419,25 +519,49 @@ class GroupingSums:
 
     @classmethod
     def from_arrays(
-        cls, name: str, arrays: Mapping[str, np.ndarray], unlabelled: int = 0, copy: bool = False
+        cls,
+        name: str,
+        arrays: Mapping[str, np.ndarray],
+        layer_shapes: Mapping[str, tuple[int, int]],
+        unlabelled: int = 0,
+        bins: int = METHOD.fold_bins,
+        copy: bool = False,
     ) -> GroupingSums:
-        """Inverse of :meth:`to_arrays` (``copy=False``: the sums are the given arrays)."""
-        layers: dict[str, dict[str, np.ndarray]] = {}
+        """Inverse of :meth:`to_arrays`; ``layer_shapes``: layer -> ``(C, W)`` and ``bins``
+        (the run's ``fold_bins``) from the result's metadata (``copy=False``: the sums are
+        the given arrays)."""
+        layers: dict[str, dict[str, np.ndarray]] = {layer: {} for layer in layer_shapes}
         for key, value in arrays.items():
             if "/" in key:
                 layer, field = key.rsplit("/", 1)
-                if field in _FIELDS:
-                    layers.setdefault(layer, {})[field] = np.array(value, copy=copy or None)
-        naps = bool(layers) and all("sorted_sum" in f for f in layers.values())
-        folds = {f["act_sum"].shape[1] for f in layers.values() if "act_sum" in f}
+                if field in _FIELDS and layer in layers:
+                    layers[layer][field] = np.array(value, copy=copy or None)
+        kept = [f for f in layers.values() if f]
+        folds = {f["fold_act"].shape[1] for f in kept if "fold_act" in f}
         if len(folds) > 1:
             raise GradnapError(f"grouping {name!r}: layers hold different numbers of folds")
-        self = cls(name, {}, naps, folds=folds.pop() if folds else 1)
+        spec = SumsSpec(
+            naps=bool(kept) and all("sorted_sum" in f for f in kept),
+            folds=folds.pop() if folds else 1,
+            totals=not kept or all("act_sum" in f for f in kept),
+            bins=bins,
+        )
+        self = cls(name, {}, spec)
         self.labels = [str(s) for s in arrays["labels"].tolist()]
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.examples = np.array(arrays["examples"], dtype=np.int64, copy=copy or None)
         self.unlabelled = int(unlabelled)
-        self.layers = {layer: LayerSums(**f) for layer, f in layers.items()}
+        for layer, fields in layers.items():
+            c, w = layer_shapes[layer]
+            sums = LayerSums(c, w, **fields)
+            if sums.fold_act is not None:
+                sums.bins = fold_bins(w, bins)
+                if int(sums.bins.max()) + 1 != sums.fold_act.shape[-1]:
+                    raise GradnapError(
+                        f"grouping {name!r}, layer {layer!r}: per-fold sums have "
+                        f"{sums.fold_act.shape[-1]} bins, the metadata says {bins} for width {w}"
+                    )
+            self.layers[layer] = sums
         return self
 
 
@@ -450,16 +574,15 @@ class Accumulators:
     @classmethod
     def zeros(
         cls,
-        groupings: Mapping[str, int],
+        groupings: Mapping[str, tuple[int, SumsSpec]],
         layer_shapes: Mapping[str, tuple[int, int]],
-        naps: bool = True,
-        folds: int = 1,
     ) -> Accumulators:
-        """Empty sums; ``groupings``: name -> expected number of groups; ``folds``: ``K``."""
+        """Empty sums; ``groupings``: name -> (expected number of groups, what to keep);
+        ``layer_shapes``: layer -> ``(C, W)``."""
         return cls(
             {
-                name: GroupingSums(name, layer_shapes, naps, hint, folds)
-                for name, hint in groupings.items()
+                name: GroupingSums(name, layer_shapes, spec, hint)
+                for name, (hint, spec) in groupings.items()
             }
         )
 
@@ -482,17 +605,23 @@ class Accumulators:
 
     @classmethod
     def from_arrays(
-        cls, arrays: Mapping[str, np.ndarray], unlabelled: Mapping[str, int], copy: bool = False
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        unlabelled: Mapping[str, int],
+        layer_shapes: Mapping[str, tuple[int, int]],
+        bins: int = METHOD.fold_bins,
+        copy: bool = False,
     ) -> Accumulators:
         """The accumulators of the groupings ``unlabelled`` names (name -> examples
-        without a label) from a result file's arrays."""
+        without a label) from a result file's arrays (see
+        :meth:`GroupingSums.from_arrays`)."""
         out = {}
         for name, n in unlabelled.items():
             prefix = f"{PREFIX}/{name}/"
             mine = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
             if "labels" not in mine:
                 raise GradnapError(f"result lacks the sums of grouping {name!r}")
-            out[name] = GroupingSums.from_arrays(name, mine, n, copy=copy)
+            out[name] = GroupingSums.from_arrays(name, mine, layer_shapes, n, bins, copy)
         return cls(out)
 
     def merge(self, other: Accumulators) -> None:

@@ -46,6 +46,7 @@ from gradnap.method.accumulators import (
     ChunkRows,
     ChunkStats,
     GroupingSums,
+    SumsSpec,
     chunk_stats,
     fold_of,
 )
@@ -204,6 +205,7 @@ class Collector:
         label_time: str = METHOD.label_time,
         folds: int = METHOD.folds,
         fold_key: str = METHOD.fold_key,
+        fold_bins: int = METHOD.fold_bins,
     ) -> None:
         if target not in TARGETS:
             raise GradnapError(f"target {target!r}: choose from {', '.join(TARGETS)}")
@@ -213,6 +215,8 @@ class Collector:
             raise GradnapError(f"min_count {min_count}: must be >= 0")
         if int(folds) < 1:
             raise GradnapError(f"folds {folds}: must be >= 1")
+        if int(fold_bins) < 1:
+            raise GradnapError(f"fold_bins {fold_bins}: must be >= 1")
         if fold_key not in FOLD_KEYS:
             raise GradnapError(f"fold_key {fold_key!r}: choose from {', '.join(FOLD_KEYS)}")
         if int(chunk_frames) < 1:
@@ -250,6 +254,7 @@ class Collector:
         self.chunk_frames = int(chunk_frames)
         self.folds = int(folds)
         self.fold_key = fold_key
+        self.fold_bins = int(fold_bins)
         self.blank = int(blank)
         self.features = features if features is not None else getattr(model, "features", FEATURES)
         self.windows = self._check_windows(window)
@@ -344,12 +349,7 @@ class Collector:
         self._layer_meta = info
         # the largest windows first, so that the threads finish together
         self._layer_order = sorted(self.layers, key=lambda n: -info[n].channels * info[n].width)
-        self.sums = Accumulators.zeros(
-            {g.name: getattr(g, "size_hint", 0) for g in self.groupings},
-            {name: d.shape for name, d in info.items()},
-            self.naps,
-            self.folds,
-        )
+        self.sums = Accumulators.zeros(self._specs(), {name: d.shape for name, d in info.items()})
 
     def _estimate(self, n_features: int) -> tuple[dict[str, tuple[int, float]], FrameClock]:
         """Window width and jump of every layer, and the output clock, from the engine
@@ -589,6 +589,22 @@ class Collector:
             key = str(speaker)
         return fold_of(key, self.folds)
 
+    def _specs(self) -> dict[str, tuple[int, SumsSpec]]:
+        """What each grouping's sums keep (docs/method.md §6): a random-label grouping
+        keeps per-fold sums only when there are folds (it exists to check the
+        cross-validated statistics' zero), and no NAP sums."""
+        out = {}
+        for g in self.groupings:
+            random = bool(getattr(g, "random_labels", False))
+            spec = SumsSpec(
+                naps=self.naps and not random,
+                folds=self.folds,
+                totals=not (random and self.folds >= 2),
+                bins=self.fold_bins,
+            )
+            out[g.name] = (getattr(g, "size_hint", 0), spec)
+        return out
+
     def _begin_chunk(self, gids: dict[str, torch.Tensor], n: int, fold: int = 0) -> list[_Plan]:
         """Count a chunk's examples in every grouping; returns, per grouping, its rows and
         the grouping whose partial sums it adds up instead (the dataset-wide ``all``
@@ -606,7 +622,12 @@ class Collector:
                 continue
             chunk = sums.begin_chunk(gids[g.name], fold)
             plan.append(_Plan(sums, chunk))
-            if source is None and chunk is not None and chunk.complete:
+            if (
+                source is None
+                and chunk is not None
+                and chunk.complete
+                and (sums.spec.naps or not self.naps)
+            ):
                 source = sums.name
         return plan
 
@@ -638,6 +659,7 @@ class Collector:
             label_time=self.label_time,
             folds=self.folds,
             fold_key=self.fold_key,
+            fold_bins=self.fold_bins,
         )
 
     def planned_meta(self, like: RunMeta, corpus: CorpusMeta) -> RunMeta:
@@ -707,9 +729,4 @@ class Collector:
         clock = meta.clock or Clock()
         self._clock = FrameClock(clock.stride, clock.offset, self.features)
         self._n_features = meta.options.n_features
-        self.sums = Accumulators.zeros(
-            {g.name: getattr(g, "size_hint", 0) for g in self.groupings},
-            {d.name: d.shape for d in meta.layers},
-            self.naps,
-            self.folds,
-        )
+        self.sums = Accumulators.zeros(self._specs(), {d.name: d.shape for d in meta.layers})

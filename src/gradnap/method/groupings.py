@@ -285,6 +285,11 @@ class FunctionGrouping:
         f = self.function
         return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}"
 
+    @property
+    def random_labels(self) -> bool:
+        """The function is a :class:`RandomLabelGrouping` (labels independent of the data)."""
+        return isinstance(self.function, RandomLabelGrouping)
+
     def labels(self, utterance, frames, classes, clock) -> list[str | None]:
         out: list[str | None] = []
         for tau, k in zip(frames.tolist(), classes.tolist(), strict=True):

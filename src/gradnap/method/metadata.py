@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from gradnap._version import __version__
+from gradnap.defaults import METHOD
 from gradnap.errors import GradnapError
 
 __all__ = [
@@ -39,8 +40,9 @@ __all__ = [
 #: The ``format`` field of every result file.
 FORMAT = "gradnap-result"
 #: The newest format version this package writes and reads.
-FORMAT_VERSION = 2
-#: Version 1: no folds (read as one fold).
+FORMAT_VERSION = 3
+#: Version 1: totals only. Version 2: full-resolution per-fold sums in place of the totals.
+#: Version 3: totals, and time-binned per-fold sums beside them (docs/results.md).
 
 
 def _pick(cls: type, data: Mapping[str, Any], **renamed: str) -> dict[str, Any]:
@@ -111,6 +113,8 @@ class Options:
     folds: int = 1
     #: What the fold hash is taken of: ``"utterance"`` (id) or ``"speaker"``.
     fold_key: str = "utterance"
+    #: The per-fold sums' time bins (``bins`` of :func:`gradnap.method.accumulators.fold_bins`).
+    fold_bins: int = METHOD.fold_bins
 
 
 @dataclass(frozen=True)
@@ -315,6 +319,7 @@ class RunMeta:
         }
         for opt in (
             "target", "examples", "naps", "blank", "frame_seconds", "label_time", "folds", "fold_key",
+            "fold_bins",
         ):  # fmt: skip
             checks[opt] = (getattr(self.options, opt), getattr(other.options, opt))
         if purpose == "resume":
@@ -332,7 +337,9 @@ class RunMeta:
     def to_json(self) -> dict[str, Any]:
         """The JSON object written into result files (layout: ``docs/results.md``)."""
         options = dataclasses.asdict(self.options)
-        if self.format_version < 2:  # version 1 knows no folds: written back unchanged
+        if self.format_version < 3:  # older versions: written back unchanged
+            options.pop("fold_bins")
+        if self.format_version < 2:
             options.pop("folds")
             options.pop("fold_key")
         return {

@@ -24,7 +24,15 @@ from gradnap.defaults import COLLECT
 from gradnap.engine.base import INPUT_LAYER
 from gradnap.errors import GradnapError
 from gradnap.fileio import atomic_write_bytes
-from gradnap.method.accumulators import Accumulators, array_key, totals, upgrade_arrays
+from gradnap.method.accumulators import (
+    FOLD_SOURCE,
+    NAP_FIELDS,
+    PREFIX,
+    TOTAL_FIELDS,
+    Accumulators,
+    array_key,
+    upgrade_arrays,
+)
 from gradnap.method.groupings import ALL, is_random_label
 from gradnap.method.metadata import (
     FORMAT_VERSION,
@@ -113,19 +121,32 @@ class Result:
             ) from exc
         except GradnapError as exc:
             raise GradnapError(f"{path}: {exc}") from None
+        # older layouts, and float32 sums back to float64
+        arrays = upgrade_arrays(arrays, meta.format_version, meta.options.fold_bins)
         missing = _missing_arrays(meta, arrays)
         if missing:
             raise GradnapError(
                 f"{path}: damaged result file: lacks {len(missing)} arrays ({_some(missing)})"
             )
-        arrays = upgrade_arrays(arrays, meta.format_version)  # older layouts: one fold
         return cls(meta.replace(format_version=FORMAT_VERSION), arrays)
 
     def to_bytes(self) -> bytes:
+        """The ``.npz`` file. A complete result stores its float sums as float32 (about
+        7 significant digits, far below the sampling error of any mean; half the size);
+        a checkpoint (incomplete) keeps float64, so a resumed run equals an uninterrupted
+        one exactly (docs/results.md, "Size")."""
         buf = io.BytesIO()
         meta = np.array(json.dumps(self.meta.to_json(), sort_keys=True))
+        arrays = self.arrays
+        if self.complete:
+            arrays = {
+                k: v.astype(np.float32)
+                if k.startswith(PREFIX + "/") and v.dtype == np.float64
+                else v
+                for k, v in arrays.items()
+            }
         # allow_pickle=True is numpy's default; passing it keeps mypy from matching **arrays to it
-        np.savez(buf, allow_pickle=True, meta=meta, **self.arrays)
+        np.savez(buf, allow_pickle=True, meta=meta, **arrays)
         return buf.getvalue()
 
     def save(self, path: str | Path) -> Path:
@@ -244,24 +265,39 @@ class Result:
         return int(self.meta.options.folds)
 
     def fold_sums(self, layer: str, grouping: str, field: str) -> np.ndarray:
-        """The per-fold sums of ``field`` (``act_sum``, ``grad_sum`` ``(G, K, C, W)``,
-        ``count`` ``(G, K, W)``, ``act_sqsum`` ``(G, K, C)``), groups in :meth:`labels`
-        order (docs/method.md §6)."""
+        """The per-fold sums of ``field`` (``act_sum``, ``grad_sum`` ``(G, K, C, B)``,
+        ``count`` ``(G, K, B)``), window columns pooled into time bins
+        (:func:`~gradnap.method.accumulators.fold_bins`), groups in :meth:`labels` order
+        (docs/method.md §6)."""
         self._check_layer(layer)
         self._check_grouping(grouping)
-        key = array_key(grouping, layer, field)
+        names = {v: k for k, v in FOLD_SOURCE.items()}
+        if field not in names:
+            raise GradnapError(f"per-fold sums exist for {', '.join(names)}, not {field!r}")
+        key = array_key(grouping, layer, names[field])
         if key not in self.arrays:
             raise GradnapError(f"result lacks {key}")
         return self.arrays[key]
 
+    def has_profiles(self, grouping: str) -> bool:
+        """``grouping`` keeps full-resolution totals (all but random-label groupings
+        collected with folds, which keep per-fold sums only)."""
+        self._check_grouping(grouping)
+        return any(array_key(grouping, d.name, "act_sum") in self.arrays for d in self.meta.layers)
+
     def _sums(self, layer: str, grouping: str, field: str) -> np.ndarray:
-        """Totals over folds ``(G, ...)``."""
+        """Full-resolution totals ``(G, ...)``."""
         key = array_key(grouping, layer, field)
         if key not in self.arrays:
             if field.startswith("sorted"):
                 raise GradnapError(NO_NAPS)
+            if array_key(grouping, layer, "fold_act") in self.arrays:
+                raise GradnapError(
+                    f"grouping {grouping!r} keeps per-fold sums only (random labels, "
+                    "for the cross-validated statistics; docs/method.md §6): it has no profiles"
+                )
             raise GradnapError(f"result lacks {key}")
-        return self._cached(("total", key), lambda: totals(field, self.arrays[key]))
+        return self.arrays[key]
 
     def dataset_mean(self, layer: str, grouping: str | None = None) -> np.ndarray:
         """``M_l`` ``(C, W)``: mean aligned activation over all examples of all groups of
@@ -399,7 +435,11 @@ class Result:
         """The sums as :class:`~gradnap.method.accumulators.Accumulators` (``copy=False``:
         views of this result's arrays)."""
         return Accumulators.from_arrays(
-            self.arrays, {g.name: g.unlabelled for g in self.meta.groupings}, copy=copy
+            self.arrays,
+            {g.name: g.unlabelled for g in self.meta.groupings},
+            {d.name: d.shape for d in self.meta.layers},
+            self.meta.options.fold_bins,
+            copy,
         )
 
 
@@ -432,14 +472,20 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _missing_arrays(meta: RunMeta, arrays: dict[str, np.ndarray]) -> list[str]:
-    """The accumulator arrays ``meta`` promises that ``arrays`` lacks."""
-    fields = ["act_sum", "grad_sum", "count", "act_sqsum"]
-    if meta.options.naps:
-        fields += ["sorted_sum", "sorted_count"]
+    """The accumulator arrays ``meta`` promises that ``arrays`` (today's layout) lacks:
+    totals (none for a random-label grouping with folds), NAP sums (when on, not for
+    random labels) and per-fold sums (with folds); see the collector's ``_specs``."""
+    folds = meta.options.folds >= 2
     want = []
-    for g in meta.grouping_names:
-        want += [array_key(g, "labels"), array_key(g, "examples")]
-        want += [array_key(g, d.name, f) for d in meta.layers for f in fields]
+    for g in meta.groupings:
+        random = is_random_label(g.name, g.function) and g.name != ALL
+        fields = list(FOLD_SOURCE) if folds else []
+        if not (random and folds):
+            fields += TOTAL_FIELDS
+            if meta.options.naps and not random:
+                fields += NAP_FIELDS
+        want += [array_key(g.name, "labels"), array_key(g.name, "examples")]
+        want += [array_key(g.name, d.name, f) for d in meta.layers for f in fields]
     return [k for k in want if k not in arrays]
 
 

@@ -450,7 +450,12 @@ def build_report(
         )
     _action_section(report, result, config, action_layer, model, skipped)
     groupings = [g for g in config.cluster_groupings if g in result.groupings]
-    groupings += [f"chance_{g}" for g in groupings if f"chance_{g}" in result.groupings]
+    # random-label groupings collected with folds keep per-fold sums only (no silhouette)
+    groupings += [
+        f"chance_{g}"
+        for g in groupings
+        if f"chance_{g}" in result.groupings and result.has_profiles(f"chance_{g}")
+    ]
     table = None
     if groupings:
         log.info("report: clustering and silhouettes of %s per layer", ", ".join(groupings))
