@@ -162,7 +162,7 @@ def pair_products(fp: FoldProfiles) -> tuple[np.ndarray, np.ndarray]:
     k, _, d = fp.profiles.shape
     vals, ok = [], []
     for i, j in itertools.combinations(range(k), 2):
-        c = fp.profiles[i] @ fp.profiles[j].T
+        c = _gram(fp.profiles[i], fp.profiles[j])
         diag = np.diag(c)
         vals.append((diag[:, None] + diag[None, :] - c - c.T) / max(d, 1))
         p = fp.present[i] & fp.present[j]
@@ -181,9 +181,15 @@ def _cv(vals: np.ndarray, ok: np.ndarray, pairs: Sequence[int]) -> np.ndarray:
         return np.where(n > 0, (v * w).sum(axis=0) / n, np.nan)
 
 
+def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` for small ``(G, D)`` matrices without BLAS: a multi-threaded BLAS call
+    this small costs 100x more on a busy machine (threads spinning) than numpy's loop."""
+    return np.einsum("id,jd->ij", a, b)
+
+
 def _plain(x: np.ndarray) -> np.ndarray:
     sq = (x * x).sum(axis=1)
-    return np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0) / max(x.shape[1], 1)
+    return np.maximum(sq[:, None] + sq[None, :] - 2 * _gram(x, x), 0.0) / max(x.shape[1], 1)
 
 
 def _upper(m: np.ndarray) -> np.ndarray:
@@ -247,40 +253,53 @@ def _splits(folds: Sequence[int]) -> list[tuple[tuple[int, ...], tuple[int, ...]
     return out
 
 
-def _split_value(
-    fp: FoldProfiles,
-    vals: np.ndarray,
-    ok: np.ndarray,
-    index: Mapping[tuple[int, int], int],
-    sel: Sequence[int],
-    score: Sequence[int],
-    percentiles: Sequence[float],
-) -> float:
+@dataclass
+class _Selection:
+    """The clusterings chosen on one selection part: the labels of each cut with
+    2 .. G−1 clusters and the normaliser (mean plain squared distance)."""
+
+    cuts: list[np.ndarray]
+    norm: float
+
+
+def _select(fp: FoldProfiles, sel: Sequence[int], percentiles: Sequence[float]) -> _Selection:
     from scipy.cluster.hierarchy import fcluster, linkage
 
     n = len(fp.groups)
-    x = fp.pooled(sel)
-    plain = _plain(x)
-    dist = np.sqrt(_upper(plain))
-    norm = float(_upper(plain).mean())
+    plain = _upper(_plain(fp.pooled(sel)))
+    norm = float(plain.mean()) if plain.size else 0.0
     if n < 3 or norm <= 0:
-        return float("nan")
+        return _Selection([], float("nan"))
+    dist = np.sqrt(plain)
     z = linkage(dist, method="complete")
-    cv = _cv(vals, ok, [index[p] for p in itertools.combinations(sorted(score), 2)])
-    iu = np.triu_indices(n, 1)
-    cvu = cv[iu]
-    out = []
+    cuts = []
     for p in percentiles:
         labels = fcluster(z, t=float(np.percentile(dist, p)), criterion="distance")
-        k = len(np.unique(labels))
-        if k < 2 or k >= n:
-            continue
+        if 2 <= len(np.unique(labels)) < n:
+            cuts.append(labels)
+    return _Selection(cuts, norm)
+
+
+def _split_value(
+    selection: _Selection,
+    vals: np.ndarray,
+    ok: np.ndarray,
+    index: Mapping[tuple[int, int], int],
+    score: Sequence[int],
+) -> float:
+    if not np.isfinite(selection.norm):
+        return float("nan")
+    cv = _cv(vals, ok, [index[p] for p in itertools.combinations(sorted(score), 2)])
+    iu = np.triu_indices(cv.shape[0], 1)
+    cvu = cv[iu]
+    fin = np.isfinite(cvu)
+    out = []
+    for labels in selection.cuts:
         same = (labels[:, None] == labels[None, :])[iu]
-        fin = np.isfinite(cvu)
         within, between = cvu[same & fin], cvu[~same & fin]
         if within.size == 0 or between.size == 0:
             continue
-        out.append((between.mean() - within.mean()) / norm)
+        out.append((between.mean() - within.mean()) / selection.norm)
     return float(np.mean(out)) if out else float("nan")
 
 
@@ -303,10 +322,16 @@ def cluster_score(
         raise GradnapError(NO_FOLDS)
     vals, ok = pair_products(fp)
     index = _pair_index(k)
+    chosen: dict[tuple[int, ...], _Selection] = {}  # the jackknife reuses selection parts
+
+    def select(sel: tuple[int, ...]) -> _Selection:
+        if sel not in chosen:
+            chosen[sel] = _select(fp, sel, percentiles)
+        return chosen[sel]
 
     def mean_over(folds: Sequence[int]) -> tuple[float, list[float], list]:
         splits = _splits(folds)
-        per = [_split_value(fp, vals, ok, index, s, t, percentiles) for s, t in splits]
+        per = [_split_value(select(s), vals, ok, index, t) for s, t in splits]
         fin = [v for v in per if np.isfinite(v)]
         return (float(np.mean(fin)) if fin else float("nan")), per, splits
 
