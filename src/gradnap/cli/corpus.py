@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         help="synthesize an English corpus with exact phone timings (flite, eSpeak NG)",
         description="Write a LibriSpeech-format corpus with phone timings, synthesized offline "
         "(flite and eSpeak NG voices, seeded text and prosody). Running it again with the same "
-        "arguments finishes an interrupted corpus. See docs/corpus.md.",
+        "arguments finishes an interrupted or incomplete corpus. Exit status 1 when utterances "
+        "are missing at the end. See docs/corpus.md.",
     )
     synth.add_argument("--out", type=Path, required=True, help="corpus directory to write")
     synth.add_argument("--utterances", type=int, default=3000, help="number of utterances")
@@ -68,7 +69,7 @@ def _synth(args: argparse.Namespace) -> int:
         args.out, utterances=args.utterances, seed=args.seed, voices=args.voices, jobs=args.jobs
     )
     print(report.summary())
-    return 0
+    return 0 if report.complete else 1
 
 
 def _align(args: argparse.Namespace) -> int:
