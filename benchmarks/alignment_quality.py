@@ -22,7 +22,7 @@ from collections import Counter
 import numpy as np
 
 from gradnap.corpus import read_corpus
-from gradnap.corpus.forced_alignment import AlignmentError, Aligner, boundary_errors
+from gradnap.corpus.forced_alignment import Aligner, AlignmentError, boundary_errors
 from gradnap.defaults import ALIGNMENT
 from gradnap.features import load_audio
 
@@ -36,9 +36,7 @@ def transcripts(texts: list[str], k: int) -> dict[str, str]:
     """The transcripts tried for utterance ``k`` of ``texts``."""
     words = texts[k].split()
     other = texts[(k + 7) % len(texts)]
-    swap = next(
-        t.split()[-1] for t in texts[k + 1 :] + texts[:k] if t.split()[-1] != words[-1]
-    )
+    swap = next(t.split()[-1] for t in texts[k + 1 :] + texts[:k] if t.split()[-1] != words[-1])
     return {
         "right": texts[k],
         "other": other,

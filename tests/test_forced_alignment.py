@@ -10,7 +10,7 @@ import soundfile as sf
 
 from gradnap import GradnapError
 from gradnap.cli import main
-from gradnap.corpus import lexicon
+from gradnap.corpus import lexicon, read_corpus
 from gradnap.corpus.forced_alignment import (
     Aligner,
     AlignmentError,
@@ -22,7 +22,6 @@ from gradnap.corpus.forced_alignment import (
     map_phone,
     speech_frames,
 )
-from gradnap.corpus import read_corpus
 from gradnap.corpus.timings import (
     PhoneSpan,
     check_spans,
@@ -189,7 +188,9 @@ def test_wrong_transcripts_are_rejected_or_flagged(tmp_path, caplog, capsys):
         flite(SENTENCES[0], "slt", d / f"7-1-000{i}.flac")
     sf.write(d / "7-1-0003.flac", np.zeros(16000), 16000)
     texts = [SENTENCES[0], "yes", SENTENCES[1], "hello"]
-    (d / "7-1.trans.txt").write_text("".join(f"7-1-000{i} {t.upper()}\n" for i, t in enumerate(texts)))
+    (d / "7-1.trans.txt").write_text(
+        "".join(f"7-1-000{i} {t.upper()}\n" for i, t in enumerate(texts))
+    )
     report = align_corpus(root, jobs=1, progress=False)
     assert report.aligned == 2 and [u for u, _ in report.failed] == ["7-1-0001", "7-1-0003"]
     yes, silence = (m for _, m in report.failed)

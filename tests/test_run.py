@@ -161,10 +161,32 @@ def test_phoneme_grouping_without_any_timings(tmp_path, capsys, caplog):
     assert "no utterance has phone timings" in note and "phoneme grouping stays empty" in note
     assert note in caplog.text and r.meta.progress.skipped == 0
     model_path = save_model(tmp_path / "tiny.pt", model)
-    args = ["collect", "--model", str(model_path), "--corpus", str(root), "--layers", "input,layer9"]
+    args = [
+        "collect",
+        "--model",
+        str(model_path),
+        "--corpus",
+        str(root),
+        "--layers",
+        "input,layer9",
+    ]
     out = tmp_path / "r.npz"
     assert main([*args, "--groupings", "phoneme", "--out", str(out), "--no-progress"]) == 2
     assert "no utterance has phone timings" in capsys.readouterr().err and not out.exists()
+
+
+def test_phoneme_grouping_with_some_timings_missing(tmp_path, caplog):
+    root = write_corpus(tmp_path / "corpus", n=2, broken=False, speakers=("s1", "s2"))
+    (root / "s2" / "c1" / "s2-c1.phones.tsv").unlink()
+    r = collect(
+        tiny_model(), read_corpus(root), layers=["input", "layer9"], engine="cone",
+        groupings="phoneme", min_count=1, progress=False,
+    )  # fmt: skip
+    (note,) = r.meta.problems
+    assert note == (
+        f"{root}: 2 of 4 utterances have no phone timings; their examples get no phoneme label"
+    )
+    assert note in caplog.text and r.counts("phoneme") and r.unlabelled("phoneme") > 0
 
 
 def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):

@@ -176,7 +176,9 @@ def prepare_text(raw: str) -> tuple[str, int, list[str]]:
     return text, removed + extra, unknown
 
 
-def check_not_silent(samples: np.ndarray, path: str | Path, config: FeatureConfig = FEATURES) -> None:
+def check_not_silent(
+    samples: np.ndarray, path: str | Path, config: FeatureConfig = FEATURES
+) -> None:
     """Raise :class:`GradnapError` naming ``path`` when ``samples`` ``(N,)`` are digital
     silence (peak below :data:`gradnap.defaults.SILENT_PEAK_DBFS`): nothing of a
     transcript can be heard in them, and their normalised features are constant."""
