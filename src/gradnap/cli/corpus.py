@@ -35,7 +35,8 @@ def register(subparsers) -> None:
         "align",
         help="add phone timings to a LibriSpeech-format corpus by forced alignment",
         description="Force-align every utterance with pocketsphinx and write phone timings "
-        "(<speaker>-<chapter>.phones.tsv) per chapter; utterances that fail are listed in "
+        "(<speaker>-<chapter>.phones.tsv) per chapter; utterances that fail, including poor "
+        "alignments (a transcript that does not match its audio), are listed in "
         "<speaker>-<chapter>.align-failures.txt. See docs/alignment.md.",
     )
     align.add_argument("corpus", type=Path, help="LibriSpeech-format corpus directory")
@@ -46,7 +47,9 @@ def register(subparsers) -> None:
         help="worker processes (default: cores, at most one per 10 utterances)",
     )
     align.add_argument(
-        "--overwrite", action="store_true", help="re-align chapters that have timings"
+        "--overwrite",
+        action="store_true",
+        help="re-align chapters that have timings (old timings that no longer fit are removed)",
     )
     align.set_defaults(func=_align)
 
