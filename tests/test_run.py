@@ -434,7 +434,7 @@ def test_collect_skips_and_names_each_bad_audio_file(tmp_path, monkeypatch, capl
     nan = x.copy()
     nan[100] = np.nan
     kept = {
-        utt("stereo", lambda p: sf.write(p.with_suffix(".wav"), np.stack([x, -x], 1), 16000)),
+        utt("stereo", lambda p: sf.write(p.with_suffix(".wav"), np.stack([x, x / 2], 1), 16000)),
         utt("8khz", lambda p: sf.write(p.with_suffix(".wav"), x[::2], 8000)),
         utt("accents", lambda p: sf.write(p.with_suffix(".wav"), x, 16000), "NAÏVE CAFÉ—OK"),
     }
@@ -471,8 +471,10 @@ def test_collect_skips_and_names_each_bad_audio_file(tmp_path, monkeypatch, capl
         )  # fmt: skip
     assert caplog.text.count("resampled to 16000 Hz: it holds nothing above 4000 Hz") == 1
     p = r.meta.progress
-    assert (p.utterances, p.skipped) == (2 + len(kept), len(collect_skips))
+    assert (p.utterances, p.skipped) == (2 + len(kept), len(read_skips) + len(collect_skips))
     assert r.meta.corpus.reading_problems == len(read_skips)
+    for uid, words in read_skips.items():  # also named in the result
+        assert any(uid in m and words in m for m in r.meta.problems), uid
     for uid, words in collect_skips.items():
         # each problem starts with the audio file's path
         assert any(m.startswith(str(d / uid)) and words in m for m in r.meta.problems), uid
