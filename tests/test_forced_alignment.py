@@ -1,5 +1,6 @@
 """Forced alignment: phone mapping, span conversion, and flite speech with known timings."""
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -9,16 +10,25 @@ import soundfile as sf
 
 from gradnap import GradnapError
 from gradnap.cli import main
-from gradnap.corpus import lexicon
+from gradnap.corpus import lexicon, read_corpus
 from gradnap.corpus.forced_alignment import (
     Aligner,
     AlignmentError,
     align_corpus,
+    alignment_quality,
     boundary_errors,
+    check_words,
     failures_path,
     map_phone,
+    speech_frames,
 )
-from gradnap.corpus.timings import PhoneSpan, check_spans, read_timings, timings_path
+from gradnap.corpus.timings import (
+    PhoneSpan,
+    check_spans,
+    read_timings,
+    timings_path,
+    write_timings,
+)
 from gradnap.defaults import PHONE_SET, AlignmentConfig
 
 # flite's phones are ARPAbet in lower case; these are the exceptions (docs/method.md §2).
@@ -137,6 +147,103 @@ def test_span_conversion_pads_shifts_clips_and_merges():
     assert [s.end for s in shifted[:-1]] == [0.158, 0.358, 0.858]
     with pytest.raises(AlignmentError, match="outside the audio"):
         aligner._spans([("SIL", 0, 5), ("HH", 5, 10), ("SIL", 15, 120)], 1.0)
+
+
+def test_check_words_known_answers():
+    check_words(["as", "hair"], ["<sil>", "as(2)", "<sil>", "hair", "</s>"])
+    with pytest.raises(AlignmentError, match="stops after 1 of the 3 words .leaves out 'b c'."):
+        check_words(["a", "b", "c"], ["<sil>", "a", "<sil>", "</s>"])  # search ended early
+    with pytest.raises(AlignmentError, match="'a x' differ from the transcript"):
+        check_words(["a", "b"], ["a", "x"])
+
+
+def test_alignment_quality_known_answers():
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(6400) / 16000)
+    pcm = np.concatenate([np.zeros(4800), tone, np.zeros(4800)])  # 0.3 s, 0.4 s, 0.3 s
+    pcm = np.rint(pcm * 32767).astype(np.int16)
+    speech = speech_frames(pcm)
+    assert speech.shape == (100,) and np.flatnonzero(speech).tolist() == list(range(30, 70))
+    noisy = pcm + np.random.default_rng(0).normal(0, 30, len(pcm)).astype(np.int16)
+    assert speech_frames(noisy).sum() == 40  # steady noise is not speech
+    spans = S(("SIL", 0, 0.5), ("AA", 0.5, 1.0))  # half the tone aligned as silence
+    segments = [("SIL", 0, 80, -100), ("AA", 80, 50, -2000), ("SIL", 130, 30, -50)]
+    q = alignment_quality(pcm, spans, segments)
+    assert (q.silence_share, q.speech_seconds, q.phone_score) == (0.5, 0.4, -40.0)
+    assert q.problem() == "50% of the 0.4 s of speech aligned as silence (more than 30%)"
+    assert q.warning() is None
+    strict = AlignmentConfig(max_silence_share=None, warn_phone_score=-30.0)
+    assert q.problem(strict) is None
+    assert q.warning(strict) == "acoustic score -40.0 per frame (below -30)"
+    silent = alignment_quality(np.zeros(1600, dtype=np.int16), S(("SIL", 0, 0.1)), segments[:1])
+    assert silent.silence_share == 0.0 and silent.speech_seconds == 0.0
+
+
+def test_wrong_transcripts_are_rejected_or_flagged(tmp_path, caplog, capsys):
+    """The right transcript, "YES" and an unrelated sentence for the same flite audio
+    (2.96 s), and digital silence; numbers in docs/alignment.md."""
+    root = tmp_path / "corpus"
+    d = root / "7" / "1"
+    d.mkdir(parents=True)
+    for i in range(3):
+        flite(SENTENCES[0], "slt", d / f"7-1-000{i}.flac")
+    sf.write(d / "7-1-0003.flac", np.zeros(16000), 16000)
+    texts = [SENTENCES[0], "yes", SENTENCES[1], "hello"]
+    (d / "7-1.trans.txt").write_text(
+        "".join(f"7-1-000{i} {t.upper()}\n" for i, t in enumerate(texts))
+    )
+    report = align_corpus(root, jobs=1, progress=False)
+    assert report.aligned == 2 and [u for u, _ in report.failed] == ["7-1-0001", "7-1-0003"]
+    yes, silence = (m for _, m in report.failed)
+    assert re.fullmatch(
+        re.escape(f"{d / '7-1-0001.flac'}: poor alignment: ")
+        + r"(\d+)% of the 2.4 s of speech aligned as silence \(more than 30%\); "
+        "does the transcript match the audio[?]",
+        yes,
+    )
+    assert silence.startswith(f"{d / '7-1-0003.flac'}: audio is digital silence (1.00 s")
+    ((utt, doubt),) = report.doubtful
+    assert utt == "7-1-0002" and re.fullmatch(
+        re.escape(f"{d / '7-1-0002'}: aligned, but acoustic score -")
+        + r"\d+\.\d per frame \(below -55\)",
+        doubt,
+    )
+    assert doubt in caplog.text
+    assert report.quality["7-1-0000"].silence_share == 0.0
+    assert sorted(read_timings(timings_path(d))) == ["7-1-0000", "7-1-0002"]
+    assert [line.split("\t")[0] for line in failures_path(d).read_text().splitlines()] == [
+        "7-1-0001",
+        "7-1-0003",
+    ]
+    summary = report.summary()
+    assert "1 rejected as poor alignments" in summary and "1 aligned with a low acoustic" in summary
+    assert main(["corpus", "align", str(root), "--overwrite", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "aligned 2, failed 2" in out and "7-1-0002: aligned, but acoustic score" in out
+
+
+def test_overwrite_leaves_no_stale_timings(tmp_path, no_g2p, caplog):
+    root = tmp_path / "corpus"
+    flite_corpus(root, SENTENCES[:2])
+    d = root / "7" / "1"
+    assert align_corpus(root, jobs=1, progress=False).aligned == 2
+    other = root / "8" / "1"  # a chapter whose transcript the reader cannot use any more
+    other.mkdir(parents=True)
+    flite(SENTENCES[2], "slt", other / "8-1-0000.flac")
+    (other / "8-1.trans.txt").write_text("8-1-0000 " + SENTENCES[2].upper() + "\n")
+    assert align_corpus(root, jobs=1, progress=False).aligned == 1
+    # New transcripts that cannot be aligned (a word nobody can pronounce), and digits.
+    (d / "7-1.trans.txt").write_text("7-1-0000 THE QWXZYV\n7-1-0001 SHE QWXZYV\n")
+    (other / "8-1.trans.txt").write_text("8-1-0000 IN 1990\n")
+    report = align_corpus(root, jobs=1, overwrite=True, progress=False)
+    assert report.aligned == 0 and len(report.failed) == 2
+    assert not timings_path(d).exists() and not timings_path(other).exists()
+    assert f"{timings_path(d)}: removed (no utterance of the chapter aligned" in caplog.text
+    assert f"{timings_path(other)}: removed (--overwrite" in caplog.text
+    assert all(u.phones is None for u in read_corpus(root))
+    # Timings are not read for aligning: stale ones never make an utterance a corpus problem.
+    write_timings(timings_path(d), {"7-1-0000": S(("SIL", 0.0, 9.0))})
+    (problem,) = align_corpus(root, jobs=1, overwrite=True, progress=False).corpus_problems
+    assert "8-1.trans.txt:1" in problem and "outside the alphabet" in problem
 
 
 def test_align_flite_utterance_and_unknown_word(tmp_path, no_g2p):

@@ -139,17 +139,79 @@ def test_phone_timings_attached_and_checked(corpus_dir):
     corpus = read_corpus(corpus_dir)
     phones = {u.id: u.phones for u in corpus}
     assert phones["19-198-0000"] == tuple(good)
-    assert phones["19-198-0001"] is None
-    assert any("19-198.phones.tsv" in p and "19-198-0001" in p for p in corpus.problems)
+    assert phones["19-198-0001"] is None  # kept, without its phones
+    (warning,) = corpus.warnings
+    assert "19-198.phones.tsv" in warning and "phones of 19-198-0001 ignored" in warning
+    assert "gap or overlap" in warning and "utterance kept" in warning
+    assert not any("19-198-0001" in p for p in corpus.problems)
     assert [u.id for u in corpus.with_phones()] == ["19-198-0000"]
+    assert all(u.phones is None for u in read_corpus(corpus_dir, timings=False))
 
 
 def test_unreadable_timings_file_is_ignored(corpus_dir):
     d = corpus_dir / "19" / "198"
     timings_path(d).write_text("utterance\tstart\tend\tphone\n19-198-0000\t0\t1\tQQ\n")
     corpus = read_corpus(corpus_dir)
-    assert all(u.phones is None for u in corpus)
-    assert any("19-198.phones.tsv:2" in p for p in corpus.problems)
+    assert all(u.phones is None for u in corpus) and len(corpus) == 4
+    (warning,) = corpus.warnings
+    assert "19-198.phones.tsv:2" in warning and "phone timings of this chapter ignored" in warning
+
+
+def test_timings_longer_than_the_audio_skip_the_utterance(tmp_path, caplog):
+    """0.2 s of audio with phones to 4.97 s: audio, transcript or timings are wrong."""
+    d = chapter(tmp_path, "1", "2", ["1-2-0000 HELLO", "1-2-0001 WORLD"])
+    sf.write(d / "1-2-0000.flac", tone(0.2, 16000), 16000)
+    sf.write(d / "1-2-0001.flac", tone(0.5, 16000), 16000)
+    long = [PhoneSpan("SIL", 0.0, 0.5), PhoneSpan("HH", 0.5, 4.97)]
+    fits = [PhoneSpan("SIL", 0.0, 0.1), PhoneSpan("W", 0.1, 0.51)]  # within 20 ms
+    write_timings(timings_path(d), {"1-2-0000": long, "1-2-0001": fits})
+    corpus = read_corpus(tmp_path)
+    assert [u.id for u in corpus] == ["1-2-0001"] and corpus.utterances[0].phones == tuple(fits)
+    (problem,) = corpus.problems
+    assert "1-2.phones.tsv: phones of 1-2-0000 end at 4.970 s" in problem
+    assert "1-2-0000.flac lasts 0.200 s" in problem
+    assert "skipped: " + problem in caplog.text
+    # Without the header check the duration is unknown: only the format is checked.
+    assert [u.id for u in read_corpus(tmp_path, check_audio=False)] == ["1-2-0000", "1-2-0001"]
+
+
+def test_negative_phone_start_is_rejected_and_utterance_kept(tmp_path, caplog):
+    d = chapter(tmp_path, "1", "2", ["1-2-0000 HELLO"])
+    sf.write(d / "1-2-0000.flac", tone(0.5, 16000), 16000)
+    write_timings(
+        timings_path(d), {"1-2-0000": [PhoneSpan("SIL", -0.2, 0.1), PhoneSpan("HH", 0.1, 0.5)]}
+    )
+    corpus = read_corpus(tmp_path)
+    assert len(corpus) == 1 and corpus.utterances[0].phones is None and not corpus.problems
+    (warning,) = corpus.warnings
+    assert "1-2.phones.tsv: phones of 1-2-0000 ignored" in warning
+    assert "start at -0.200 s, not at 0" in warning and "utterance kept" in warning
+    assert "skipped" not in caplog.text  # the utterance is kept: no "skipped:" message
+
+
+def test_timings_of_unlisted_utterances_are_reported(tmp_path):
+    d = chapter(tmp_path, "1", "2", ["1-2-0000 HELLO"])
+    sf.write(d / "1-2-0000.flac", tone(0.5, 16000), 16000)
+    spans = [PhoneSpan("SIL", 0.0, 0.5)]
+    write_timings(timings_path(d), {"1-2-0000": spans, "1-2-0009": spans})
+    (warning,) = read_corpus(tmp_path).warnings
+    assert "1-2.phones.tsv: phones of 1 utterances not listed in 1-2.trans.txt" in warning
+    assert "1-2-0009" in warning
+
+
+def test_digital_silence_is_skipped_when_loaded(tmp_path):
+    d = chapter(tmp_path, "1", "2", ["1-2-0000 HELLO", "1-2-0001 QUIET"])
+    sf.write(d / "1-2-0000.flac", tone(0.5, 16000), 16000)
+    sf.write(d / "1-2-0001.flac", np.zeros(32000), 16000)  # 2 s of digital silence
+    corpus = read_corpus(tmp_path)
+    assert len(corpus) == 2  # the header is fine
+    assert [u.id for u, _ in corpus.iter_features()] == ["1-2-0000"]
+    (problem,) = corpus.problems
+    assert "1-2-0001.flac: audio is digital silence (2.00 s, peak all samples 0)" in problem
+    quiet = read_corpus(tmp_path).utterances[1]
+    sf.write(d / "1-2-0001.flac", tone(2.0, 16000) * 1e-4, 16000, subtype="PCM_24")
+    with pytest.raises(GradnapError, match=r"digital silence \(2.00 s, peak -9\d dBFS\)"):
+        corpus.features(quiet)
 
 
 def test_single_differently_named_transcript_is_used(tmp_path):

@@ -99,8 +99,9 @@ def test_collect_over_a_corpus_directory_with_phonemes(tmp_path):
         groupings="grapheme,phoneme,speaker", min_count=1, progress=False,
     )  # fmt: skip
     p = r.meta.progress
-    assert (p.utterances, p.skipped) == (4, 1)
-    assert "s1-c1-0002.wav: audio file not found" in r.meta.problems[0]
+    assert (p.utterances, p.skipped) == (4, 2)  # the corrupt file and the vanished one
+    assert "s1-c1-0005.wav: cannot read audio" in r.meta.problems[0]
+    assert "s1-c1-0002.wav: audio file not found" in r.meta.problems[1]
     assert r.meta.corpus.utterances == 5 and r.meta.corpus.with_phones == 5
     assert r.meta.corpus.reading_problems == 1
     n = p.examples
@@ -116,6 +117,76 @@ def test_collect_over_a_corpus_directory_with_phonemes(tmp_path):
     assert ax.frequencies_hz.shape == (128,) and ax.offsets_ms[0] == -97 * 8.0
     assert r.axes("layer2").offsets_ms[1] - r.axes("layer2").offsets_ms[0] == 16.0
     assert r.meta.model.name == "tiny" and len(r.meta.model.weights_sha256) == 64
+
+
+def test_reading_problems_are_skipped_utterances_once_per_result(tmp_path, capsys):
+    """A transcript line without its audio file: counted as skipped and listed in the
+    result's problems, once over shards and ranks (shard 0 carries them)."""
+    root = write_corpus(tmp_path / "corpus", n=4, broken=False)
+    trans = root / "s1" / "c1" / "s1-c1.trans.txt"
+    trans.write_text(trans.read_text() + "s1-c1-0009 NO AUDIO\n")
+    corpus = read_corpus(root)
+    model = tiny_model()
+    options = dict(layers=["layer9"], engine="cone", min_count=1, progress=False)
+    whole = collect(model, corpus, **options)
+    assert (whole.meta.progress.utterances, whole.meta.progress.skipped) == (4, 1)
+    (problem,) = whole.meta.problems
+    assert "s1-c1-0009.flac: audio file missing" in problem and "s1-c1.trans.txt:5" in problem
+    assert "4 utterances, 1 skipped" in whole.summary()
+    halves = [collect(model, corpus, shard=f"{i}/2", **options) for i in (0, 1)]
+    assert [h.meta.progress.skipped for h in halves] == [1, 0]
+    merged = merge_results(halves)
+    assert merged.meta.progress.skipped == 1 and merged.meta.problems == (problem,)
+    model_path = save_model(tmp_path / "tiny.pt", model)
+    out = tmp_path / "r.npz"
+    args = ["collect", "--model", str(model_path), "--corpus", str(root), "--out", str(out)]
+    assert main([*args, "--layers", "layer9", "--no-progress"]) == 0
+    assert "4 utterances, 1 skipped" in capsys.readouterr().out
+    assert Result.load(out).meta.problems == (problem,)
+
+
+def test_phoneme_grouping_without_any_timings(tmp_path, capsys, caplog):
+    root = write_corpus(tmp_path / "corpus", n=3, broken=False, phones=False)
+    corpus = read_corpus(root)
+    model = tiny_model()
+    options = dict(layers=["input", "layer9"], engine="cone", min_count=1, progress=False)
+    # the only grouping asked for cannot get a single label: an error before any work
+    with pytest.raises(GradnapError, match="no utterance has phone timings") as info:
+        collect(model, corpus, groupings="phoneme", **options)
+    assert f"gradnap corpus align {root}" in str(info.value)
+    # with another grouping: collected, with a warning in the log and the result
+    r = collect(model, corpus, groupings="grapheme,phoneme", **options)
+    assert r.counts("phoneme") == {} and r.counts("grapheme")
+    (note,) = r.meta.problems
+    assert "no utterance has phone timings" in note and "phoneme grouping stays empty" in note
+    assert note in caplog.text and r.meta.progress.skipped == 0
+    model_path = save_model(tmp_path / "tiny.pt", model)
+    args = [
+        "collect",
+        "--model",
+        str(model_path),
+        "--corpus",
+        str(root),
+        "--layers",
+        "input,layer9",
+    ]
+    out = tmp_path / "r.npz"
+    assert main([*args, "--groupings", "phoneme", "--out", str(out), "--no-progress"]) == 2
+    assert "no utterance has phone timings" in capsys.readouterr().err and not out.exists()
+
+
+def test_phoneme_grouping_with_some_timings_missing(tmp_path, caplog):
+    root = write_corpus(tmp_path / "corpus", n=2, broken=False, speakers=("s1", "s2"))
+    (root / "s2" / "c1" / "s2-c1.phones.tsv").unlink()
+    r = collect(
+        tiny_model(), read_corpus(root), layers=["input", "layer9"], engine="cone",
+        groupings="phoneme", min_count=1, progress=False,
+    )  # fmt: skip
+    (note,) = r.meta.problems
+    assert note == (
+        f"{root}: 2 of 4 utterances have no phone timings; their examples get no phoneme label"
+    )
+    assert note in caplog.text and r.counts("phoneme") and r.unlabelled("phoneme") > 0
 
 
 def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
@@ -363,7 +434,7 @@ def test_collect_skips_and_names_each_bad_audio_file(tmp_path, monkeypatch, capl
     nan = x.copy()
     nan[100] = np.nan
     kept = {
-        utt("stereo", lambda p: sf.write(p.with_suffix(".wav"), np.stack([x, -x], 1), 16000)),
+        utt("stereo", lambda p: sf.write(p.with_suffix(".wav"), np.stack([x, x / 2], 1), 16000)),
         utt("8khz", lambda p: sf.write(p.with_suffix(".wav"), x[::2], 8000)),
         utt("accents", lambda p: sf.write(p.with_suffix(".wav"), x, 16000), "NAÏVE CAFÉ—OK"),
     }
@@ -400,8 +471,10 @@ def test_collect_skips_and_names_each_bad_audio_file(tmp_path, monkeypatch, capl
         )  # fmt: skip
     assert caplog.text.count("resampled to 16000 Hz: it holds nothing above 4000 Hz") == 1
     p = r.meta.progress
-    assert (p.utterances, p.skipped) == (2 + len(kept), len(collect_skips))
+    assert (p.utterances, p.skipped) == (2 + len(kept), len(read_skips) + len(collect_skips))
     assert r.meta.corpus.reading_problems == len(read_skips)
+    for uid, words in read_skips.items():  # also named in the result
+        assert any(uid in m and words in m for m in r.meta.problems), uid
     for uid, words in collect_skips.items():
         # each problem starts with the audio file's path
         assert any(m.startswith(str(d / uid)) and words in m for m in r.meta.problems), uid

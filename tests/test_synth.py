@@ -124,6 +124,56 @@ def test_resume_skips_finished_chapters(tiny, tmp_path):
     assert "5 utterances" in again.summary()
 
 
+def test_missing_flite_is_an_error_before_synthesis(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # flite is not on PATH
+    out = tmp_path / "c"
+    with pytest.raises(GradnapError) as info:
+        S.synthesize_corpus(out, utterances=6, seed=0, voices=["slt", "en-us", "rms"], jobs=1)
+    message = str(info.value)
+    assert "flite voices slt, rms cannot be synthesized" in message
+    assert "apt-get install -y flite" in message
+    assert not out.exists()  # nothing written
+    args = ["corpus", "synth", "--out", str(out), "--utterances", "6", "--voices", "flite"]
+    assert main(args) == 2
+    assert "apt-get install -y flite" in capsys.readouterr().err and not out.exists()
+    # eSpeak voices alone need no flite
+    report = S.synthesize_corpus(
+        out, utterances=1, seed=0, voices=["en-us"], jobs=1, progress=False
+    )
+    assert report.complete
+
+
+def test_rerun_completes_a_partial_corpus(tiny, tmp_path):
+    """What an older gradnap left when flite was missing (empty transcript, header-only
+    timings, no audio, "complete": true), a lost audio file and a wrong transcript line:
+    a rerun makes exactly the missing utterances."""
+    root, _ = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    slt = copy / "slt" / "0000"
+    for flac in slt.glob("*.flac"):
+        flac.unlink()
+    (slt / "slt-0000.trans.txt").write_text("")
+    (slt / "slt-0000.phones.tsv").write_text("utterance\tstart\tend\tphone\n")
+    f2 = copy / "en_us_f2" / "0000"
+    (f2 / "en_us_f2-0000-0001.flac").unlink()
+    manifest = json.loads((copy / "corpus.json").read_text())
+    assert manifest["complete"] is True
+    report = S.synthesize_corpus(copy, utterances=5, seed=3, voices=VOICES, jobs=1, progress=False)
+    assert (report.synthesized, report.kept, report.skipped_chapters) == (4, 1, 0)
+    assert report.complete and _tree(copy) == _tree(root)
+    # one wrong transcript line: that utterance is made again, the other one is kept
+    trans = f2 / "en_us_f2-0000.trans.txt"
+    trans.write_text(trans.read_text().replace("en_us_f2-0000-0000 ", "en_us_f2-0000-0000 NOT "))
+    kept = f2 / "en_us_f2-0000-0001.flac"
+    mtime = kept.stat().st_mtime_ns
+    report = S.synthesize_corpus(copy, utterances=5, seed=3, voices=VOICES, jobs=1, progress=False)
+    assert (report.synthesized, report.kept, report.skipped_chapters) == (1, 1, 1)
+    assert kept.stat().st_mtime_ns == mtime
+    assert "kept 1 finished utterances of unfinished chapters" in report.summary()
+    assert _tree(copy) == _tree(root)
+
+
 def test_other_arguments_for_an_existing_corpus_are_refused(tiny, tmp_path):
     root, _ = tiny
     with pytest.raises(GradnapError, match="other arguments"):
@@ -136,7 +186,7 @@ def test_other_arguments_for_an_existing_corpus_are_refused(tiny, tmp_path):
         S.synthesize_corpus(tmp_path / "stuff", utterances=1, seed=0, voices=["slt"], jobs=1)
 
 
-def test_failed_utterance_is_skipped_and_counted(tmp_path, monkeypatch):
+def test_failed_utterance_is_skipped_and_counted(tmp_path, monkeypatch, capsys):
     real = S.synthesize_utterance
 
     def flaky(job):
@@ -146,15 +196,22 @@ def test_failed_utterance_is_skipped_and_counted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(S, "synthesize_utterance", flaky)
     root = tmp_path / "c"
-    report = S.synthesize_corpus(
-        root, utterances=3, seed=0, voices=["kal16"], jobs=1, progress=False
-    )
-    assert report.utterances == 2 and len(report.failed) == 1
-    assert "kal16-0000-0001.flac" in report.failed[0] and "synthesizer broke" in report.failed[0]
-    assert "1 utterances failed" in report.summary()
+    args = ["corpus", "synth", "--out", str(root), "--utterances", "3", "--seed", "0"]
+    args += ["--voices", "kal16", "--jobs", "1"]
+    assert main(args) == 1  # the corpus is incomplete
+    printed = capsys.readouterr().out
+    assert "1 utterances failed (skipped)" in printed and "synthesizer broke" in printed
+    assert "kal16-0000-0001.flac" in printed
+    assert "INCOMPLETE: 1 of 3 utterances missing; run the same command again" in printed
     corpus = read_corpus(root)
     assert [u.id for u in corpus] == ["kal16-0000-0000", "kal16-0000-0002"]
-    assert json.loads((root / "corpus.json").read_text())["counts"]["failed"] == 1
+    manifest = json.loads((root / "corpus.json").read_text())
+    assert manifest["counts"]["failed"] == 1 and manifest["complete"] is False
+    monkeypatch.setattr(S, "synthesize_utterance", real)  # the synthesizer works again
+    assert main(args) == 0
+    assert "this run: 1 utterances" in capsys.readouterr().out
+    assert json.loads((root / "corpus.json").read_text())["complete"] is True
+    assert len(read_corpus(root)) == 3
 
 
 def test_cli_synth_and_info(tmp_path, capsys):

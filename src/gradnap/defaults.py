@@ -59,6 +59,12 @@ PHONEMES: tuple[str, ...] = (
 SILENCE = "SIL"
 PHONE_SET: tuple[str, ...] = PHONEMES + (SILENCE,)
 
+#: Reading corpora (:mod:`gradnap.corpus.librispeech`, docs/alignment.md): audio whose
+#: peak is below this level (3 steps of 16-bit audio) is digital silence and skipped.
+SILENT_PEAK_DBFS = -80.0
+#: Seconds by which an utterance's phone timings may end before or after its audio.
+TIMINGS_END_TOLERANCE = 0.02
+
 
 @dataclass(frozen=True)
 class MethodConfig:
@@ -133,6 +139,19 @@ class AlignmentConfig:
     #: Digital silence (synthesized speech, the padding) makes some alignments fail and a
     #: little noise others; measured on synthesized speech, (0, 10, 30) fails least.
     dither: tuple[float, ...] = (0.0, 10.0, 30.0)
+    #: Quality (docs/alignment.md, "Alignment quality"): an alignment that places more
+    #: than this share of the utterance's speech frames in SIL is rejected (the
+    #: transcript misses words that are spoken). ``None`` keeps every alignment.
+    max_silence_share: float | None = 0.3
+    #: An alignment whose phonemes' mean acoustic score per frame (pocketsphinx's log
+    #: units; 0 = the best-scoring senone in every frame) is below this is kept with a
+    #: warning (wrong words score low, but so do accents the model knows badly).
+    #: ``None``: no warning.
+    warn_phone_score: float | None = -55.0
+    #: Speech frames (10 ms) for the silence share: louder than the loudest frame minus
+    #: ``speech_range_db`` and than the quietest tenth of the frames plus ``speech_floor_db``.
+    speech_range_db: float = 40.0
+    speech_floor_db: float = 15.0
 
 
 ALIGNMENT = AlignmentConfig()

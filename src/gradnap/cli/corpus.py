@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         help="synthesize an English corpus with exact phone timings (flite, eSpeak NG)",
         description="Write a LibriSpeech-format corpus with phone timings, synthesized offline "
         "(flite and eSpeak NG voices, seeded text and prosody). Running it again with the same "
-        "arguments finishes an interrupted corpus. See docs/corpus.md.",
+        "arguments finishes an interrupted or incomplete corpus. Exit status 1 when utterances "
+        "are missing at the end. See docs/corpus.md.",
     )
     synth.add_argument("--out", type=Path, required=True, help="corpus directory to write")
     synth.add_argument("--utterances", type=int, default=3000, help="number of utterances")
@@ -34,7 +35,8 @@ def register(subparsers) -> None:
         "align",
         help="add phone timings to a LibriSpeech-format corpus by forced alignment",
         description="Force-align every utterance with pocketsphinx and write phone timings "
-        "(<speaker>-<chapter>.phones.tsv) per chapter; utterances that fail are listed in "
+        "(<speaker>-<chapter>.phones.tsv) per chapter; utterances that fail, including poor "
+        "alignments (a transcript that does not match its audio), are listed in "
         "<speaker>-<chapter>.align-failures.txt. See docs/alignment.md.",
     )
     align.add_argument("corpus", type=Path, help="LibriSpeech-format corpus directory")
@@ -45,7 +47,9 @@ def register(subparsers) -> None:
         help="worker processes (default: cores, at most one per 10 utterances)",
     )
     align.add_argument(
-        "--overwrite", action="store_true", help="re-align chapters that have timings"
+        "--overwrite",
+        action="store_true",
+        help="re-align chapters that have timings (old timings that no longer fit are removed)",
     )
     align.set_defaults(func=_align)
 
@@ -68,7 +72,7 @@ def _synth(args: argparse.Namespace) -> int:
         args.out, utterances=args.utterances, seed=args.seed, voices=args.voices, jobs=args.jobs
     )
     print(report.summary())
-    return 0
+    return 0 if report.complete else 1
 
 
 def _align(args: argparse.Namespace) -> int:

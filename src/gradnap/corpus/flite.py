@@ -49,8 +49,8 @@ def flite_binary() -> str:
     path = shutil.which("flite")
     if path is None:
         raise GradnapError(
-            "flite not found: install the Debian package (sudo apt-get install flite), "
-            "or run ./scripts/setup.sh"
+            "the flite program is not installed (not on PATH): install it with "
+            "`sudo apt-get install -y flite` (Debian, Ubuntu) or ./scripts/setup.sh"
         )
     return path
 

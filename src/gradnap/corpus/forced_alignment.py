@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from gradnap.corpus.lexicon import Lexicon
+from gradnap.corpus.librispeech import check_not_silent
 from gradnap.corpus.timings import PhoneSpan, check_spans, read_timings, timings_path, write_timings
 from gradnap.defaults import ALIGNMENT, FEATURES, PHONEMES, SILENCE, AlignmentConfig
 from gradnap.errors import GradnapError
@@ -40,12 +42,16 @@ from gradnap.fileio import atomic_write_text
 
 __all__ = [
     "AlignmentError",
+    "AlignmentQuality",
     "Aligner",
     "AlignmentReport",
     "align_corpus",
+    "alignment_quality",
     "boundary_errors",
+    "check_words",
     "failures_path",
     "map_phone",
+    "speech_frames",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,6 +91,94 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
 
 #: 0.3 s of 16-bit digital silence at 16 kHz (see :meth:`Aligner._decode`).
 _RESET = bytes(2 * 4800)
+
+
+def check_words(expected: list[str], aligned: list[str]) -> None:
+    """Raise :class:`AlignmentError` unless the words pocketsphinx aligned (``aligned``:
+    its word names, with fillers such as ``<sil>`` and pronunciation numbers such as
+    ``as(2)``) are exactly ``expected``. Its search can end early and leave out the rest
+    of the transcript (seen on synthesized speech with the right transcript)."""
+    got = [re.sub(r"\(\d+\)$", "", w) for w in aligned if not w.startswith(("<", "[", "+"))]
+    if got == expected:
+        return
+    k = 0
+    while k < min(len(got), len(expected)) and got[k] == expected[k]:
+        k += 1
+    if k == len(got):
+        raise AlignmentError(
+            f"the alignment stops after {k} of the {len(expected)} words "
+            f"(leaves out {' '.join(expected[k:])!r})"
+        )
+    raise AlignmentError(f"the aligned words {' '.join(got)!r} differ from the transcript")
+
+
+def speech_frames(pcm: np.ndarray, config: AlignmentConfig = ALIGNMENT) -> np.ndarray:
+    """Which 10 ms frames of ``pcm`` ``(N,)`` (16 kHz) hold speech, by energy: ``(N // 160,)``
+    bool. A frame is speech when its energy is within ``config.speech_range_db`` of the
+    loudest frame and ``config.speech_floor_db`` above the quietest tenth of the frames
+    (the noise floor), so neither digital silence nor steady noise counts."""
+    hop = FEATURES.sample_rate // 100
+    n = len(pcm) // hop
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    frames = np.asarray(pcm[: n * hop], dtype=np.float64).reshape(n, hop) / 32768.0
+    db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)  # (n,) dBFS
+    floor = np.percentile(db, 10)
+    return db > max(db.max() - config.speech_range_db, floor + config.speech_floor_db)
+
+
+@dataclass(frozen=True)
+class AlignmentQuality:
+    """How well an utterance's transcript fits its audio, judged by its alignment
+    (docs/alignment.md, "Alignment quality")."""
+
+    #: Share of the speech frames (:func:`speech_frames`) that the alignment places in
+    #: SIL: high when spoken words are missing from the transcript. 0 without speech.
+    silence_share: float
+    #: Seconds of speech frames.
+    speech_seconds: float
+    #: Mean acoustic score per frame of the aligned phonemes (not SIL), in pocketsphinx's
+    #: log units relative to the best-scoring senone of each frame (0 = best possible).
+    phone_score: float
+
+    def problem(self, config: AlignmentConfig = ALIGNMENT) -> str | None:
+        """Why the alignment is rejected under ``config``'s thresholds, or ``None``."""
+        limit = config.max_silence_share
+        if limit is not None and self.silence_share > limit:
+            return (
+                f"{self.silence_share:.0%} of the {self.speech_seconds:.1f} s of speech "
+                f"aligned as silence (more than {limit:.0%})"
+            )
+        return None
+
+    def warning(self, config: AlignmentConfig = ALIGNMENT) -> str | None:
+        """Why the (kept) alignment is doubtful under ``config``'s thresholds, or ``None``."""
+        low = config.warn_phone_score
+        if low is not None and self.phone_score < low:
+            return f"acoustic score {self.phone_score:.1f} per frame (below {low:g})"
+        return None
+
+
+def alignment_quality(
+    pcm: np.ndarray,
+    spans: list[PhoneSpan],
+    segments: list[tuple[str, int, int, int]],
+    config: AlignmentConfig = ALIGNMENT,
+) -> AlignmentQuality:
+    """The :class:`AlignmentQuality` of ``spans`` (seconds) for audio ``pcm`` ``(N,)``;
+    ``segments``: pocketsphinx's ``(phone, start, frames, score)`` (for the score)."""
+    speech = speech_frames(pcm, config)  # (T,)
+    centres = (np.arange(len(speech)) + 0.5) / 100.0
+    silent = np.zeros(len(speech), dtype=bool)
+    for span in spans:
+        if span.phone == SILENCE:
+            silent[(centres >= span.start) & (centres < span.end)] = True
+    n_speech = int(speech.sum())
+    share = float((speech & silent).sum() / n_speech) if n_speech else 0.0
+    phones = [seg for seg in segments if map_phone(seg[0]) != SILENCE]
+    frames = sum(seg[2] for seg in phones)
+    score = float(sum(seg[3] for seg in phones) / frames) if frames else 0.0
+    return AlignmentQuality(share, n_speech / 100.0, score)
 
 
 class Aligner:
@@ -164,7 +258,21 @@ class Aligner:
         """Phone spans of one utterance, contiguous from 0 to its duration.
 
         ``samples``: ``(N,)`` at 16 kHz. Raises :class:`AlignmentError` when the words
-        cannot be pronounced or the audio cannot be aligned to them.
+        cannot be pronounced, the audio cannot be aligned to them, or the alignment is
+        poor (:meth:`align_with_quality`).
+        """
+        return self.align_with_quality(samples, text)[0]
+
+    def align_with_quality(
+        self, samples: np.ndarray, text: str
+    ) -> tuple[list[PhoneSpan], AlignmentQuality]:
+        """:meth:`align` and the alignment's :class:`AlignmentQuality`.
+
+        An alignment that leaves out words of the transcript (pocketsphinx's search can
+        end early) is a failed attempt and retried with the next dither; one whose
+        quality is below :class:`~gradnap.defaults.AlignmentConfig`'s thresholds raises
+        :class:`AlignmentError` at once (a transcript that does not match its audio does
+        not align better with noise added).
         """
         samples = np.asarray(samples).reshape(-1)
         pcm = samples if samples.dtype == np.int16 else to_int16(samples)  # (N,)
@@ -180,14 +288,19 @@ class Aligner:
             data = self._padded(pcm, dither).tobytes()
             try:
                 segments = self._decode(self.decoder, data, " ".join(words))
-                return self._spans(segments, duration)
+                spans = self._spans(segments, duration)
+                break
             except AlignmentError as exc:
                 self._decoder = None  # a failed search leaves the decoder unusable
                 if attempt + 1 == len(dithers):
                     raise
                 log.debug("dither %g: %s; trying again", dither, exc)
                 self.retries += 1
-        raise AssertionError("unreachable")
+        quality = alignment_quality(pcm, spans, segments, self.config)
+        problem = quality.problem(self.config)
+        if problem is not None:
+            raise AlignmentError(f"poor alignment: {problem}; does the transcript match the audio?")
+        return spans, quality
 
     def _padded(self, pcm: np.ndarray, dither: float) -> np.ndarray:
         """``(N,)`` int16 -> ``(N + 2 P,)`` int16: silence padding plus seeded noise."""
@@ -201,12 +314,15 @@ class Aligner:
         return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
 
     @staticmethod
-    def _decode(decoder, data: bytes, text: str) -> list[tuple[str, int, int]]:
-        """Two passes (words, then phones) -> ``[(phone, start frame, frames)]``.
+    def _decode(decoder, data: bytes, text: str) -> list[tuple[str, int, int, int]]:
+        """Two passes (words, then phones) -> ``[(phone, start frame, frames, score)]``.
 
+        ``score``: the phone's acoustic score summed over its frames (pocketsphinx's log
+        units, relative to the best-scoring senone of each frame, so <= 0).
         pocketsphinx carries some state from the end of one utterance into the next;
         0.3 s of digital silence processed first (without search) resets it to the same
-        state every time, so results do not depend on the previous utterance.
+        state every time, so results do not depend on the previous utterance. Raises
+        :class:`AlignmentError` when the alignment leaves out words of ``text``.
         """
         try:
             decoder.set_align_text(text)
@@ -227,19 +343,21 @@ class Aligner:
             raise AlignmentError(f"pocketsphinx: {exc}") from None
         if alignment is None:
             raise AlignmentError("pocketsphinx returned no phone alignment")
-        return [(p.name, p.start, p.duration) for p in alignment.phones()]
+        check_words(text.split(), [w.name for w in alignment.words()])
+        return [(p.name, p.start, p.duration, p.score) for p in alignment.phones()]
 
-    def _spans(self, segments: list[tuple[str, int, int]], duration: float) -> list[PhoneSpan]:
-        """Phone segments in (padded) frames -> contiguous spans in seconds of the audio."""
+    def _spans(self, segments: list[tuple], duration: float) -> list[PhoneSpan]:
+        """Phone segments ``(name, start frame, frames, ...)`` in (padded) frames ->
+        contiguous spans in seconds of the audio."""
         if not segments:
             raise AlignmentError("pocketsphinx returned an empty alignment")
         shift = self.config.pad_seconds
         if self.config.window_centre:
             shift -= self._wlen / 2 - 0.5 / self._frate
         # Boundaries in seconds of the unpadded audio: start of each segment, end of the last.
-        names = [map_phone(name) for name, _, _ in segments]
-        starts = [start / self._frate - shift for _, start, _ in segments]
-        name, start, dur = segments[-1]
+        names = [map_phone(seg[0]) for seg in segments]
+        starts = [seg[1] / self._frate - shift for seg in segments]
+        start, dur = segments[-1][1:3]
         bounds = np.array(starts + [(start + dur) / self._frate - shift])
         bounds = np.round(np.clip(bounds, 0.0, duration), 3)
         bounds[0], bounds[-1] = 0.0, round(duration, 3)
@@ -285,6 +403,11 @@ class AlignmentReport:
     added_words: dict[str, str] = field(default_factory=dict)
     #: Aligned utterances whose first attempt failed (aligned with another dither).
     retried: int = 0
+    #: Utterance id -> :class:`AlignmentQuality` of every utterance aligned in this run.
+    quality: dict[str, AlignmentQuality] = field(default_factory=dict)
+    #: ``(utterance id, message)`` of aligned utterances whose quality is doubtful
+    #: (:meth:`AlignmentQuality.warning`; their timings are written).
+    doubtful: list[tuple[str, str]] = field(default_factory=list)
     #: Seconds of audio aligned (or attempted) and wall-clock seconds it took.
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -321,6 +444,26 @@ class AlignmentReport:
             )
         if self.retried:
             lines.append(f"{self.retried} aligned only on a second attempt (with dither)")
+        if self.quality:
+            shares = np.array([q.silence_share for q in self.quality.values()])
+            lines.append(
+                f"speech aligned as silence: median {np.median(shares):.0%}, "
+                f"worst {shares.max():.0%} (docs/alignment.md)"
+            )
+        poor = sum("poor alignment" in m for _, m in self.failed)
+        if poor:
+            lines.append(
+                f"{poor} rejected as poor alignments: check their transcripts "
+                "(docs/alignment.md, 'Alignment quality')"
+            )
+        if self.doubtful:
+            lines.append(
+                f"{len(self.doubtful)} aligned with a low acoustic score (timings written; "
+                "check their transcripts):"
+            )
+            lines += [f"  {msg}" for _, msg in self.doubtful[:10]]
+            if len(self.doubtful) > 10:
+                lines.append(f"  ... and {len(self.doubtful) - 10} more")
         for utt, msg in self.failed[:10]:
             lines.append(f"  failed {utt}: {msg}")
         if len(self.failed) > 10:
@@ -382,6 +525,7 @@ class _Result:
     duration: float
     added_words: dict[str, str]
     retried: bool = False
+    quality: AlignmentQuality | None = None
 
 
 def _align_task(task: tuple[str, Path, str]) -> _Result:
@@ -389,21 +533,24 @@ def _align_task(task: tuple[str, Path, str]) -> _Result:
     aligner = _WORKER
     assert aligner is not None, "worker not initialised"
     before, retries = len(aligner.added_words), aligner.retries
+    duration = 0.0
     try:
         samples = load_audio(audio_path)  # (N,)
+        duration = len(samples) / aligner.sample_rate
+        check_not_silent(samples, audio_path)
     except GradnapError as exc:
-        return _Result(utt_id, audio_path.parent, None, str(exc), 0.0, {})
-    duration = len(samples) / aligner.sample_rate
+        return _Result(utt_id, audio_path.parent, None, str(exc), duration, {})
+    spans: list[PhoneSpan] | None = None
+    quality = error = None
     try:
-        spans = aligner.align(samples, text)
-        error = None
+        spans, quality = aligner.align_with_quality(samples, text)
     except GradnapError as exc:
-        spans, error = None, f"{audio_path}: {exc}"
+        error = f"{audio_path}: {exc}"
     except Exception as exc:  # never let one utterance stop the corpus
-        spans, error = None, f"{audio_path}: unexpected {type(exc).__name__}: {exc}"
+        error = f"{audio_path}: unexpected {type(exc).__name__}: {exc}"
     added = dict(list(aligner.added_words.items())[before:])
     retried = spans is not None and aligner.retries > retries
-    return _Result(utt_id, audio_path.parent, spans, error, duration, added, retried)
+    return _Result(utt_id, audio_path.parent, spans, error, duration, added, retried, quality)
 
 
 def _run_tasks(
@@ -444,10 +591,13 @@ def align_corpus(
     Writes ``<speaker>-<chapter>.phones.tsv`` into each chapter directory as soon as all
     its utterances are done (atomically, so an interrupted run resumes at the chapters
     not yet written) and ``<speaker>-<chapter>.align-failures.txt`` listing the
-    utterances that could not be aligned (removed when none failed). Chapters that
-    already have a readable timings file are skipped unless ``overwrite``. A chapter
-    where every utterance failed gets no new timings file (an existing one is left
-    alone), so without one it is tried again next time.
+    utterances that could not be aligned (removed when none failed); an alignment whose
+    :class:`AlignmentQuality` is poor counts as failed. Chapters that already have a
+    readable timings file are skipped unless ``overwrite``. An aligned chapter's timings
+    file is replaced by this run's alignments; when every utterance failed, an old file
+    is removed (it would not match the transcripts), so the chapter is tried again next
+    time. With ``overwrite``, the timings of chapters without a readable utterance are
+    removed too. Existing timings are never read (they may be the stale ones).
 
     ``jobs``: worker processes (default: all cores, but at most one per 10 utterances,
     since each worker spends about 2 s starting); 1 runs in this process.
@@ -458,11 +608,16 @@ def align_corpus(
     from gradnap.corpus.librispeech import read_corpus
 
     root = Path(root)
-    corpus = read_corpus(root)
+    corpus = read_corpus(root, timings=False)
     report = AlignmentReport(root=root, corpus_problems=list(corpus.problems))
     chapters: dict[Path, list[tuple[str, Path, str]]] = {}
     for utt in corpus.utterances:
         chapters.setdefault(utt.audio_path.parent, []).append((utt.id, utt.audio_path, utt.text))
+    if overwrite:  # chapters without a readable utterance keep no timings either
+        for tpath in sorted(root.glob("*/*/*.phones.tsv")):
+            if tpath == timings_path(tpath.parent) and tpath.parent not in chapters:
+                tpath.unlink()
+                log.warning("%s: removed (--overwrite; no readable utterance to align)", tpath)
     tasks: list[tuple[str, Path, str]] = []
     for chapter_dir, utts in chapters.items():
         if not overwrite and _has_timings(chapter_dir):
@@ -495,6 +650,13 @@ def align_corpus(
             else:
                 report.aligned += 1
                 report.retried += res.retried
+                if res.quality is not None:
+                    report.quality[res.utt_id] = res.quality
+                    doubt = res.quality.warning(config)
+                    if doubt is not None:
+                        msg = f"{res.chapter_dir / res.utt_id}: aligned, but {doubt}"
+                        log.warning("%s; does the transcript match the audio?", msg)
+                        report.doubtful.append((res.utt_id, msg))
             done[res.chapter_dir].append(res)
             if len(done[res.chapter_dir]) == pending[res.chapter_dir]:
                 _write_chapter(res.chapter_dir, done.pop(res.chapter_dir))
@@ -502,6 +664,7 @@ def align_corpus(
         bar.close()
         report.wall_seconds = time.perf_counter() - start
     report.failed.sort()
+    report.doubtful.sort()
     log.info(
         "aligned %d utterances, %d failed, %.1fx real time",
         report.aligned,
@@ -512,6 +675,7 @@ def align_corpus(
 
 
 def _write_chapter(chapter_dir: Path, results: list[_Result]) -> None:
+    """Replace the chapter's timings and failure list by this run's (no stale timings)."""
     timings = {r.utt_id: r.spans for r in results if r.spans is not None}
     failures = sorted((r.utt_id, r.error or "") for r in results if r.spans is None)
     fpath = failures_path(chapter_dir)
@@ -519,5 +683,13 @@ def _write_chapter(chapter_dir: Path, results: list[_Result]) -> None:
         atomic_write_text(fpath, "".join(f"{u}\t{m}\n" for u, m in failures))
     else:
         fpath.unlink(missing_ok=True)
+    tpath = timings_path(chapter_dir)
     if timings:
-        write_timings(timings_path(chapter_dir), timings)
+        write_timings(tpath, timings)
+    elif tpath.is_file():
+        tpath.unlink()
+        log.warning(
+            "%s: removed (no utterance of the chapter aligned in this run; see %s)",
+            tpath,
+            fpath.name,
+        )

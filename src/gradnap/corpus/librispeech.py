@@ -6,9 +6,12 @@ optionally the phone timings ``<speaker>-<chapter>.phones.tsv`` (:mod:`.timings`
 
 Nothing here is fatal for a corpus: an utterance with a missing audio file, no
 transcript line, an empty transcript, characters that are spoken but outside the
-alphabet (digits, ``&``, ``%``, other scripts), a duplicate id, or corrupt audio (an
-unreadable header when the corpus is read, undecodable data when it is loaded) is
-skipped and recorded in :attr:`Corpus.problems` with a message naming the file.
+alphabet (digits, ``&``, ``%``, other scripts), a duplicate id, corrupt audio (an
+unreadable header when the corpus is read, undecodable data when it is loaded), audio
+that is digital silence (found when loaded) or phone timings that end far from the
+end of its audio is skipped and recorded in :attr:`Corpus.problems` with a message
+naming the file. Problems that leave the utterance in the corpus (malformed phone
+timings: the utterance is kept without them) are recorded in :attr:`Corpus.warnings`.
 
 Transcripts are normalised to the alphabet (:func:`prepare_text`): letters are
 lower-cased, accents removed (``é`` -> ``e``), hyphens, dashes and slashes become spaces
@@ -29,11 +32,18 @@ import torch
 
 from gradnap.alphabet import normalize_text
 from gradnap.corpus.timings import PhoneSpan, check_spans, read_timings, timings_path
-from gradnap.defaults import FEATURES, FeatureConfig
+from gradnap.defaults import FEATURES, SILENT_PEAK_DBFS, TIMINGS_END_TOLERANCE, FeatureConfig
 from gradnap.errors import GradnapError
-from gradnap.features import load_audio, utterance_features
+from gradnap.features import load_audio, log_mel
 
-__all__ = ["Utterance", "Corpus", "read_corpus", "prepare_text", "AUDIO_SUFFIXES"]
+__all__ = [
+    "Utterance",
+    "Corpus",
+    "read_corpus",
+    "prepare_text",
+    "check_not_silent",
+    "AUDIO_SUFFIXES",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,8 @@ class Corpus:
     utterances: list[Utterance]
     #: One message per skipped file or utterance, each naming the file.
     problems: list[str] = field(default_factory=list)
+    #: Problems that did not skip an utterance (e.g. its phone timings were ignored).
+    warnings: list[str] = field(default_factory=list)
     #: Characters removed from transcripts by normalisation.
     removed_chars: int = 0
     _recorded: set[str] = field(default_factory=set, repr=False, compare=False)
@@ -78,14 +90,25 @@ class Corpus:
         self._recorded.add(message)
         self.problems.append(message)
 
+    def warn(self, message: str) -> None:
+        """Record a problem of an utterance that is kept (logged as a warning; once)."""
+        if message in self._recorded:
+            return
+        log.warning("%s", message)
+        self._recorded.add(message)
+        self.warnings.append(message)
+
     def audio(self, utt: Utterance, config: FeatureConfig = FEATURES) -> np.ndarray:
         """Samples ``(N,)`` of ``utt``; raises :class:`GradnapError` naming the file."""
         return load_audio(utt.audio_path, config)
 
     def features(self, utt: Utterance, config: FeatureConfig = FEATURES) -> torch.Tensor:
-        """Log-mel features ``(F, T)`` of ``utt`` (:func:`gradnap.features.utterance_features`);
-        raises :class:`GradnapError` naming the file."""
-        return utterance_features(utt.audio_path, config)
+        """Log-mel features ``(F, T)`` of ``utt`` (as :func:`gradnap.features.utterance_features`);
+        raises :class:`GradnapError` naming the file when it cannot be read or is digital
+        silence (:func:`check_not_silent`)."""
+        samples = self.audio(utt, config)
+        check_not_silent(samples, utt.audio_path, config)
+        return log_mel(samples, config)
 
     def iter_features(
         self, config: FeatureConfig = FEATURES, utterances: list[Utterance] | None = None
@@ -153,17 +176,33 @@ def prepare_text(raw: str) -> tuple[str, int, list[str]]:
     return text, removed + extra, unknown
 
 
-def _check_audio(path: Path) -> str | None:
-    """A message when the header of ``path`` cannot be read or holds no samples."""
+def check_not_silent(
+    samples: np.ndarray, path: str | Path, config: FeatureConfig = FEATURES
+) -> None:
+    """Raise :class:`GradnapError` naming ``path`` when ``samples`` ``(N,)`` are digital
+    silence (peak below :data:`gradnap.defaults.SILENT_PEAK_DBFS`): nothing of a
+    transcript can be heard in them, and their normalised features are constant."""
+    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    if peak < 10.0 ** (SILENT_PEAK_DBFS / 20.0):
+        level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all samples 0"
+        raise GradnapError(
+            f"{path}: audio is digital silence ({len(samples) / config.sample_rate:.2f} s, "
+            f"peak {level})"
+        )
+
+
+def _check_audio(path: Path) -> tuple[str | None, float | None]:
+    """``(problem, duration in seconds)`` from the header of ``path``: a message when it
+    cannot be read or holds no samples."""
     import soundfile as sf
 
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for corrupt data
-        return f"{path}: cannot read audio ({exc})"
+        return f"{path}: cannot read audio ({exc})", None
     if info.frames == 0:
-        return f"{path}: audio file holds no samples"
-    return None
+        return f"{path}: audio file holds no samples", None
+    return None, info.frames / info.samplerate
 
 
 def _find_audio(chapter_dir: Path, utt_id: str) -> Path | None:
@@ -174,14 +213,17 @@ def _find_audio(chapter_dir: Path, utt_id: str) -> Path | None:
     return None
 
 
-def read_corpus(root: str | Path, check_audio: bool = True) -> Corpus:
+def read_corpus(root: str | Path, check_audio: bool = True, timings: bool = True) -> Corpus:
     """Read the transcripts, audio paths and (where present) phone timings under ``root``.
 
     ``check_audio``: read each audio file's header now (about 0.1 ms per file) so that
-    unreadable files are reported at once; undecodable data further into a file is
-    found when the audio is loaded (:meth:`Corpus.iter_features`).
+    unreadable files are reported at once and phone timings are checked against the
+    audio's duration; undecodable data further into a file and digital silence are
+    found when the audio is loaded (:meth:`Corpus.iter_features`). ``timings``: read the
+    phone timings (``False``: every ``Utterance.phones`` is ``None``).
     Raises :class:`GradnapError` only when ``root`` is not a directory or holds no
-    transcript at all; everything else is skipped and recorded in ``problems``.
+    transcript at all; everything else is skipped and recorded in ``problems`` (or, when
+    the utterance is kept, in ``warnings``).
     """
     root = Path(root)
     if not root.is_dir():
@@ -198,7 +240,7 @@ def read_corpus(root: str | Path, check_audio: bool = True) -> Corpus:
             f"{root}: no LibriSpeech-format chapters (<speaker>/<chapter>/*.trans.txt){hint}"
         )
     for chapter_dir in chapter_dirs:
-        _read_chapter(corpus, chapter_dir, check_audio)
+        _read_chapter(corpus, chapter_dir, check_audio, timings)
     if corpus.removed_chars:
         log.info("%s: removed %d punctuation characters", root, corpus.removed_chars)
     if not corpus.utterances and corpus.problems:
@@ -206,7 +248,9 @@ def read_corpus(root: str | Path, check_audio: bool = True) -> Corpus:
     return corpus
 
 
-def _read_chapter(corpus: Corpus, chapter_dir: Path, check_audio: bool = True) -> None:
+def _read_chapter(
+    corpus: Corpus, chapter_dir: Path, check_audio: bool = True, with_timings: bool = True
+) -> None:
     speaker, chapter = chapter_dir.parent.name, chapter_dir.name
     trans = chapter_dir / f"{speaker}-{chapter}.trans.txt"
     audio_ids = {
@@ -225,11 +269,11 @@ def _read_chapter(corpus: Corpus, chapter_dir: Path, check_audio: bool = True) -
             return
     timings: dict[str, list[PhoneSpan]] = {}
     tpath = timings_path(chapter_dir)
-    if tpath.is_file():
+    if with_timings and tpath.is_file():
         try:
             timings = read_timings(tpath)
         except GradnapError as exc:
-            corpus.skip(f"{exc} (phone timings of this chapter ignored)")
+            corpus.warn(f"{exc} (phone timings of this chapter ignored)")
     try:
         lines = trans.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
@@ -269,18 +313,34 @@ def _read_chapter(corpus: Corpus, chapter_dir: Path, check_audio: bool = True) -
                 f"(no .flac or .wav for the utterance in {trans.name}:{no})"
             )
             continue
+        duration = None
         if check_audio:
-            problem = _check_audio(audio)
+            problem, duration = _check_audio(audio)
             if problem is not None:
                 corpus.skip(problem)
                 continue
         phones = None
-        if utt_id in timings:
+        spans = timings.get(utt_id)
+        if spans:
+            end = spans[-1].end
+            if duration is not None and abs(end - duration) > TIMINGS_END_TOLERANCE:
+                corpus.skip(
+                    f"{tpath}: phones of {utt_id} end at {end:.3f} s, but its audio {audio.name} "
+                    f"lasts {duration:.3f} s (audio, transcript or timings belong to another "
+                    "recording)"
+                )
+                continue
             try:
-                check_spans(timings[utt_id])
-                phones = tuple(timings[utt_id])
+                check_spans(spans)
+                phones = tuple(spans)
             except ValueError as exc:
-                corpus.skip(f"{tpath}: phones of {utt_id} ignored ({exc})")
+                corpus.warn(f"{tpath}: phones of {utt_id} ignored ({exc}); utterance kept")
         corpus.utterances.append(Utterance(utt_id, audio, text, speaker, chapter, phones))
     for utt_id in sorted(audio_ids - seen):
         corpus.skip(f"{_find_audio(chapter_dir, utt_id)}: no transcript line in {trans.name}")
+    orphans = sorted(set(timings) - seen)
+    if orphans:
+        corpus.warn(
+            f"{tpath}: phones of {len(orphans)} utterances not listed in {trans.name} ignored "
+            f"({', '.join(orphans[:3])}{', ...' if len(orphans) > 3 else ''})"
+        )

@@ -2,7 +2,8 @@
 
 ``synthesize_corpus(out, utterances, seed)`` writes::
 
-    <out>/corpus.json                                   manifest (atomic; "complete": true at the end)
+    <out>/corpus.json                                   manifest (atomic; "complete": true once
+                                                        every utterance is made)
     <out>/<speaker>/<chapter>/<speaker>-<chapter>-<nnnn>.flac   16 kHz mono 16-bit FLAC
     <out>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt     "<id> <UPPER-CASE TEXT>"
     <out>/<speaker>/<chapter>/<speaker>-<chapter>.phones.tsv    phone timings (timings.py)
@@ -17,10 +18,17 @@ derives from ``(seed, voice, k)`` alone, and eSpeak runs each utterance from the
 initial state (see :mod:`.espeak`), so the corpus is byte-identical for the same
 arguments whatever the number of worker processes and however often it was resumed.
 
+Every voice's engine must be installed: a flite voice without the ``flite`` program
+is an error before anything is synthesized.
+
 Resuming: the audio files are written first, then the chapter's ``phones.tsv``, then
-its ``trans.txt`` (each atomically); a chapter with both files is finished and skipped
-when the command runs again with the same arguments. An utterance that fails to
-synthesize is skipped, logged and counted; the rest of its chapter is kept.
+its ``trans.txt`` (each atomically). An utterance is finished when its audio file is
+readable, its transcript line holds its text and its phone timings cover its audio;
+running the command again with the same arguments keeps finished utterances and
+synthesizes the others (a chapter whose utterances are all finished is skipped). An
+utterance that fails to synthesize is skipped, logged and counted; the rest of its
+chapter is kept, and the manifest says ``"complete": false`` until a run has made
+every utterance.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ __all__ = [
     "UtteranceJob",
     "SynthReport",
     "resolve_voices",
+    "check_engines",
     "speaker_name",
     "plan_corpus",
     "synthesize_utterance",
@@ -118,6 +127,22 @@ def resolve_voices(voices: Sequence[str] | None = None, config: SynthConfig = SY
     if not unique:
         raise GradnapError("--voices: no voice given")
     return unique
+
+
+def check_engines(voices: Sequence[Voice]) -> None:
+    """Raise :class:`GradnapError` naming the voices whose synthesizer is not installed
+    and how to install it (eSpeak NG is checked when its voices are resolved)."""
+    from gradnap.corpus.flite import flite_binary
+
+    flite = [v.name for v in voices if v.engine == "flite"]
+    if flite:
+        try:
+            flite_binary()
+        except GradnapError as exc:
+            raise GradnapError(
+                f"--voices: the flite voices {', '.join(flite)} cannot be synthesized: {exc}; "
+                "or leave them out (e.g. --voices espeak)"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -252,9 +277,11 @@ class SynthReport:
     #: Utterances in the corpus now, per speaker directory.
     per_speaker: dict[str, int] = field(default_factory=dict)
     hours: float = 0.0
-    #: This run: utterances synthesized, chapters skipped as finished, failures.
+    #: This run: utterances synthesized, chapters skipped as finished, utterances of
+    #: unfinished chapters kept as finished, failures.
     synthesized: int = 0
     skipped_chapters: int = 0
+    kept: int = 0
     failed: list[str] = field(default_factory=list)
     unmapped: Counter = field(default_factory=Counter)
     audio_seconds: float = 0.0
@@ -264,6 +291,11 @@ class SynthReport:
     @property
     def utterances(self) -> int:
         return sum(self.per_speaker.values())
+
+    @property
+    def complete(self) -> bool:
+        """Every requested utterance is in the corpus."""
+        return self.utterances == self.requested
 
     @property
     def utterances_per_second(self) -> float:
@@ -288,11 +320,18 @@ class SynthReport:
             )
         if self.skipped_chapters:
             lines.append(f"skipped {self.skipped_chapters} finished chapters")
+        if self.kept:
+            lines.append(f"kept {self.kept} finished utterances of unfinished chapters")
         if self.failed:
             lines.append(f"{len(self.failed)} utterances failed (skipped):")
             lines += [f"  {m}" for m in self.failed[:20]]
             if len(self.failed) > 20:
                 lines.append(f"  ... and {len(self.failed) - 20} more")
+        if not self.complete:
+            lines.append(
+                f"INCOMPLETE: {self.requested - self.utterances} of {self.requested} utterances "
+                "missing; run the same command again to synthesize them"
+            )
         if self.unmapped:
             lines.append(
                 "synthesizer symbols without a table entry (merged into a neighbour): "
@@ -338,33 +377,65 @@ def _write_manifest(root: Path, manifest: dict) -> None:
     atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def _chapter_done(chapter_dir: Path) -> bool:
-    trans = chapter_dir / f"{chapter_dir.parent.name}-{chapter_dir.name}.trans.txt"
-    return trans.is_file() and timings_path(chapter_dir).is_file()
+def _trans_path(chapter_dir: Path) -> Path:
+    return chapter_dir / f"{chapter_dir.parent.name}-{chapter_dir.name}.trans.txt"
 
 
-def _write_chapter(chapter_dir: Path, done: list[_Done]) -> None:
-    ok = sorted(
-        ((d.job, d.spans) for d in done if d.spans is not None), key=lambda js: js[0].utt_id
+def _finished(root: Path, jobs: Sequence[UtteranceJob]) -> dict[str, list[PhoneSpan]]:
+    """The phone spans of the utterances of ``jobs`` (one chapter) that are finished on
+    disk: audio file readable, transcript line with the planned text, timings that are
+    valid and cover the audio."""
+    import soundfile as sf
+
+    chapter_dir = root / jobs[0].speaker / jobs[0].chapter
+    trans, tpath = _trans_path(chapter_dir), timings_path(chapter_dir)
+    if not trans.is_file() or not tpath.is_file():
+        return {}
+    try:
+        lines = trans.read_text(encoding="utf-8").splitlines()
+        timings = read_timings(tpath)
+    except (OSError, ValueError, GradnapError) as exc:
+        log.warning("%s: unreadable (%s); synthesizing the chapter again", chapter_dir, exc)
+        return {}
+    texts = dict(line.split(" ", 1) for line in lines if " " in line)
+    out: dict[str, list[PhoneSpan]] = {}
+    for job in jobs:
+        spans = timings.get(job.utt_id)
+        if not spans or texts.get(job.utt_id) != job.text.upper():
+            continue
+        try:
+            info = sf.info(str(root / job.relpath))
+            check_spans(spans, round(info.frames / info.samplerate, 3))
+        except Exception:  # missing or unreadable audio, timings that do not fit it
+            continue
+        out[job.utt_id] = spans
+    return out
+
+
+def _write_chapter(
+    chapter_dir: Path, done: list[_Done], kept: dict[str, list[PhoneSpan]], jobs: list[UtteranceJob]
+) -> None:
+    """Timings and transcript of a chapter: the ``kept`` finished utterances and the
+    ones synthesized now (``done``), in the order of ``jobs``."""
+    spans = dict(kept)
+    spans.update({d.job.utt_id: d.spans for d in done if d.spans is not None})
+    ok = [job for job in jobs if job.utt_id in spans]
+    write_timings(timings_path(chapter_dir), {job.utt_id: spans[job.utt_id] for job in ok})
+    atomic_write_text(
+        _trans_path(chapter_dir), "".join(f"{job.utt_id} {job.text.upper()}\n" for job in ok)
     )
-    write_timings(timings_path(chapter_dir), {job.utt_id: spans for job, spans in ok})
-    trans = chapter_dir / f"{chapter_dir.parent.name}-{chapter_dir.name}.trans.txt"
-    atomic_write_text(trans, "".join(f"{job.utt_id} {job.text.upper()}\n" for job, _ in ok))
 
 
-def _count(root: Path, speakers: Sequence[str]) -> tuple[dict[str, int], float]:
-    """Utterances per speaker and hours, read from the finished chapters' files."""
-    per: dict[str, int] = {}
+def _count(
+    root: Path, speakers: Sequence[str], chapters: dict[tuple[str, str], list[UtteranceJob]]
+) -> tuple[dict[str, int], float]:
+    """Finished utterances per speaker and hours, read from the chapters' files."""
+    per = dict.fromkeys(speakers, 0)
     seconds = 0.0
-    for spk in speakers:
-        n = 0
-        for chapter_dir in sorted(p for p in (root / spk).glob("*") if p.is_dir()):
-            if not _chapter_done(chapter_dir):
-                continue
-            timings = read_timings(timings_path(chapter_dir))
-            n += len(timings)
-            seconds += sum(spans[-1].end for spans in timings.values())
-        per[spk] = n
+    for (spk, _), jobs in chapters.items():
+        finished = _finished(root, jobs)
+        per[spk] += len(finished)
+        seconds += sum(spans[-1].end for spans in finished.values())
     return per, seconds / 3600.0
 
 
@@ -391,6 +462,7 @@ def synthesize_corpus(
         raise GradnapError(f"--jobs must be at least 1 (got {jobs})")
     root = Path(out).expanduser()
     voice_list = resolve_voices(voices, config)
+    check_engines(voice_list)
     request = _request(utterances, seed, voice_list, config)
     manifest_path = root / MANIFEST
     if manifest_path.is_file():
@@ -407,19 +479,23 @@ def synthesize_corpus(
         raise GradnapError(f"{root}: directory is not empty and holds no {MANIFEST}")
     root.mkdir(parents=True, exist_ok=True)
     manifest = {"format": FORMAT, "complete": False, "request": request, "versions": _versions()}
-    if not manifest_path.is_file():
-        _write_manifest(root, manifest)
-
     plan = plan_corpus(utterances, seed, voice_list, config)
     chapters: dict[tuple[str, str], list[UtteranceJob]] = {}
     for job in plan:
         chapters.setdefault((job.speaker, job.chapter), []).append(job)
-    todo = {key: js for key, js in chapters.items() if not _chapter_done(root / key[0] / key[1])}
+    kept = {key: _finished(root, js) for key, js in chapters.items()}
+    todo = {
+        key: [j for j in js if j.utt_id not in kept[key]]
+        for key, js in chapters.items()
+        if len(kept[key]) < len(js)
+    }
     # Chapter-major order, voices interleaved: flite and eSpeak work spread over the run.
     pending = sorted(
         (job for js in todo.values() for job in js),
         key=lambda j: (j.chapter, j.utt_id.rsplit("-", 1)[1], j.speaker),
     )
+    if pending or not manifest_path.is_file():  # "complete": false while synthesizing
+        _write_manifest(root, manifest)
     n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(pending) or 1))
     report = SynthReport(
         root=root,
@@ -427,6 +503,7 @@ def synthesize_corpus(
         voices=[v.name for v in voice_list],
         requested=utterances,
         skipped_chapters=len(chapters) - len(todo),
+        kept=sum(len(kept[key]) for key in todo),
         jobs=n_jobs,
     )
     if pending:
@@ -458,7 +535,7 @@ def synthesize_corpus(
             report.audio_seconds += done.duration
             report.unmapped.update(done.unmapped)
         if len(results[key]) == len(todo[key]):
-            _write_chapter(root / key[0] / key[1], results[key])
+            _write_chapter(root / key[0] / key[1], results[key], kept[key], chapters[key])
             del results[key]
         bar.update(1)
         elapsed = time.perf_counter() - t_run
@@ -486,9 +563,9 @@ def synthesize_corpus(
     if report.unmapped:
         log.warning("symbols without a table entry: %s", dict(report.unmapped))
 
-    report.per_speaker, report.hours = _count(root, [v.speaker for v in voice_list])
+    report.per_speaker, report.hours = _count(root, [v.speaker for v in voice_list], chapters)
     manifest.update(
-        complete=True,
+        complete=report.complete,
         speakers={v.speaker: v.name for v in voice_list},
         counts={
             "utterances": report.utterances,

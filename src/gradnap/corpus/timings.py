@@ -43,8 +43,8 @@ def timings_path(chapter_dir: Path) -> Path:
 
 
 def check_spans(spans: list[PhoneSpan], duration: float | None = None, tol: float = 0.0015) -> None:
-    """Raise ``ValueError`` unless ``spans`` are known phones, contiguous, monotone and
-    (when ``duration`` is given) start at 0 and end at ``duration`` (within ``tol`` s)."""
+    """Raise ``ValueError`` unless ``spans`` are known phones, contiguous, monotone, start
+    at 0 and (when ``duration`` is given) end at ``duration`` (within ``tol`` s)."""
     if not spans:
         raise ValueError("no phones")
     for a in spans:
@@ -52,14 +52,15 @@ def check_spans(spans: list[PhoneSpan], duration: float | None = None, tol: floa
             raise ValueError(f"unknown phone {a.phone!r}")
         if not a.end > a.start:
             raise ValueError(f"phone {a.phone} has end {a.end} <= start {a.start}")
+    if abs(spans[0].start) > tol:
+        raise ValueError(f"phones start at {spans[0].start:.3f} s, not at 0")
     for a, b in zip(spans, spans[1:], strict=False):
         if abs(b.start - a.end) > tol:
             raise ValueError(f"gap or overlap between {a} and {b}")
-    if duration is not None:
-        if abs(spans[0].start) > tol or abs(spans[-1].end - duration) > tol:
-            raise ValueError(
-                f"phones cover {spans[0].start:.3f}-{spans[-1].end:.3f} s, audio is {duration:.3f} s"
-            )
+    if duration is not None and abs(spans[-1].end - duration) > tol:
+        raise ValueError(
+            f"phones cover {spans[0].start:.3f}-{spans[-1].end:.3f} s, audio is {duration:.3f} s"
+        )
 
 
 def write_timings(path: Path, timings: dict[str, list[PhoneSpan]]) -> None:

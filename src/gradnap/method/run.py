@@ -92,6 +92,36 @@ def _shard_size(data: Any, shard: tuple[int, int], at_most: int | None) -> int |
     return total if at_most is None else min(total, at_most)
 
 
+def _reading_notes(corpus: Any, groupings: list[Any]) -> tuple[list[str], list[str]]:
+    """``(skipped, warnings)``: the messages of the utterances the corpus reader skipped,
+    and of other problems of the corpus (its kept utterances' warnings, missing phone
+    timings for the phoneme grouping). Raises :class:`GradnapError` when the phoneme
+    grouping is the only one asked for and no utterance has phone timings."""
+    from gradnap.method.groupings import AllGrouping, PhonemeGrouping
+
+    warnings = list(getattr(corpus, "warnings", []))
+    if any(isinstance(g, PhonemeGrouping) for g in groupings):
+        n = len(corpus.utterances)
+        timed = sum(u.phones is not None for u in corpus.utterances)
+        if timed == 0 and n:
+            msg = (
+                f"{corpus.root}: no utterance has phone timings (<speaker>-<chapter>.phones.tsv), "
+                "which the phoneme grouping needs; add them with "
+                f"'gradnap corpus align {corpus.root}' (docs/alignment.md)"
+            )
+            if all(isinstance(g, PhonemeGrouping | AllGrouping) for g in groupings):
+                raise GradnapError(msg)
+            warnings.append(msg + "; the phoneme grouping stays empty")
+            log.warning("%s", warnings[-1])
+        elif timed < n:
+            warnings.append(
+                f"{corpus.root}: {n - timed} of {n} utterances have no phone timings; "
+                "their examples get no phoneme label"
+            )
+            log.warning("%s", warnings[-1])
+    return list(getattr(corpus, "problems", [])), warnings
+
+
 def _chain(digest: str, item: str) -> str:
     return hashlib.sha256(f"{digest}\n{item}".encode()).hexdigest()
 
@@ -212,6 +242,7 @@ class GradNAP(Collector):
             remove_stale_temporaries(self.checkpoint_file)
         corpus = corpus_identity(data) if _is_corpus(data) else CorpusMeta()
         self._corpus = dataclasses.replace(corpus, shards=(eff_shard,))
+        notes = _reading_notes(data, self.groupings) if _is_corpus(data) else ([], [])
         if resume and self.checkpoint_file is not None:
             if self.checkpoint_file.is_file():
                 self._resume(Result.load(self.checkpoint_file), self.checkpoint_file)
@@ -220,6 +251,10 @@ class GradNAP(Collector):
         elif resume:
             log.warning("resume: no checkpoint file given; starting from the beginning")
         start_item = self.progress.items_done
+        reading_skipped, reading_warnings = notes  # once per result: in shard 0
+        if start_item == 0 and eff_shard[0] == 0:  # (a resumed run has them already)
+            self.count(skipped=self.progress.skipped + len(reading_skipped))
+            self.problems = (reading_skipped + self.problems)[: COLLECT.max_problems]
         resumed = len(range(eff_shard[0], start_item, eff_shard[1]))  # items done before
         bar = progress_bar(
             _shard_size(data, eff_shard, None if limit is None else resumed + limit),
@@ -277,6 +312,9 @@ class GradNAP(Collector):
                 f"resume: the data has fewer items than the checkpoint's {start_item}; "
                 "start again without resuming"
             )
+        if eff_shard[0] == 0:  # warnings (utterances kept) after the skipped ones
+            new = [m for m in reading_warnings if m not in self.problems]
+            self.problems = (self.problems + new)[: COLLECT.max_problems]
         if dist is not None:
             try:
                 self._all_reduce(dist, user_shard)
