@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradnap.defaults import FEATURES, FeatureConfig
+from gradnap.defaults import FEATURES, SILENT_PEAK_DBFS, FeatureConfig
 from gradnap.errors import GradnapError
 
 __all__ = [
+    "check_not_silent",
     "utterance_features",
     "load_audio",
     "log_mel",
@@ -174,6 +175,25 @@ def utterance_features(path: str | Path, config: FeatureConfig = FEATURES) -> to
     """The model input of one audio file: log-mel features ``(F, T)`` (float32).
 
     The one path from audio to features: collection, training and corpus iteration all
-    call it. Raises :class:`GradnapError` naming the file when it cannot be read.
+    call it. Raises :class:`GradnapError` naming the file when it cannot be read or is
+    digital silence (:func:`check_not_silent`).
     """
-    return log_mel(load_audio(path, config), config)
+    samples = load_audio(path, config)
+    check_not_silent(samples, path, config)
+    return log_mel(samples, config)
+
+
+def check_not_silent(
+    samples: np.ndarray, path: str | Path, config: FeatureConfig = FEATURES
+) -> None:
+    """Raise :class:`GradnapError` naming ``path`` when ``samples`` ``(N,)`` are digital
+    silence (peak below :data:`gradnap.defaults.SILENT_PEAK_DBFS`): nothing of a
+    transcript can be heard in them, and their normalised features are constant."""
+    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    if peak < 10.0 ** (SILENT_PEAK_DBFS / 20.0):
+        level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all samples 0"
+        raise GradnapError(
+            f"{path}: audio is digital silence ({len(samples) / config.sample_rate:.2f} s, "
+            f"peak {level})"
+        )
+

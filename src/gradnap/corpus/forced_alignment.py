@@ -33,11 +33,10 @@ from typing import Any
 import numpy as np
 
 from gradnap.corpus.lexicon import Lexicon
-from gradnap.corpus.librispeech import check_not_silent
 from gradnap.corpus.timings import PhoneSpan, check_spans, read_timings, timings_path, write_timings
 from gradnap.defaults import ALIGNMENT, FEATURES, PHONEMES, SILENCE, AlignmentConfig
 from gradnap.errors import GradnapError
-from gradnap.features import load_audio
+from gradnap.features import check_not_silent, load_audio
 from gradnap.fileio import atomic_write_text
 
 __all__ = [

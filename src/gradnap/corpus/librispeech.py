@@ -32,16 +32,15 @@ import torch
 
 from gradnap.alphabet import normalize_text
 from gradnap.corpus.timings import PhoneSpan, check_spans, read_timings, timings_path
-from gradnap.defaults import FEATURES, SILENT_PEAK_DBFS, TIMINGS_END_TOLERANCE, FeatureConfig
+from gradnap.defaults import FEATURES, TIMINGS_END_TOLERANCE, FeatureConfig
 from gradnap.errors import GradnapError
-from gradnap.features import load_audio, log_mel
+from gradnap.features import load_audio, utterance_features
 
 __all__ = [
     "Utterance",
     "Corpus",
     "read_corpus",
     "prepare_text",
-    "check_not_silent",
     "AUDIO_SUFFIXES",
 ]
 
@@ -103,12 +102,10 @@ class Corpus:
         return load_audio(utt.audio_path, config)
 
     def features(self, utt: Utterance, config: FeatureConfig = FEATURES) -> torch.Tensor:
-        """Log-mel features ``(F, T)`` of ``utt`` (as :func:`gradnap.features.utterance_features`);
+        """Log-mel features ``(F, T)`` of ``utt`` (:func:`gradnap.features.utterance_features`);
         raises :class:`GradnapError` naming the file when it cannot be read or is digital
-        silence (:func:`check_not_silent`)."""
-        samples = self.audio(utt, config)
-        check_not_silent(samples, utt.audio_path, config)
-        return log_mel(samples, config)
+        silence."""
+        return utterance_features(utt.audio_path, config)
 
     def iter_features(
         self, config: FeatureConfig = FEATURES, utterances: list[Utterance] | None = None
@@ -174,21 +171,6 @@ def prepare_text(raw: str) -> tuple[str, int, list[str]]:
                 unknown.append(ch)
     text, extra = normalize_text("".join(out))
     return text, removed + extra, unknown
-
-
-def check_not_silent(
-    samples: np.ndarray, path: str | Path, config: FeatureConfig = FEATURES
-) -> None:
-    """Raise :class:`GradnapError` naming ``path`` when ``samples`` ``(N,)`` are digital
-    silence (peak below :data:`gradnap.defaults.SILENT_PEAK_DBFS`): nothing of a
-    transcript can be heard in them, and their normalised features are constant."""
-    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
-    if peak < 10.0 ** (SILENT_PEAK_DBFS / 20.0):
-        level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all samples 0"
-        raise GradnapError(
-            f"{path}: audio is digital silence ({len(samples) / config.sample_rate:.2f} s, "
-            f"peak {level})"
-        )
 
 
 def _check_audio(path: Path) -> tuple[str | None, float | None]:
