@@ -10,6 +10,7 @@ from gradnap.analysis.crossval import (
     crossval_distances,
     fold_profiles,
     fold_profiles_from_sums,
+    score_difference,
 )
 from gradnap.errors import GradnapError
 from gradnap.method.accumulators import fold_of
@@ -78,6 +79,48 @@ def test_planted_clusters_give_a_clearly_positive_score():
     s = cluster_score(fp)
     assert s.score > 0.5 and s.score > 5 * s.uncertainty
     assert crossval_distances(fp).signal_share > 0.5
+
+
+def _drop_fold(sums, f):
+    keep = [i for i in range(K) if i != f]
+    return [s[:, keep] for s in sums]
+
+
+def test_jackknife_replicates_are_the_scores_without_each_fold():
+    rng = np.random.default_rng(5)
+    sizes = [40, 300, 80, 1000, 60, 500, 30, 200]
+    offsets = np.zeros((len(sizes), C, W))
+    offsets[::2] += 0.3
+    sums = _sums(sizes, rng, offsets)
+    s = cluster_score(fold_profiles_from_sums(_labels(len(sizes)), *sums, kind="activation"))
+    assert len(s.jackknife) == K
+    for f in range(K):
+        fp = fold_profiles_from_sums(_labels(len(sizes)), *_drop_fold(sums, f), kind="activation")
+        assert s.jackknife[f] == pytest.approx(cluster_score(fp).score, rel=1e-12)
+    r = np.array(s.jackknife)
+    assert s.uncertainty == pytest.approx(np.sqrt((K - 1) / K * ((r - r.mean()) ** 2).sum()))
+
+
+def test_score_difference_is_jackknifed_over_the_same_replicates():
+    rng = np.random.default_rng(6)
+    sizes = [40, 300, 80, 1000, 60, 500, 30, 200]
+    offsets = np.zeros((len(sizes), C, W))
+    offsets[::2] += 0.5
+    labels = _labels(len(sizes))
+    sums = _sums(sizes, rng, offsets)
+    a = cluster_score(fold_profiles_from_sums(labels, *sums, kind="activation"))
+    b = cluster_score(fold_profiles_from_sums(labels, *sums, kind="gradient"))
+    d = score_difference(a, b)
+    assert d.difference == pytest.approx(a.score - b.score)
+    r = np.array(a.jackknife) - np.array(b.jackknife)
+    assert d.uncertainty == pytest.approx(np.sqrt((K - 1) / K * ((r - r.mean()) ** 2).sum()))
+    # a score minus itself: exactly 0 with no uncertainty (adding the variances would not)
+    same = score_difference(a, a)
+    assert same.difference == 0 and same.uncertainty == 0
+    # scores of results with different folds do not subtract
+    k4 = cluster_score(fold_profiles_from_sums(labels, *_drop_fold(sums, 0), kind="activation"))
+    with pytest.raises(GradnapError, match="not from one result"):
+        score_difference(a, k4)
 
 
 def test_crossval_distance_equals_brute_force_per_example():

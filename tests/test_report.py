@@ -46,7 +46,8 @@ def tiny_result():
     data = [
         (Utt(f"u{i}", 150 + 7 * i), torch.randn(128, 150 + 7 * i, generator=g)) for i in range(6)
     ]
-    nap = GradNAP(model, groupings=("grapheme", "phoneme"), min_count=1, examples="all")
+    # totals only: the paper's figures (the cluster score's lead: `folded_result`)
+    nap = GradNAP(model, groupings=("grapheme", "phoneme"), min_count=1, examples="all", folds=1)
     return model, nap.collect(data, progress=False)
 
 
@@ -265,3 +266,146 @@ def test_model_of_the_result_draws_the_optimal_inputs_another_does_not(
     logged = [r.getMessage() for r in caplog.records if r.name == "gradnap.report.paper"]
     assert "report: action potentials in layer2" in logged  # no optimal inputs
     assert logged[-1].startswith(f"report: {html.count('<figure')} figures in ")
+
+
+# --------------------------------------------------------------------------------------
+# The lead: the cross-validated cluster score (docs/method.md §6)
+
+
+@pytest.fixture(scope="module")
+def folded_result():
+    from gradnap.method.groupings import random_label_grouping
+
+    g = torch.Generator().manual_seed(3)
+    data = [
+        (Utt(f"f{i}", 140 + 5 * i), torch.randn(128, 140 + 5 * i, generator=g)) for i in range(15)
+    ]
+    chance = random_label_grouping(
+        {"AA": 1, "AE": 1, "T": 1, "IY": 1, "UW": 1}, seed=0, name="chance_phoneme"
+    )
+    nap = GradNAP(
+        tiny_model(),
+        ("input", "layer2", "layer3"),  # few layers: the score's 75 clusterings per layer
+        groupings=("grapheme", "phoneme", chance),
+        min_count=1,
+        examples="all",
+        folds=5,
+    )
+    return nap.collect(data, progress=False)
+
+
+def test_report_leads_with_the_cluster_score(folded_result, tmp_path):
+    import json
+
+    from gradnap.analysis.crossval import cluster_score_table, score_difference
+
+    result = folded_result
+    index = build_report(result, tmp_path)
+    html = index.read_text()
+    lead = "<h2>Graphemes vs phonemes: cross-validated cluster score</h2>"
+    headings = re.findall(r"<h2>(.*?)</h2>", html)
+    assert headings[:2] == ["Run", lead[4:-5]]  # before every figure of the paper
+    assert html.index('id="cluster_scores"') < html.index('id="input_gradnaps"')
+    assert (tmp_path / "cluster_scores.png").is_file()
+    assert "± 2 jackknife SE (5 folds" in html
+    assert "chance_phoneme (random labels): within ± 2 SE of 0 in" in html
+    assert "grapheme − phoneme (difference beyond 2 SE of the difference" in html
+    assert "phoneme score ± SE" in html and "grapheme − phoneme ± SE" in html
+    assert "silhouette scores per layer (the paper&#x27;s measure)" in html
+    saved = json.loads((tmp_path / "cluster_scores.json").read_text())
+    assert saved["folds"] == 5 and saved["sigmas"] == 2.0
+    assert saved["real"] == ["grapheme", "phoneme"] and saved["chance"] == ["chance_phoneme"]
+
+    def same(saved_value, value):  # NaN is written as null: valid JSON
+        return saved_value is None if np.isnan(value) else saved_value == pytest.approx(value)
+
+    want = cluster_score_table(result, ["grapheme", "phoneme", "chance_phoneme"])
+    for g, per in want.scores.items():
+        assert list(saved["groupings"][g]) == result.layers
+        for layer, s in per.items():
+            got = saved["groupings"][g][layer]
+            assert same(got["score"], s.score) and same(got["uncertainty"], s.uncertainty)
+            assert got["above_chance"] == bool(s.score > 2 * s.uncertainty)
+    for layer in result.layers:
+        d = score_difference(want.scores["grapheme"][layer], want.scores["phoneme"][layer])
+        got = saved["differences"]["grapheme - phoneme"][layer]
+        assert same(got["difference"], d.difference) and same(got["uncertainty"], d.uncertainty)
+        assert got["clear"] == bool(abs(d.difference) > 2 * d.uncertainty)
+
+
+def test_report_without_folds_says_how_to_get_them(tiny_result, tmp_path):
+    _, result = tiny_result
+    assert result.folds == 1
+    html = build_report(result, tmp_path).read_text()
+    assert "<h2>Graphemes vs phonemes: cross-validated cluster score</h2>" in html
+    assert "Not computed: the result has 1 fold(s)" in html
+    assert "gradnap collect --folds 5" in html
+    assert not (tmp_path / "cluster_scores.json").exists()
+    assert not (tmp_path / "cluster_scores.png").exists()
+    assert (tmp_path / "silhouettes.png").is_file()  # the paper's figures follow
+
+
+def _cs(score, se=float("nan"), jackknife=()):
+    from gradnap.analysis.crossval import ClusterScore
+
+    return ClusterScore(score, se, (), (), 8, 5, tuple(jackknife))
+
+
+def test_cluster_score_findings_name_the_layers_from_the_numbers():
+    from gradnap.analysis.crossval import ClusterScoreTable
+    from gradnap.report.paper import cluster_score_findings
+
+    layers = ["input", "layer1", "layer2", "layer3", "layer4"]
+    base = np.array([0.0, 0.01, -0.01, 0.02, -0.02])  # replicates: spread -> SE
+    se = float(np.sqrt(4 / 5 * ((base - base.mean()) ** 2).sum()))
+
+    def rep(score, scale=1.0):
+        return _cs(score, se * scale, score + scale * base)
+
+    table = ClusterScoreTable(
+        {
+            # above chance in input-layer1 and layer3; not in layer2 (1 SE) or layer4 (NaN SE)
+            "grapheme": {
+                "input": rep(0.5),
+                "layer1": rep(0.4),
+                "layer2": rep(se),
+                "layer3": rep(0.3),
+                "layer4": _cs(0.9),
+            },
+            # the same replicates shifted: differences have SE 0 where both move together
+            "phoneme": {
+                "input": rep(0.2),
+                "layer1": rep(0.4),
+                "layer2": rep(0.6),
+                "layer3": rep(0.3, scale=-1.0),
+                "layer4": rep(0.1),
+            },
+            "chance_grapheme": {la: rep(0.0) for la in layers},
+            "chance_phoneme": {**{la: rep(0.0) for la in layers}, "layer2": rep(5 * se)},
+        },
+        {},
+    )
+    text = cluster_score_findings(
+        table, ["grapheme", "phoneme"], ["chance_grapheme", "chance_phoneme"], 2.0
+    )
+    assert text[0] == (
+        "grapheme: above chance (score > 2 SE) in 3 of 5 layers (input–layer1, layer3); "
+        "no uncertainty (undefined score or jackknife) in layer4."
+    )
+    assert text[1] == "phoneme: above chance (score > 2 SE) in 5 of 5 layers (input–layer4)."
+    assert text[2] == (
+        "chance_grapheme (random labels): within ± 2 SE of 0 in all 5 layers, as the score's "
+        "zero requires."
+    )
+    assert text[3].startswith("chance_phoneme (random labels): within ± 2 SE of 0 in 4 of 5")
+    assert f"not in layer2 {5 * se:+.3f} ± {se:.3f}: there the error bar does not cover 0" in (
+        text[3]
+    )
+    # input: +0.3 with SE 0 (same replicates); layer1: 0; layer2: −0.6 + se, SE 0;
+    # layer3: 0 with SE 2·se (opposite replicates); layer4: no replicates for grapheme
+    assert text[4] == (
+        "grapheme − phoneme (difference beyond 2 SE of the difference, jackknifed over the "
+        "same delete-one-fold replicates): grapheme higher in input; phoneme higher in "
+        "layer2; no clear difference in layer1, layer3–layer4."
+    )
+    assert len(text) == 5

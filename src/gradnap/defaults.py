@@ -255,6 +255,9 @@ class ReportConfig:
     dendrogram_percentile: float = 85.0
     #: Groupings compared by silhouette, each with its chance level ``chance_<grouping>``.
     cluster_groupings: tuple[str, ...] = ("grapheme", "phoneme")
+    #: Cross-validated cluster score (docs/method.md §6): error bars of ± this many
+    #: jackknife standard errors; a score (or difference) beyond them counts as clear.
+    score_sigmas: float = 2.0
 
 
 REPORT = ReportConfig()
@@ -273,6 +276,9 @@ class DemoConfig:
     chance_seed: int = 0
     #: Groups with fewer examples are left out (docs/method.md §1.5).
     min_count: int = METHOD.min_count
+    #: Folds of the per-fold sums (docs/method.md §6): the report's cross-validated
+    #: cluster score needs at least 4; 1 keeps totals only (and the report without it).
+    folds: int = METHOD.folds
 
 
 DEMO = DemoConfig()

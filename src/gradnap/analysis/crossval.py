@@ -10,6 +10,8 @@ Works on the per-fold sums of a result (format version 2, ``Result.fold_sums``):
   and the signal share (mean cross-validated / mean plain distance).
 - :func:`cluster_score`: clusters chosen on some folds, scored with cross-validated
   distances of the other folds; uncertainty from a delete-one-fold jackknife.
+- :func:`score_difference`: the difference of two scores, jackknifed over the same
+  delete-one-fold replicates.
 - :func:`cluster_score_table`: the score per grouping and layer (like ``silhouette_table``).
 """
 
@@ -29,12 +31,14 @@ from gradnap.errors import GradnapError
 __all__ = [
     "ClusterScore",
     "CrossvalDistances",
+    "ScoreDifference",
     "FoldProfiles",
     "cluster_score",
     "cluster_score_table",
     "crossval_distances",
     "fold_profiles",
     "pair_products",
+    "score_difference",
 ]
 
 log = logging.getLogger(__name__)
@@ -241,6 +245,9 @@ class ClusterScore:
     splits: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]
     n_groups: int
     n_folds: int
+    #: The jackknife replicates: the score recomputed without fold ``f``, one per fold
+    #: (empty when ``K < 4``); differences of scores are jackknifed over them.
+    jackknife: tuple[float, ...] = ()
 
 
 def _splits(folds: Sequence[int]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -336,12 +343,47 @@ def cluster_score(
         return (float(np.mean(fin)) if fin else float("nan")), per, splits
 
     score, per, splits = mean_over(range(k))
-    se = float("nan")
+    jack: tuple[float, ...] = ()
     if k >= 4:
-        jack = np.array([mean_over([f for f in range(k) if f != drop])[0] for drop in range(k)])
-        if np.isfinite(jack).all():
-            se = float(np.sqrt((k - 1) / k * ((jack - jack.mean()) ** 2).sum()))
-    return ClusterScore(score, se, tuple(per), tuple(splits), len(fp.groups), k)
+        jack = tuple(mean_over([f for f in range(k) if f != drop])[0] for drop in range(k))
+    se = _jackknife_se(jack)
+    return ClusterScore(score, se, tuple(per), tuple(splits), len(fp.groups), k, jack)
+
+
+def _jackknife_se(replicates: Sequence[float]) -> float:
+    """Jackknife standard error ``sqrt((K−1)/K · Σ (r_f − r̄)²)`` of ``K`` delete-one
+    replicates; ``NaN`` for fewer than 2 or any non-finite one."""
+    r = np.asarray(replicates, dtype=np.float64)
+    if r.size < 2 or not np.isfinite(r).all():
+        return float("nan")
+    k = r.size
+    return float(np.sqrt((k - 1) / k * ((r - r.mean()) ** 2).sum()))
+
+
+@dataclass(frozen=True)
+class ScoreDifference:
+    """``a − b`` of two cluster scores with its jackknife standard error."""
+
+    difference: float
+    #: Jackknife SE of the difference over the same delete-one-fold replicates
+    #: (``NaN`` when either score has none).
+    uncertainty: float
+
+
+def score_difference(a: ClusterScore, b: ClusterScore) -> ScoreDifference:
+    """The difference ``a − b`` of two cluster scores of the same result (e.g. graphemes and
+    phonemes in one layer), its uncertainty jackknifed directly: the replicates
+    ``a_f − b_f`` leave out the same fold ``f`` of both, so the correlation of the two
+    scores (computed on the same utterances) is taken into account instead of adding
+    their variances as if they were independent."""
+    if a.n_folds != b.n_folds:
+        raise GradnapError(
+            f"score_difference: scores of {a.n_folds} and {b.n_folds} folds are not from one "
+            "result"
+        )
+    same = len(a.jackknife) == len(b.jackknife)
+    jack = [x - y for x, y in zip(a.jackknife, b.jackknife, strict=True)] if same else []
+    return ScoreDifference(a.score - b.score, _jackknife_se(jack))
 
 
 @dataclass(frozen=True)
@@ -362,6 +404,7 @@ class ClusterScoreTable:
                         "uncertainty": s.uncertainty,
                         "n_groups": s.n_groups,
                         "signal_share": self.signal_share[g][layer],
+                        "jackknife": list(s.jackknife),
                     }
                     for layer, s in per.items()
                 }

@@ -41,13 +41,24 @@ def register(subparsers) -> None:
     p.add_argument(
         "--jobs", type=int, default=None, help="synthesis worker processes (default: the cores)"
     )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=DEMO.folds,
+        help=(
+            f"folds of the per-fold sums (default: {DEMO.folds}); the report's cross-validated "
+            "cluster score needs at least 4, 1 keeps totals only (docs/method.md §6)"
+        ),
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from gradnap.report.demo import run_demo
 
-    config = dataclasses.replace(DEMO, utterances=args.utterances, seed=args.seed, model=args.model)
+    config = dataclasses.replace(
+        DEMO, utterances=args.utterances, seed=args.seed, model=args.model, folds=args.folds
+    )
     result = run_demo(args.out, config=config, corpus_dir=args.corpus, jobs=args.jobs)
     print(result.summary())
     return 0

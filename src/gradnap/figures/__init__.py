@@ -4,6 +4,8 @@ returns the figure; nothing here computes an analysis or calls ``plt.show()``.
 - :mod:`~gradnap.figures.input` — input-layer GradNAP and NAvAI heatmaps (Fig. 2);
 - :mod:`~gradnap.figures.action` — action potentials and the optimal input (Fig. 3);
 - :mod:`~gradnap.figures.silhouettes` — silhouette scores per layer (Fig. 4);
+- :mod:`~gradnap.figures.cluster_score` — the cross-validated cluster score per layer
+  with error bars (docs/method.md §6);
 - :mod:`~gradnap.figures.dendrogram` — the dendrogram of one layer, coloured by one cut;
 - :mod:`~gradnap.figures.naps` — NAP heatmaps (the baseline);
 - :mod:`~gradnap.figures.listening` — where the model listens (listening offsets);
@@ -22,6 +24,7 @@ highlight, clusterings, silhouette tables, optimal inputs): the caller computes 
 """
 
 from gradnap.figures.action import plot_action_potentials
+from gradnap.figures.cluster_score import plot_cluster_scores
 from gradnap.figures.dendrogram import plot_dendrogram
 from gradnap.figures.input import plot_input_gradnap, plot_input_gradnaps
 from gradnap.figures.listening import plot_listening_offsets
@@ -32,6 +35,7 @@ from gradnap.figures.silhouettes import plot_silhouettes
 __all__ = [
     "figure_bytes",
     "plot_action_potentials",
+    "plot_cluster_scores",
     "plot_dendrogram",
     "plot_input_gradnap",
     "plot_input_gradnaps",

@@ -23,6 +23,38 @@ HZ_TICKS = (250, 500, 1000, 2000, 3000, 4000, 6000)
 TIME_LABEL = "time relative to alignment (ms)"
 
 
+def is_chance_name(name: str, chance=None) -> bool:
+    """Whether grouping ``name`` is a random-label one: in ``chance`` when given, else its
+    name starts with ``chance`` or ``random``."""
+    if chance is not None:
+        return name in chance
+    return name.lower().startswith(("chance", "random"))
+
+
+def grouping_colours(names, chance=None) -> dict[str, str]:
+    """One colour per grouping of ``names`` (first-seen order): real groupings take
+    ``C0``, ``C1``, …; a random-label grouping (:func:`is_chance_name`) takes the colour of
+    the real grouping its name contains (``chance_phoneme`` that of ``phoneme``), else one
+    of its own (grey for the first, or for ``chance``)."""
+    names = list(dict.fromkeys(names))
+    colours: dict[str, str] = {}
+    n_col = 0
+    for g in names:
+        if not is_chance_name(g, chance):
+            colours[g] = f"C{n_col % 10}"
+            n_col += 1
+    for g in names:
+        if g in colours:
+            continue
+        owner = next((r for r in colours if r in g and not is_chance_name(r, chance)), None)
+        if owner is not None:
+            colours[g] = colours[owner]
+        else:
+            colours[g] = "0.35" if n_col == 0 or g == "chance" else f"C{n_col % 10}"
+            n_col += 1
+    return colours
+
+
 def new_figure(width: float, height: float) -> Figure:
     """An empty figure (inches) with constrained layout, rendered by the Agg canvas."""
     fig = Figure(figsize=(width, height), layout="constrained")

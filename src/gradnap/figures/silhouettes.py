@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from gradnap.errors import GradnapError
-from gradnap.figures._style import finish, get_axes
+from gradnap.figures._style import finish, get_axes, grouping_colours, is_chance_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from gradnap.analysis.clustering import LayerClustering, SilhouetteTable
@@ -107,9 +107,7 @@ def plot_silhouettes(
     ax = axs[0]
 
     def is_chance(name: str) -> bool:
-        if chance is not None:
-            return name in chance
-        return name.lower().startswith(("chance", "random"))
+        return is_chance_name(name, chance)
 
     def kind_name(t, default: str) -> str:
         kind = getattr(t, "kind", None)
@@ -122,23 +120,7 @@ def plot_silhouettes(
         base_name = baseline_name or kind_name(baseline, "baseline")
 
     # one colour per real grouping; chance and baseline groupings take their owner's colour
-    colours: dict[str, str] = {}
-    n_col = 0
-    for means, *_ in series:
-        for g in means:
-            if not is_chance(g) and g not in colours:
-                colours[g] = f"C{n_col % 10}"
-                n_col += 1
-    for means, *_ in series:
-        for g in means:
-            if g in colours:
-                continue
-            owner = next((r for r in colours if r in g and not is_chance(r)), None)
-            if owner is not None:
-                colours[g] = colours[owner]
-            else:
-                colours[g] = "0.35" if n_col == 0 or g == "chance" else f"C{n_col % 10}"
-                n_col += 1
+    colours = grouping_colours((g for means, *_ in series for g in means), chance)
 
     x = np.arange(len(layers))
     for means, cuts, n_undefined, is_base in series:

@@ -4,9 +4,10 @@
    from the training corpus's, so its sentences were not in training.
 2. Load the shipped default model.
 3. Collect GradNAPs for graphemes, phonemes and their chance levels (random labels with
-   the same label frequencies) in every layer, in one pass.
+   the same label frequencies) in every layer, in one pass, in ``config.folds`` folds.
 4. Run every analysis and write the report directory: ``index.html``, the result file
-   ``result.npz``, one PNG per figure, ``silhouettes.json``.
+   ``result.npz``, one PNG per figure, ``silhouettes.json`` and, with at least 4 folds
+   (``gradnap demo --folds 5``), ``cluster_scores.json`` (docs/method.md §6).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def run_demo(
     corpus = read_corpus(corpus_dir)
     log.info("collecting GradNAPs of %d utterances with model %s", len(corpus), source)
     groups = ["grapheme", "phoneme", *chance_groupings(corpus, seed=config.chance_seed)]
-    nap = GradNAP(model, groupings=groups, min_count=config.min_count)
+    nap = GradNAP(model, groupings=groups, min_count=config.min_count, folds=config.folds)
     nap.model_source = str(source) if isinstance(source, str | Path) else None
     checkpoint = out_dir / "result.partial.npz"
     result = nap.collect(

@@ -3,7 +3,9 @@
 The figure helpers (a result in, a figure out) are shared with ``gradnap plot``: they pick
 the profiles from the result, run the analyses of :mod:`gradnap.analysis` that a figure
 shows and hand both to :mod:`gradnap.figures`. :func:`build_report` lays them out with
-the silhouette tables on a :class:`~gradnap.report.page.Report`.
+the silhouette tables on a :class:`~gradnap.report.page.Report`, led by the comparison
+that can be trusted: the cross-validated cluster score of graphemes and phonemes per
+layer (docs/method.md §6), with its uncertainty and the sentences it supports.
 """
 
 from __future__ import annotations
@@ -24,14 +26,22 @@ from gradnap.report.page import Report
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "MIN_SCORE_FOLDS",
     "action_figure",
     "build_report",
+    "cluster_score_findings",
     "dendrogram_figure",
     "input_figure",
     "nap_figure",
+    "result_cluster_scores",
     "result_silhouettes",
     "same_model",
 ]
+
+#: Folds the report's cluster score needs: 3 give a score, its jackknife needs 4.
+MIN_SCORE_FOLDS = 4
+#: How to get them, named in the report when a result has fewer.
+FOLDS_COMMAND = "gradnap collect --folds 5"
 
 
 # --------------------------------------------------------------------------------------
@@ -154,6 +164,128 @@ def result_silhouettes(result, groupings, kind: str = "gradnap"):
     )
 
 
+def result_cluster_scores(result, groupings, kind: str = "gradnap"):
+    """:func:`gradnap.analysis.crossval.cluster_score_table` of ``groupings`` over every
+    layer (docs/method.md §6); raises :class:`GradnapError` when the result has fewer than
+    :data:`MIN_SCORE_FOLDS` folds (no jackknife uncertainty)."""
+    from gradnap.analysis.crossval import cluster_score_table
+
+    if result.folds < MIN_SCORE_FOLDS:
+        raise GradnapError(_no_folds(result))
+    return cluster_score_table(result, groupings, kind=kind)
+
+
+def _no_folds(result) -> str:
+    return (
+        f"the result has {result.folds} fold(s); the cross-validated cluster score with its "
+        f"uncertainty needs at least {MIN_SCORE_FOLDS} (docs/method.md §6): collect with "
+        f"`{FOLDS_COMMAND}` (the demo: `gradnap demo --folds 5`)"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Findings of the cluster scores, in words
+
+
+def _runs(names, order) -> str:
+    """``names`` in the order of ``order``, runs of neighbours joined: "input–layer3,
+    layer5"."""
+    pos = sorted(order.index(n) for n in names)
+    parts: list[str] = []
+    start = prev = None
+    for i in [*pos, None]:
+        if start is not None and (i is None or i != prev + 1):
+            parts.append(order[start] if prev == start else f"{order[start]}–{order[prev]}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ", ".join(parts)
+
+
+def _layers_phrase(names, order) -> str:
+    return f"{len(names)} of {len(order)} layers ({_runs(names, order)})" if names else "none"
+
+
+def _false_flag_rate(folds: int, sigmas: float) -> float:
+    """Chance that a score of expectation 0 lies beyond ± ``sigmas`` jackknife SE: Student's
+    t with ``folds − 1`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(2 * t.sf(sigmas, folds - 1))
+
+
+def _pm(value: float, se: float) -> str:
+    return f"{value:+.3f} ± {se:.3f}"
+
+
+def cluster_score_findings(table, real, chance, sigmas: float) -> list[str]:
+    """One sentence per grouping and one per pair of ``real`` groupings, from the numbers
+    of a :class:`~gradnap.analysis.crossval.ClusterScoreTable`.
+
+    A real grouping is *above chance* in a layer when its score exceeds ``sigmas``
+    jackknife SE; a random-label grouping (``chance``) should lie within ± ``sigmas`` SE of
+    0, and the sentence names the layers where it does not. Two real groupings differ
+    clearly in a layer when their difference exceeds ``sigmas`` of its own jackknife SE
+    (:func:`gradnap.analysis.crossval.score_difference`).
+    """
+    from gradnap.analysis.crossval import score_difference
+
+    out = []
+    n = f"{sigmas:g}"
+    for g in real:
+        per = table.scores[g]
+        order = list(per)
+        above = [la for la, s in per.items() if s.score > sigmas * s.uncertainty]
+        below = [la for la, s in per.items() if s.score < -sigmas * s.uncertainty]
+        no_se = [la for la, s in per.items() if not s.uncertainty == s.uncertainty]
+        text = f"{g}: above chance (score > {n} SE) in {_layers_phrase(above, order)}"
+        if below:
+            text += f"; below 0 by more than {n} SE in {_runs(below, order)}"
+        if no_se:
+            text += f"; no uncertainty (undefined score or jackknife) in {_runs(no_se, order)}"
+        out.append(text + ".")
+    for g in chance:
+        per = table.scores[g]
+        order = list(per)
+        off = [la for la, s in per.items() if not abs(s.score) <= sigmas * s.uncertainty]
+        inside = len(order) - len(off)
+        if not off:
+            out.append(
+                f"{g} (random labels): within ± {n} SE of 0 in all {len(order)} layers, as "
+                "the score's zero requires."
+            )
+            continue
+        values = ", ".join(
+            f"{la} {_pm(per[la].score, per[la].uncertainty)}" for la in sorted(off, key=order.index)
+        )
+        out.append(
+            f"{g} (random labels): within ± {n} SE of 0 in {inside} of {len(order)} layers; "
+            f"not in {values}: there the error bar does not cover 0."
+        )
+    for i, a in enumerate(real):
+        for b in real[i + 1 :]:
+            layers = [la for la in table.scores[a] if la in table.scores[b]]
+            diff = {la: score_difference(table.scores[a][la], table.scores[b][la]) for la in layers}
+            higher_a = [la for la, d in diff.items() if d.difference > sigmas * d.uncertainty]
+            higher_b = [la for la, d in diff.items() if d.difference < -sigmas * d.uncertainty]
+            rest = [la for la in layers if la not in higher_a and la not in higher_b]
+            parts = [
+                f"{g} higher in {_runs(ls, layers)}"
+                for g, ls in ((a, higher_a), (b, higher_b))
+                if ls
+            ]
+            text = (
+                f"{a} − {b} (difference beyond {n} SE of the difference, jackknifed over the "
+                "same delete-one-fold replicates): "
+            )
+            text += "; ".join(parts) if parts else "no layer"
+            if rest and parts:
+                text += f"; no clear difference in {_runs(rest, layers)}"
+            out.append(text + ".")
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # The report
 
@@ -210,6 +342,107 @@ def _add_silhouettes(report: Report, table, groupings, caption: str, path: Path)
     header, rows = _silhouette_rows(table, groupings)
     report.table(header, rows, caption)
     atomic_write_text(path, json.dumps(table.to_dict(), indent=1, default=_json))
+
+
+def _score_section(
+    report: Report, result, config: ReportConfig, real, chance, out_dir: Path
+) -> None:
+    """The report's lead: the cross-validated cluster score per layer of the ``real``
+    groupings beside their random-label ``chance`` ones, with error bars, the sentences
+    the numbers support, a table and ``cluster_scores.json``; one line when the result
+    has too few folds."""
+    from gradnap.analysis.crossval import score_difference
+    from gradnap.figures import plot_cluster_scores
+
+    groupings = [*real, *chance]
+    report.heading("Graphemes vs phonemes: cross-validated cluster score")
+    if result.folds < MIN_SCORE_FOLDS:
+        report.text(f"Not computed: {_no_folds(result)}.")
+        return
+    table = result_cluster_scores(result, groupings)
+    k, n = result.folds, config.score_sigmas
+    rate = _false_flag_rate(k, n)
+    report.text(
+        "The comparison to trust first. Per layer, the groups' GradNAPs are clustered on "
+        "some folds of the examples and the clusters scored on the other folds with "
+        "cross-validated distances (docs/method.md §6), normalised by the distances the "
+        "clustering saw. The score's expectation is 0 when the groups do not differ, "
+        "whatever their number and sizes, so graphemes and phonemes compare directly and "
+        "random labels (same label frequencies) check the zero. Error bars: ± "
+        f"{n:g} delete-one-fold jackknife standard errors ({k} folds); a score counts as "
+        f"above chance when it exceeds {n:g} SE. With {k} folds the jackknife SE has "
+        f"{k - 1} degrees of freedom, so a score of expectation 0 lies beyond ± {n:g} SE "
+        f"in about {100 * rate:.0f} % of layers."
+    )
+    counts = ", ".join(f"{g} {len(result.groups(g))}" for g in groupings)
+    report.figure(
+        "cluster_scores",
+        plot_cluster_scores(table, sigmas=n, chance=chance),
+        f"Cross-validated cluster score of the GradNAPs per layer, ± {n:g} jackknife SE "
+        f"({k} folds, every split of them into a selection part and a scoring part; cuts "
+        f"at the {_percentiles()} percentiles). Filled, solid: real labels; hollow, dashed: "
+        "random labels of the same frequencies, expected at 0 (black line). Groups: "
+        f"{counts}.",
+    )
+    for sentence in cluster_score_findings(table, real, chance, n):
+        report.text(sentence)
+    pairs = [(a, b) for i, a in enumerate(real) for b in real[i + 1 :]]
+    header = ["layer"]
+    for g in groupings:
+        header += [f"{g} score ± SE", f"{g} signal share"]
+    header += [f"{a} − {b} ± SE" for a, b in pairs]
+    rows: list[list[object]] = []
+    differences: dict[str, dict[str, dict[str, object]]] = {f"{a} - {b}": {} for a, b in pairs}
+    for layer in result.layers:
+        row: list[object] = [layer]
+        for g in groupings:
+            s = table.scores[g][layer]
+            row += [_pm(s.score, s.uncertainty), table.signal_share[g][layer]]
+        for a, b in pairs:
+            d = score_difference(table.scores[a][layer], table.scores[b][layer])
+            row.append(_pm(d.difference, d.uncertainty))
+            differences[f"{a} - {b}"][layer] = {
+                "difference": d.difference,
+                "uncertainty": d.uncertainty,
+                "clear": bool(abs(d.difference) > n * d.uncertainty),
+            }
+        rows.append(row)
+    report.table(
+        header,
+        rows,
+        f"Cluster score ± jackknife SE per layer ({k} folds); signal share: mean "
+        "cross-validated over mean plain squared distance between the groups (about 0 when "
+        "all distance is noise, 1 when none is).",
+    )
+    doc = table.to_json()
+    for g, per in doc["groupings"].items():
+        for layer, entry in per.items():
+            s = table.scores[g][layer]
+            entry["above_chance"] = bool(s.score > n * s.uncertainty)
+    doc.update(
+        measure="cross-validated cluster score (docs/method.md §6)",
+        folds=k,
+        sigmas=n,
+        rule=(
+            f"above_chance: score > {n:g} jackknife SE; clear difference: |a - b| > {n:g} "
+            "jackknife SE of the difference (same delete-one-fold replicates)"
+        ),
+        real=list(real),
+        chance=list(chance),
+        differences=differences,
+    )
+    atomic_write_text(out_dir / "cluster_scores.json", json.dumps(_finite(doc), indent=1))
+
+
+def _finite(value):
+    """``value`` with every non-finite float replaced by ``None`` (valid JSON)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def _input_section(report: Report, result, config: ReportConfig, skipped: list[str]) -> None:
@@ -301,7 +534,7 @@ def _clustering_section(
     from gradnap.figures import plot_dendrogram, plot_silhouettes
 
     table = result_silhouettes(result, groupings)
-    report.heading("Clustering: silhouette scores per layer")
+    report.heading("Clustering: silhouette scores per layer (the paper's measure)")
     n_groups = {g: len(result.groups(g)) for g in groupings}
     report.figure(
         "silhouettes",
@@ -311,7 +544,8 @@ def _clustering_section(
         "dashed: the same groupings with random labels. This silhouette depends on the "
         "number and sizes of the groups, and random labels score high on it, so the dashed "
         "curves are no floor and groupings of different sizes do not compare directly "
-        "(docs/method.md §6). Groups: " + ", ".join(f"{g} {n}" for g, n in n_groups.items()) + ".",
+        "(docs/method.md §6); the cluster score at the top of the report has a true zero. "
+        "Groups: " + ", ".join(f"{g} {n}" for g, n in n_groups.items()) + ".",
     )
     _add_silhouettes(
         report,
@@ -408,6 +642,12 @@ def build_report(
 ) -> Path:
     """Write the paper's figures and tables for ``result`` into ``out_dir``.
 
+    The report leads with the cross-validated cluster score (docs/method.md §6) of
+    ``config.cluster_groupings`` and their random-label ``chance_<grouping>`` per layer:
+    a figure with ± ``config.score_sigmas`` jackknife SE, one sentence per grouping and
+    per pair of groupings generated from the numbers, a table and ``cluster_scores.json``.
+    A result with fewer than :data:`MIN_SCORE_FOLDS` folds gets one line saying how to
+    collect them instead. Then the paper's figures and the silhouettes.
     ``result``: a :class:`~gradnap.method.result.Result` or the path of a result file.
     ``model``: the model the result was collected on, for the optimal inputs (without it,
     or with a model of other weights, the action-potential plots show no optimal input).
@@ -439,6 +679,11 @@ def build_report(
         skipped.append("optimal inputs: the model given is not the one of the result")
         model = None
 
+    real = [g for g in config.cluster_groupings if g in result.groupings]
+    chance = [f"chance_{g}" for g in real if f"chance_{g}" in result.groupings]
+    if real:
+        log.info("report: cross-validated cluster scores of %s", ", ".join(real + chance))
+        _score_section(report, result, config, real, chance, out_dir)
     log.info("report: input-layer GradNAPs and NAvAIs")
     _input_section(report, result, config, skipped)
     _listening_section(report, result, skipped)
@@ -449,13 +694,8 @@ def build_report(
             " with optimal inputs" if model is not None else "",
         )
     _action_section(report, result, config, action_layer, model, skipped)
-    groupings = [g for g in config.cluster_groupings if g in result.groupings]
     # random-label groupings collected with folds keep per-fold sums only (no silhouette)
-    groupings += [
-        f"chance_{g}"
-        for g in groupings
-        if f"chance_{g}" in result.groupings and result.has_profiles(f"chance_{g}")
-    ]
+    groupings = real + [c for c in chance if result.has_profiles(c)]
     table = None
     if groupings:
         log.info("report: clustering and silhouettes of %s per layer", ", ".join(groupings))
