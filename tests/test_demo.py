@@ -14,7 +14,7 @@ from helpers import tiny_model
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     model = tiny_model()
-    config = replace(DEMO, utterances=8, seed=5, min_count=1)
+    config = replace(DEMO, utterances=8, seed=5, min_count=1, folds=4)
     out = run_demo(
         tmp_path / "report",
         config=config,
@@ -28,6 +28,7 @@ def test_demo_end_to_end(tmp_path):
     assert result.meta.progress.utterances == 8
     html = out.index.read_text()
     assert "silhouette" in html.lower() and html.count("<figure") >= 3
+    assert result.folds == 4 and (out.index.parent / "cluster_scores.json").is_file()
     assert set(out.timings) == {"corpus", "collect", "report", "total"}
     # second run reuses the corpus (no re-synthesis) and gives the same accumulators
     again = run_demo(
@@ -57,3 +58,20 @@ def test_chance_groupings_follow_corpus_frequencies():
     share = labels.count("AA") / len(labels)
     assert 0.70 < share < 0.80  # AA lasts 3/4 of the time
     assert labels == [p(corpus[0], f) for f in range(4000)]  # seeded
+
+
+def test_demo_command_passes_its_options(monkeypatch, tmp_path):
+    import gradnap.report.demo as demo
+    from gradnap.cli import main
+
+    seen = {}
+
+    def fake_run_demo(out, *, config, corpus_dir, jobs):
+        seen.update(out=out, config=config, corpus_dir=corpus_dir, jobs=jobs)
+        return demo.DemoResult(tmp_path / "index.html", tmp_path / "result.npz")
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    assert main(["demo", "--out", str(tmp_path), "--folds", "5", "--utterances", "7"]) == 0
+    assert seen["config"] == replace(DEMO, folds=5, utterances=7)
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert seen["config"].folds == DEMO.folds == 1

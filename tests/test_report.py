@@ -398,8 +398,8 @@ def test_cluster_score_findings_name_the_layers_from_the_numbers():
         "zero requires."
     )
     assert text[3].startswith("chance_phoneme (random labels): within ± 2 SE of 0 in 4 of 5")
-    assert f"not in layer2 {5 * se:+.3f} ± {se:.3f}: there the error bar does not cover 0" in (
-        text[3]
+    assert (
+        f"not in layer2 {5 * se:+.3f} ± {se:.3f}: there the error bar does not cover 0" in (text[3])
     )
     # input: +0.3 with SE 0 (same replicates); layer1: 0; layer2: −0.6 + se, SE 0;
     # layer3: 0 with SE 2·se (opposite replicates); layer4: no replicates for grapheme

@@ -378,8 +378,7 @@ def score_difference(a: ClusterScore, b: ClusterScore) -> ScoreDifference:
     their variances as if they were independent."""
     if a.n_folds != b.n_folds:
         raise GradnapError(
-            f"score_difference: scores of {a.n_folds} and {b.n_folds} folds are not from one "
-            "result"
+            f"score_difference: scores of {a.n_folds} and {b.n_folds} folds are not from one result"
         )
     same = len(a.jackknife) == len(b.jackknife)
     jack = [x - y for x, y in zip(a.jackknife, b.jackknife, strict=True)] if same else []

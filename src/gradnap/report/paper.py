@@ -190,17 +190,13 @@ def _no_folds(result) -> str:
 def _runs(names, order) -> str:
     """``names`` in the order of ``order``, runs of neighbours joined: "input–layer3,
     layer5"."""
-    pos = sorted(order.index(n) for n in names)
-    parts: list[str] = []
-    start = prev = None
-    for i in [*pos, None]:
-        if start is not None and (i is None or i != prev + 1):
-            parts.append(order[start] if prev == start else f"{order[start]}–{order[prev]}")
-            start = None
-        if i is not None and start is None:
-            start = i
-        prev = i
-    return ", ".join(parts)
+    runs: list[list[int]] = []
+    for i in sorted(order.index(n) for n in names):
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(order[r[0]] if len(r) == 1 else f"{order[r[0]]}–{order[r[-1]]}" for r in runs)
 
 
 def _layers_phrase(names, order) -> str:
