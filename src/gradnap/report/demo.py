@@ -7,7 +7,7 @@
    the same label frequencies) in every layer, in one pass, in ``config.folds`` folds.
 4. Run every analysis and write the report directory: ``index.html``, the result file
    ``result.npz``, one PNG per figure, ``silhouettes.json`` and, with at least 4 folds
-   (``gradnap demo --folds 5``), ``cluster_scores.json`` (docs/method.md §6).
+   (the default 5), ``cluster_scores.json`` (docs/method.md §6).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import numpy as np
 from gradnap.defaults import CLUSTER_PERCENTILES, OPTIMAL_INPUT, REPORT, ReportConfig
 from gradnap.errors import GradnapError
 from gradnap.fileio import atomic_write_text
+from gradnap.method.groupings import is_random_label
 from gradnap.method.result import INPUT, NO_NAPS
 from gradnap.report.page import Report
 
@@ -522,6 +523,21 @@ def _action_section(
         )
 
 
+def _random_label_note(groupings, nap: bool = False) -> str:
+    """What the figure says of the random-label curves: drawn, and no floor; or why there
+    are none (collected with folds, they keep per-fold sums only)."""
+    if any(is_random_label(g) for g in groupings):
+        style = "dashed (GradNAP) and dash-dotted (NAP)" if nap else "dashed"
+        return (
+            f"; {style}: the same groupings with random labels, which score high on this "
+            "measure: no floor"
+        )
+    return (
+        "; no random-label curves (collected with folds, random-label groupings keep "
+        "per-fold sums only: they are checked on the cluster score at the top)"
+    )
+
+
 def _clustering_section(
     report: Report, result, config: ReportConfig, groupings, layer: str | None, out_dir: Path
 ):
@@ -536,10 +552,9 @@ def _clustering_section(
         "silhouettes",
         plot_silhouettes(table),
         f"Mean silhouette score over the dendrogram cuts at the {_percentiles()} percentiles "
-        "of the pairwise Euclidean distances of the GradNAPs (complete linkage), per layer; "
-        "dashed: the same groupings with random labels. This silhouette depends on the "
-        "number and sizes of the groups, and random labels score high on it, so the dashed "
-        "curves are no floor and groupings of different sizes do not compare directly "
+        "of the pairwise Euclidean distances of the GradNAPs (complete linkage), per layer"
+        f"{_random_label_note(groupings)}. This silhouette depends on the number and sizes "
+        "of the groups, so groupings of different sizes do not compare directly on it "
         "(docs/method.md §6); the cluster score at the top of the report has a true zero. "
         "Groups: " + ", ".join(f"{g} {n}" for g, n in n_groups.items()) + ".",
     )
@@ -612,11 +627,10 @@ def _nap_section(
             show_cuts=False,
             title="Silhouette scores per layer: GradNAP vs NAP",
         ),
-        "Mean silhouette score per layer of the GradNAPs (solid; dashed: random labels) "
-        "and of the NAPs of the same groups (dotted; dash-dotted: random labels), "
-        f"clustered the same way (complete linkage, cuts at the {_percentiles()} percentiles). "
-        "The silhouette depends on group sizes: random labels are no floor here "
-        "(docs/method.md §6).",
+        "Mean silhouette score per layer of the GradNAPs (solid) and of the NAPs of the same "
+        "groups (dotted), clustered the same way (complete linkage, cuts at the "
+        f"{_percentiles()} percentiles){_random_label_note(groupings, nap=True)}. The "
+        "silhouette depends on group sizes (docs/method.md §6).",
     )
     _add_silhouettes(
         report,
