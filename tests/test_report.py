@@ -312,6 +312,7 @@ def test_report_leads_with_the_cluster_score(folded_result, tmp_path):
     assert "grapheme − phoneme (difference beyond 2 SE of the difference" in html
     assert "phoneme score ± SE" in html and "grapheme − phoneme ± SE" in html
     assert "silhouette scores per layer (the paper&#x27;s measure)" in html
+    assert "no random-label curves (collected with folds" in html  # per-fold sums only
     saved = json.loads((tmp_path / "cluster_scores.json").read_text())
     assert saved["folds"] == 5 and saved["sigmas"] == 2.0
     assert saved["real"] == ["grapheme", "phoneme"] and saved["chance"] == ["chance_phoneme"]
@@ -409,3 +410,20 @@ def test_cluster_score_findings_name_the_layers_from_the_numbers():
         "layer2; no clear difference in layer1, layer3–layer4."
     )
     assert len(text) == 5
+
+
+def test_silhouette_captions_say_what_the_random_labels_show():
+    from types import SimpleNamespace
+
+    from gradnap.report.paper import _random_label_note
+
+    both = SimpleNamespace(groupings=["grapheme", "phoneme", "chance_phoneme"])
+    # drawn (collected without folds): dashed, and no floor
+    assert "dashed: the same groupings with random labels" in _random_label_note(
+        both, ["phoneme", "chance_phoneme"]
+    )
+    assert "no floor" in _random_label_note(both, ["phoneme", "chance_phoneme"], nap=True)
+    # collected with folds: per-fold sums only, no curve
+    assert "no random-label curves" in _random_label_note(both, ["phoneme"])
+    # none collected: nothing to say
+    assert _random_label_note(SimpleNamespace(groupings=["phoneme"]), ["phoneme"]) == ""

@@ -523,19 +523,22 @@ def _action_section(
         )
 
 
-def _random_label_note(groupings, nap: bool = False) -> str:
-    """What the figure says of the random-label curves: drawn, and no floor; or why there
-    are none (collected with folds, they keep per-fold sums only)."""
+def _random_label_note(result, groupings, nap: bool = False) -> str:
+    """What a silhouette caption says of random labels: their curves are drawn and no
+    floor; or there are none because, collected with folds, they keep per-fold sums only;
+    or nothing when the result has no random-label grouping."""
     if any(is_random_label(g) for g in groupings):
         style = "dashed (GradNAP) and dash-dotted (NAP)" if nap else "dashed"
         return (
             f"; {style}: the same groupings with random labels, which score high on this "
             "measure: no floor"
         )
-    return (
-        "; no random-label curves (collected with folds, random-label groupings keep "
-        "per-fold sums only: they are checked on the cluster score at the top)"
-    )
+    if any(is_random_label(g) for g in result.groupings):
+        return (
+            "; no random-label curves (collected with folds, random-label groupings keep "
+            "per-fold sums only: they check the cluster score at the top)"
+        )
+    return ""
 
 
 def _clustering_section(
@@ -553,7 +556,7 @@ def _clustering_section(
         plot_silhouettes(table),
         f"Mean silhouette score over the dendrogram cuts at the {_percentiles()} percentiles "
         "of the pairwise Euclidean distances of the GradNAPs (complete linkage), per layer"
-        f"{_random_label_note(groupings)}. This silhouette depends on the number and sizes "
+        f"{_random_label_note(result, groupings)}. This silhouette depends on the number and sizes "
         "of the groups, so groupings of different sizes do not compare directly on it "
         "(docs/method.md §6); the cluster score at the top of the report has a true zero. "
         "Groups: " + ", ".join(f"{g} {n}" for g, n in n_groups.items()) + ".",
@@ -629,7 +632,7 @@ def _nap_section(
         ),
         "Mean silhouette score per layer of the GradNAPs (solid) and of the NAPs of the same "
         "groups (dotted), clustered the same way (complete linkage, cuts at the "
-        f"{_percentiles()} percentiles){_random_label_note(groupings, nap=True)}. The "
+        f"{_percentiles()} percentiles){_random_label_note(result, groupings, nap=True)}. The "
         "silhouette depends on group sizes (docs/method.md §6).",
     )
     _add_silhouettes(
