@@ -412,6 +412,14 @@ def test_cluster_score_findings_name_the_layers_from_the_numbers():
     assert len(text) == 5
 
 
+def test_score_cells_say_what_is_undefined():
+    from gradnap.report.paper import _pm
+
+    assert _pm(0.1234, 0.0456) == "+0.123 ± 0.046"
+    assert _pm(-0.5, float("nan")) == "-0.500 (no SE)"
+    assert _pm(float("nan"), 0.1) == "undefined"
+
+
 def test_silhouette_captions_say_what_the_random_labels_show():
     from types import SimpleNamespace
 

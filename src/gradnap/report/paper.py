@@ -213,7 +213,10 @@ def _false_flag_rate(folds: int, sigmas: float) -> float:
 
 
 def _pm(value: float, se: float) -> str:
-    return f"{value:+.3f} ± {se:.3f}"
+    """``+0.123 ± 0.045``; "undefined" for a non-finite value, "(no SE)" for a non-finite SE."""
+    if not np.isfinite(value):
+        return "undefined"
+    return f"{value:+.3f} ± {se:.3f}" if np.isfinite(se) else f"{value:+.3f} (no SE)"
 
 
 def cluster_score_findings(table, real, chance, sigmas: float) -> list[str]:
