@@ -72,9 +72,12 @@ def test_action_potentials_highlight_exactly_the_neurons_given():
         next(n for n in range(7) if np.array_equal(ln.get_ydata(), profile[n])) for ln in grey
     )
     assert drawn == [1, 3, 4, 6]  # every other neuron grey, the most responsive one too
-    assert "top 3 coloured" in ax.get_title()
+    assert ax.get_title() == "layer1 AE: all 7 neurons, top 3 coloured"
+    assert "r = responsiveness" in ax.get_legend().get_title().get_text()  # r is defined
     # without r the legend names the neurons only; without top every neuron is grey
     fig = plot_action_potentials(profile, top=np.array([4]))
+    assert fig.axes[0].get_title() == "all 7 neurons, top 1 coloured"  # no stray ": "
+    assert fig.axes[0].get_legend().get_title().get_text() == ""
     labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
     assert [x for x in labels if x.startswith("neuron")] == ["neuron 4"]
     fig = plot_action_potentials(profile)

@@ -61,11 +61,13 @@ def test_dendrogram_draws_the_clustering_it_is_given():
     assert "99 clusters, silhouette 0.424" in ax.get_title()
     assert ax.get_lines()[-1].get_ydata()[0] == held.threshold
     assert [t.get_text() for t in ax.get_xticklabels()] == [given.groups[i] for i in _leaves(given)]
-    assert ax.figure.gradnap_meta["title"] == "Dendrogram of layer4"
+    assert ax.figure.gradnap_meta["title"] == "Dendrogram in layer4"
     # another percentile: the clustering's own cut there
     ax = plot_dendrogram(given, 50.0, layer="shown").axes[0]
     assert f"{clustering.cut(50.0).n_clusters} clusters" in ax.get_title()
-    assert ax.figure.gradnap_meta["title"] == "Dendrogram of shown"
+    assert ax.figure.gradnap_meta["title"] == "Dendrogram in shown"
+    fig = plot_dendrogram(given, 50.0, grouping="phoneme")
+    assert fig.gradnap_meta["title"] == "Dendrogram of the phoneme groups in layer4"
     # profiles are not clustered here
     with pytest.raises(GradnapError, match="cluster_profiles"):
         plot_dendrogram(profiles, 90.0)

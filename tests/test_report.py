@@ -435,3 +435,83 @@ def test_silhouette_captions_say_what_the_random_labels_show():
     assert "no random-label curves" in _random_label_note(both, ["phoneme"])
     # none collected: nothing to say
     assert _random_label_note(SimpleNamespace(groupings=["phoneme"]), ["phoneme"]) == ""
+
+
+def test_key_value_tables_and_long_lines_wrap(tmp_path):
+    report = Report("kv")
+    report.key_values([("a", 1), ("b", "two"), ("c", 0.5)], columns=2)
+    report.pre("layers: " + ", ".join(f"layer{i} (96x74)" for i in range(40)))
+    html = report.write(tmp_path).read_text()
+    body = html[html.index('<table class="kv">') :]
+    rows = re.findall(r"<tr>(.*?)</tr>", body[: body.index("</table>")])
+    assert rows == [
+        "<th>a</th><td>1</td><th>b</th><td>two</td>",
+        "<th>c</th><td>0.500</td>",
+    ]
+    assert "white-space: pre-wrap" in html  # a long summary line wraps inside its box
+
+
+_CHECK = """<script>
+window.addEventListener('load', () => {
+  const bad = [];
+  const right = document.body.getBoundingClientRect().right;
+  document.querySelectorAll('img').forEach((im, i) => {
+    if (!im.complete || im.naturalWidth === 0) bad.push('image ' + (im.alt || i) + ' does not decode');
+  });
+  document.querySelectorAll('body, p, pre, table, figure, figcaption, h1, h2').forEach(el => {
+    const what = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + ' "' +
+      (el.textContent || '').trim().slice(0, 40) + '"';
+    if (el.scrollWidth > el.clientWidth + 1) bad.push(what + ' overflows its box');
+    if (el.getBoundingClientRect().right > right + 1) bad.push(what + ' sticks out of the page');
+  });
+  const out = document.createElement('div');
+  out.id = 'gradnap-check';
+  out.textContent = JSON.stringify({images: document.images.length, problems: bad});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _browser() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+def test_report_in_a_headless_browser(tiny_result, tmp_path):
+    """The report opens in a real browser at a laptop width (1280 px): every image
+    decodes and nothing overflows its box. A screenshot is left in the test's directory."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    browser = _browser()
+    if browser is None:  # install it only now, for this test
+        script = Path(__file__).resolve().parents[1] / "scripts" / "install_browser.sh"
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+        browser = _browser()
+        if browser is None:
+            pytest.skip(f"no headless browser, and it cannot be installed: {done.stderr.strip()}")
+    model, result = tiny_result
+    index = build_report(result, tmp_path / "report", model=model)
+    page = index.read_text()
+    checked = index.with_name("checked.html")
+    checked.write_text(page.replace("</body>", _CHECK + "</body>"))
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    flags.append("--virtual-time-budget=10000")
+    dom = subprocess.run(
+        [*flags, "--window-size=1280,900", "--dump-dom", checked.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
+    found = re.search(r'<div id="gradnap-check">(.*?)</div>', dom)
+    assert found, "the browser did not run the page's check"
+    check = json.loads(found.group(1).replace("&quot;", '"'))
+    assert check["images"] == page.count("<img ") > 0
+    assert check["problems"] == []
+    shot = f"--screenshot={tmp_path / 'report.png'}"  # the whole page, to look at
+    subprocess.run(
+        [*flags, "--window-size=1280,8000", shot, index.as_uri()], capture_output=True, timeout=180
+    )

@@ -163,5 +163,5 @@ def heatmap(ax: Axes, data: np.ndarray, t: np.ndarray, f: np.ndarray, label: str
     ticks = [hz for hz in HZ_TICKS if f[0] <= hz <= f[-1]]
     ax.set_yticks(np.interp(ticks, f, np.arange(len(f))), [str(hz) for hz in ticks])
     ax.set_ylabel("frequency (Hz)")
-    fig.colorbar(im, ax=ax, label=label, shrink=0.9)
+    fig.colorbar(im, ax=ax, label=label or None, shrink=0.9)
     return im

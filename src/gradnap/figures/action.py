@@ -87,11 +87,16 @@ def plot_action_potentials(
     ax.set_xlabel(tlabel)
     ax.set_ylabel("GradNAP")
     ax.set_xlim(t[0], t[-1])
-    ax.legend(fontsize=7, loc="best", framealpha=0.8)
-    ax.set_title(
-        f"{layer} {group}: all {p.shape[0]} neurons, top {len(neurons)} coloured".strip(),
-        fontsize=10,
+    ax.legend(
+        fontsize=7,
+        loc="best",
+        framealpha=0.8,
+        title=None if r is None else "r = responsiveness (docs/method.md §1.6)",
+        title_fontsize=7,
     )
+    head = " ".join(s for s in (layer, group) if s)
+    what = f"all {p.shape[0]} neurons, top {len(neurons)} coloured"
+    ax.set_title(f"{head}: {what}" if head else what, fontsize=10)
     if optimal is not None:
         _draw_optimal(axs[1], optimal, freqs, fig)
     if title is None:
@@ -107,7 +112,7 @@ def _draw_optimal(ax, optimal, freqs, fig: Figure) -> None:
     if hasattr(optimal, "x") and hasattr(optimal, "neurons"):
         x, ot = np.asarray(optimal.x, dtype=np.float64), optimal.times_ms
         neurons = ", ".join(str(int(n)) for n in optimal.neurons)
-        ax.set_title(f"optimal input for neurons {neurons}", fontsize=10)
+        ax.set_title(f"one optimal input driving neurons {neurons} together", fontsize=10)
     else:
         x = np.asarray(optimal, dtype=np.float64)
         if x.ndim != 2:

@@ -39,6 +39,7 @@ def plot_dendrogram(
     percentile: float = CLUSTER_PERCENTILES[len(CLUSTER_PERCENTILES) // 2],
     *,
     layer: str | None = None,
+    grouping: str | None = None,
     title: str | None = None,
     caption: str | None = None,
     ax: Axes | None = None,
@@ -50,7 +51,8 @@ def plot_dendrogram(
     the one the clustering holds for ``percentile`` (``LayerClustering.cut`` when it
     holds none). The dashed line is the cut; links below it share their cluster's colour
     (the same clusters as the cut: merges of height ``<=`` the threshold), links above
-    it are grey. ``layer``: the name in the title (default ``clustering.layer``).
+    it are grey. ``layer``: the name in the title (default ``clustering.layer``);
+    ``grouping``: the grouping whose groups are the leaves, named in the title.
     """
     from scipy.cluster.hierarchy import dendrogram
 
@@ -88,5 +90,6 @@ def plot_dendrogram(
             fontsize=9,
         )
     if title is None:
-        title = f"Dendrogram of {name}" if name else "Dendrogram"
+        of = f" of the {grouping} groups" if grouping else ""
+        title = f"Dendrogram{of} in {name}" if name else f"Dendrogram{of}"
     return finish(fig, owned, title, caption, ax)

@@ -50,7 +50,7 @@ def plot_input_gradnap(
     t, tlabel = time_axis(times_ms, g.shape[1])
     f = frequency_axis(freqs, g.shape[0])
     for ax, (name, data) in zip(axs, panels, strict=True):
-        heatmap(ax, data, t, f, name, fig)
+        heatmap(ax, data, t, f, "", fig)  # the panel's title names the quantity
         ax.axvline(0.0, color="k", lw=0.6, ls=":", alpha=0.4)
         ax.set_xlabel(tlabel)
         ax.set_title(f"{name} {group}".strip(), fontsize=10)

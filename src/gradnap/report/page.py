@@ -24,18 +24,22 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
        color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; height: auto; box-sizing: border-box; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.92em; margin-top: 0.3em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-code, pre { background: #f6f6f6; } pre { padding: 0.6em; overflow-x: auto; }
+code, pre { background: #f6f6f6; }
+pre { padding: 0.6em; white-space: pre-wrap; overflow-wrap: anywhere; }
+p, td, figcaption { overflow-wrap: anywhere; }
+table.kv td { text-align: left; vertical-align: top; }
 """
 
 
 @dataclass
 class _Item:
-    kind: str  # "heading", "text", "figure", "table", "pre"
+    kind: str  # "heading", "text", "figure", "table", "kv", "pre"
     payload: dict = field(default_factory=dict)
 
 
@@ -68,6 +72,11 @@ class Report:
 
     def table(self, header: list[str], rows: list[list[object]], caption: str = "") -> None:
         self.items.append(_Item("table", {"header": header, "rows": rows, "caption": caption}))
+
+    def key_values(self, pairs: list[tuple[str, object]], columns: int = 2) -> None:
+        """A compact table of ``(name, value)`` pairs, ``columns`` pairs per row (e.g.
+        provenance: a few lines instead of one value per line)."""
+        self.items.append(_Item("kv", {"pairs": pairs, "columns": max(1, columns)}))
 
     def write(self, out_dir: str | Path) -> Path:
         """Write ``index.html`` and the PNGs into ``out_dir``; returns the path of index.html."""
@@ -105,6 +114,14 @@ class Report:
                 parts.append(
                     f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
                 )
+            elif item.kind == "kv":
+                cells = [
+                    f"<th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td>"
+                    for k, v in p["pairs"]
+                ]
+                n = p["columns"]
+                rows = ["<tr>" + "".join(cells[i : i + n]) + "</tr>" for i in range(0, len(cells), n)]
+                parts.append(f'<table class="kv"><tbody>{"".join(rows)}</tbody></table>')
         parts.append("</body></html>")
         index = out_dir / "index.html"
         atomic_write_text(index, "\n".join(parts) + "\n")
