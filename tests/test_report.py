@@ -115,6 +115,12 @@ def test_build_report_has_every_figure(tiny_result, tmp_path):
     assert "<h2>Where the model listens</h2>" in html
     assert f"{result.meta.progress.examples} examples)" in html  # every example has an offset
     assert "optimal input" in html  # model given: optimal inputs drawn
+    assert "one optimal input for those" in html  # one joint image, and the caption says so
+    assert "r in the legend is a neuron&#x27;s responsiveness" in html
+    assert "layer10 is the default: the last hidden layer" in html  # why this dendrogram
+    # provenance: a compact table of name/value pairs, two pairs per row
+    prov = html[html.index("<h2>Provenance</h2>") :]
+    assert prov.index('<table class="kv">') < 40 and "<th>options.folds</th>" in prov
     assert (tmp_path / "silhouettes.json").is_file()
 
 

@@ -247,7 +247,8 @@ class ReportConfig:
     action_groups: tuple[str, ...] = ("AE", "T")
     action_grouping: str = "phoneme"
     action_layer: str | None = None
-    #: Dendrogram: layer ``None`` = the last hidden layer; grouping; percentile cut.
+    #: Dendrogram: layer ``None`` = the last hidden layer (the one below the output layer);
+    #: grouping; percentile cut.
     dendrogram_layer: str | None = None
     #: NAP baseline heatmaps: layer ``None`` = the action-potential layer.
     nap_layer: str | None = None

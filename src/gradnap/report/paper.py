@@ -144,7 +144,7 @@ def dendrogram_figure(
 
     _check_layer(result, layer)
     clustering = cluster_profiles(result.profiles(layer, grouping), (percentile,), layer=layer)
-    return plot_dendrogram(clustering, percentile)
+    return plot_dendrogram(clustering, percentile, grouping=grouping)
 
 
 def result_silhouettes(result, groupings, kind: str = "gradnap"):
@@ -462,7 +462,15 @@ def _input_section(report: Report, result, config: ReportConfig, skipped: list[s
         f"Input-layer GradNAPs (left) and NAvAIs (right) of {config.input_grouping}s "
         f"{', '.join(groups)}: mean aligned spectrogram minus the dataset mean, masked by "
         f"the normalised mean |gradient| (GradNAP) or unmasked (NAvAI); time relative to "
-        f"the alignment centre. Examples: {_examples(result, config.input_grouping, groups)}.",
+        f"the alignment centre. Examples: {_examples(result, config.input_grouping, groups)}. "
+        "GradNAPs look speckled where NAvAIs are smooth because the mask is the mean "
+        "|gradient| per mel bin and frame, which varies from one bin to the next; NAvAIs "
+        "average spectrogram values, which neighbouring bins share. The lowest three mel "
+        "bins (23–70 Hz) hold no speech of their own (at 16 kHz with a 512-point FFT they "
+        "span the first two FFT bins, where spectral leakage of the whole spectrum lands), "
+        "yet the model is about 4 times more sensitive there than elsewhere: values there "
+        "follow the overall level of the sound (e.g. the closure and burst of /T/), not "
+        "content at those frequencies (docs/analyses.md).",
     )
 
 
@@ -508,21 +516,36 @@ def _action_section(
     ]
     if groups:
         report.heading(f"Action potentials in {layer}")
+    from gradnap.analysis import top_neurons
+
     counts = result.counts(config.action_grouping)
+    tops = {
+        g: set(top_neurons(result.profile(layer, g, config.action_grouping), OPTIMAL_INPUT.top_k))
+        for g in groups
+    }
     for g in groups:
         fig, optimal = action_figure(result, layer, g, config.action_grouping, model)
         opt_text = ""
         if optimal is not None:
             opt_text = (
-                f" Right: optimal input of those neurons ({optimal.config.steps} Adam steps, "
-                f"loss {optimal.losses[0]:.3g} -> {optimal.losses[-1]:.3g})."
+                f" Right: one optimal input for those {len(optimal.neurons)} neurons together "
+                f"(a single input pattern that drives all of them; {optimal.config.steps} Adam "
+                f"steps, loss {optimal.losses[0]:.3g} -> {optimal.losses[-1]:.3g})."
             )
+        shared = [
+            f"{', '.join(str(n) for n in sorted(tops[g] & tops[h]))} with {h}"
+            for h in groups
+            if h != g and tops[g] & tops[h]
+        ]
+        if shared:
+            opt_text += f" Neurons shared with the other groups shown: {'; '.join(shared)}."
         report.figure(
             f"action_potentials_{layer}_{g}",
             fig,
             f"GradNAP of {config.action_grouping} {g} in {layer} "
             f"({counts.get(g, 0)} examples): every neuron over window time, the "
-            f"{OPTIMAL_INPUT.top_k} most responsive (|r_n|) coloured.{opt_text}",
+            f"{OPTIMAL_INPUT.top_k} most responsive coloured; r in the legend is a neuron's "
+            f"responsiveness (docs/method.md §1.6).{opt_text}",
         )
 
 
@@ -576,10 +599,21 @@ def _clustering_section(
         report.heading(f"Dendrogram of {layer}")
         report.figure(
             f"dendrogram_{layer}",
-            plot_dendrogram(clustering, config.dendrogram_percentile, layer=layer),
+            plot_dendrogram(
+                clustering,
+                config.dendrogram_percentile,
+                layer=layer,
+                grouping=config.dendrogram_grouping,
+            ),
             f"Complete-linkage dendrogram of the {len(clustering.groups)} "
             f"{config.dendrogram_grouping} GradNAPs in {layer}, coloured by the "
-            f"clusters of the cut at the {config.dendrogram_percentile:g}th percentile.",
+            f"clusters of the cut at the {config.dendrogram_percentile:g}th percentile. "
+            + (
+                f"{layer} was chosen with --dendrogram-layer."
+                if config.dendrogram_layer is not None
+                else f"{layer} is the default: the last hidden layer, just below the output "
+                "layer (--dendrogram-layer picks another)."
+            ),
         )
     return table
 
@@ -617,7 +651,11 @@ def _nap_section(
                 f"NAPs of {config.input_grouping}s {', '.join(groups)} in {layer}: "
                 "each neuron's sorted activations (rank 1 = largest) averaged over the "
                 "group, minus the dataset mean, divided by the neuron's standard deviation; "
-                f"one colour scale. Examples: "
+                "one colour scale for all panels, saturating at the 99th percentile of |NAP| "
+                "(a few neurons would wash out a linear scale), and only the first ranks, "
+                "up to the last one where a group's |NAP| reaches 5% of its largest value "
+                "(later ranks are the zeros of inactive ReLUs, near 0 after the mean is "
+                f"subtracted). Examples: "
                 f"{_examples(result, config.input_grouping, groups)}.",
             )
         else:
@@ -722,20 +760,30 @@ def build_report(
         report.heading("Not shown")
         report.pre("\n".join(skipped))
     report.heading("Provenance")
-    report.pre(
-        json.dumps(
-            {
-                k: v
-                for k, v in meta.to_json().items()
-                if k in ("gradnap_version", "created", "model", "corpus", "options")
-            },
-            indent=1,
-            default=_json,
-        )
-    )
+    report.key_values(_provenance(meta.to_json()), columns=2)
     figures = sum(item.kind == "figure" for item in report.items)
     log.info("report: %d figures in %.1f s", figures, time.perf_counter() - t0)
     return report.write(out_dir)
+
+
+def _provenance(meta: dict) -> list[tuple[str, object]]:
+    """The run's provenance as ``(name, value)`` pairs: version, time, model, corpus and
+    options, nested fields flattened to ``a.b`` names and lists joined."""
+    out: list[tuple[str, object]] = []
+
+    def add(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                add(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, list | tuple):
+            out.append((prefix, ", ".join(json.dumps(v, default=_json) for v in value)))
+        else:
+            out.append((prefix, value))
+
+    for key in ("gradnap_version", "created", "model", "corpus", "options"):
+        if key in meta:
+            add(key, meta[key])
+    return out
 
 
 def _json(value):
