@@ -27,13 +27,15 @@ h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom:
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; height: auto; box-sizing: border-box; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.92em; margin-top: 0.3em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.88em; max-width: 100%; }
+th { overflow-wrap: anywhere; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 code, pre { background: #f6f6f6; }
 pre { padding: 0.6em; white-space: pre-wrap; overflow-wrap: anywhere; }
-p, td, figcaption { overflow-wrap: anywhere; }
-table.kv td { text-align: left; vertical-align: top; }
+p, figcaption { overflow-wrap: anywhere; } td { white-space: nowrap; }
+table.kv td { text-align: left; vertical-align: top; white-space: normal; overflow-wrap: anywhere; }
+table.kv th { text-align: left; white-space: nowrap; }
 """
 
 
