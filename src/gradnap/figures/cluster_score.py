@@ -100,6 +100,7 @@ def plot_cluster_scores(
     ax.set_xticks(x, layers, rotation=45, ha="right")
     ax.set_xlabel("layer")
     ax.set_ylabel("cluster score (chance: 0)")
-    ax.legend(fontsize=8)
+    # outside the axes, on the right: inside it would cover the bars of some layers
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     return finish(fig, owned, title, caption, ax)

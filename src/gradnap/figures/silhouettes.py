@@ -151,6 +151,7 @@ def plot_silhouettes(
     ax.set_xticks(x, layers, rotation=45, ha="right")
     ax.set_xlabel("layer")
     ax.set_ylabel("mean silhouette score")
-    ax.legend(fontsize=8)
+    # outside the axes, on the right: inside it would cover the points of some layers
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     return finish(fig, owned, title, caption, ax)
