@@ -6,15 +6,16 @@ from gradnap.method.windows import align, recrop
 from helpers import whole
 
 
-def test_align_input_first_maximum_and_crop():
+def test_align_input_maximum_and_crop():
     T = 6
     x = torch.arange(2 * T, dtype=torch.float32).reshape(2, T)  # (F=2, T)
     g = torch.zeros(1, 2, T)
     g[0, 0, 2] = 1.0
     g[0, 1, 2] = -2.0  # |S| sum at t=2: 3
-    g[0, 0, 4] = 3.0  # |S| sum at t=4: 3 (tie: the first wins)
+    g[0, 0, 4] = 3.0  # |S| sum at t=4: 3 (tie, both 1 from the window centre 3: the earlier)
     a = align(x, *whole(g), 3, input_layer=True)
     assert a.centre.tolist() == [2]
+    assert (a.ties, a.flat) == (1, 0)
     assert a.act[0].tolist() == x[:, 1:4].tolist()
     assert a.grad[0].tolist() == g[0, :, 1:4].tolist()
     assert a.valid.tolist() == [[True, True, True]]
@@ -117,3 +118,62 @@ def test_recrop_cuts_a_whole_layer_window_to_the_cone():
     assert out.tolist() == [[[0.0, 0.0, 1.0, 2.0]]]
     out = recrop(g, torch.tensor([0]), torch.tensor([3]), 4)  # positions 3..6
     assert out.tolist() == [[[4.0, 5.0, 6.0, 0.0]]]
+
+
+@pytest.mark.parametrize("cone", [5, 6])
+def test_align_flat_score_leaves_the_example_at_the_cone_centre(cone):
+    """No sensitivity anywhere in the cone (or the same score everywhere): t* is the cone's
+    centre (the right one of two middle positions), or the nearest position inside the
+    utterance, not the first position."""
+    T = 12
+    act = torch.ones(2, T)
+    lo = torch.tensor([3, T - 2, 2])  # the second cone runs past the end: 2 positions inside
+    hi = lo + cone - 1
+    g = torch.zeros(3, 2, cone)
+    g[2, 0] = 0.5  # the same score at every position: flat too
+    a = align(act, g, lo, 3, input_layer=False, search=(lo, hi))
+    mid = lo + cone // 2
+    assert a.centre.tolist() == [int(mid[0]), T - 1, int(mid[2])]
+    assert (a.ties, a.flat) == (3, 3)
+    # one clear maximum: the argmax, and no tie counted
+    g[0, 1, 0] = 1.0
+    a = align(act, g, lo, 3, input_layer=False, search=(lo, hi))
+    assert int(a.centre[0]) == int(lo[0]) and (a.ties, a.flat) == (2, 2)
+
+
+def test_align_near_ties_go_to_the_position_nearest_the_cone_centre():
+    act = torch.ones(1, 20)
+    lo = torch.tensor([0, 0, 0])
+    hi = lo + 8  # cone of 9 positions, centre 4
+    g = torch.zeros(3, 1, 9)
+    g[:, 0, 1] = 1.0
+    g[0, 0, 6] = 1.0 - 1e-7  # within the tolerance of the maximum at 1: tied, 6 is nearer 4
+    g[1, 0, 6] = 1.0 - 1e-3  # outside: the maximum wins
+    g[2, 0, 7] = 1.0  # an exact tie at 1 and 7, both 3 from the centre: the earlier
+    a = align(act, g, lo, 3, input_layer=False, search=(lo, hi))
+    assert a.centre.tolist() == [6, 1, 1]
+    assert (a.ties, a.flat) == (2, 0)
+    # without tolerance the near tie is no tie
+    a = align(act, g, lo, 3, input_layer=False, search=(lo, hi), tie_tolerance=0.0)
+    assert a.centre.tolist() == [1, 1, 1] and a.ties == 1
+
+
+def test_align_centre_does_not_depend_on_float_noise_below_the_tolerance():
+    """Scores that differ by float rounding (e.g. another summation order) give the same
+    t*: perturbing every sensitivity by a relative 1e-6 never moves it when the scores
+    tie within the tolerance."""
+    gen = torch.Generator().manual_seed(0)
+    C, W, n = 4, 9, 200
+    act = torch.ones(C, 40)
+    lo = torch.randint(0, 30, (n,), generator=gen)
+    g = torch.rand(n, C, W, generator=gen)
+    rows, cols = torch.arange(n), torch.randint(0, W, (n, 2), generator=gen)
+    g[rows, :, cols[:, 0]] *= 10  # the maximum, twice (once when both columns are one)
+    g[rows, :, cols[:, 1]] = g[rows, :, cols[:, 0]]
+    search = (lo, lo + W - 1)
+    ref = align(act, g, lo, 3, input_layer=False, search=search)
+    assert ref.ties == int((cols[:, 0] != cols[:, 1]).sum()) > 100
+    for _ in range(3):
+        noise = 1 + 1e-6 * torch.randn(g.shape, generator=gen)
+        b = align(act, g * noise, lo, 3, input_layer=False, search=search)
+        assert torch.equal(b.centre, ref.centre)

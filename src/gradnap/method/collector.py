@@ -484,6 +484,7 @@ class Collector:
                 chunk_gids = {name: ids[s : s + self.chunk_frames] for name, ids in gids.items()}
                 done: dict[str, ChunkStats] = {}  # per layer, what its windows add up
                 inputs: dict[str, Aligned] = {}  # the input layer's alignment, when collected
+                ties: dict[str, tuple[int, int]] = {}  # per layer, where the tie rule chose
                 windows = functools.partial(
                     self._window_step,
                     positions=positions,
@@ -491,6 +492,7 @@ class Collector:
                     frames=fr,
                     done=done,
                     inputs=inputs,
+                    ties=ties,
                 )
                 if self._need_evidence:  # labels need the input layer's alignment: windows
                     self._workers.map(windows, self._layer_order, self.threads)  # first
@@ -509,6 +511,8 @@ class Collector:
                 self._workers.map(step, self._layer_order, self.threads)
                 if INPUT_LAYER in inputs:
                     self._count_listening(fr, inputs[INPUT_LAYER].centre)
+                if ties:
+                    self._count_ties(ties)
                 del wins
             if progress is not None:
                 progress.update(int(fr.numel()))
@@ -541,13 +545,25 @@ class Collector:
         frames: torch.Tensor,
         done: dict[str, ChunkStats],
         inputs: dict[str, Aligned],
+        ties: dict[str, tuple[int, int]],
     ) -> None:
         """The windows at ``t*`` of one layer and what they add to the sums, into ``done``
-        (the input layer's alignment also into ``inputs``)."""
+        (the input layer's alignment also into ``inputs``; the examples whose ``t*`` the
+        tie rule chose, and the flat ones among them, into ``ties``)."""
         aligned = self._align(name, positions[name], wins[name], frames)
         if name == INPUT_LAYER:
             inputs[name] = aligned
+        if aligned.ties:
+            ties[name] = (aligned.ties, aligned.flat)
         done[name] = chunk_stats(aligned, self.naps)
+
+    def _count_ties(self, ties: dict[str, tuple[int, int]]) -> None:
+        """Add a chunk's tie-rule counts per layer (docs/method.md §1.3) to the progress."""
+        p = self.progress
+        self.count(
+            ties=add_counts(p.ties, {k: t for k, (t, _) in ties.items()}),
+            flat=add_counts(p.flat, {k: f for k, (_, f) in ties.items() if f}),
+        )
 
     def _count_listening(self, frames: torch.Tensor, peak: torch.Tensor) -> None:
         """Add the chunk's listening offsets (input ``t*`` minus the output frame's

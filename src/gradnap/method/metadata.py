@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from gradnap._version import __version__
 from gradnap.defaults import METHOD
@@ -36,6 +36,8 @@ __all__ = [
     "Progress",
     "RunMeta",
 ]
+
+_K = TypeVar("_K", int, str)
 
 #: The ``format`` field of every result file.
 FORMAT = "gradnap-result"
@@ -205,6 +207,12 @@ class Progress:
     frames: int = 0
     examples: int = 0
     seconds: float = 0.0
+    #: Per layer: examples whose alignment centre ``t*`` the tie rule chose among several
+    #: positions of (nearly) the maximal score (docs/method.md §1.3).
+    ties: dict[str, int] = field(default_factory=dict)
+    #: Per layer: of those, examples with a flat score (every searched position tied, e.g.
+    #: no sensitivity in the cone): left unaligned at the cone's centre.
+    flat: dict[str, int] = field(default_factory=dict)
 
     @property
     def frames_per_second(self) -> float:
@@ -226,12 +234,15 @@ class Progress:
             frames=sum(p.frames for p in parts),
             examples=sum(p.examples for p in parts),
             seconds=(max(seconds, default=0.0) if parallel else sum(seconds)),
+            ties=add_counts(*(p.ties for p in parts)),
+            flat=add_counts(*(p.flat for p in parts)),
         )
 
 
-def add_counts(*histograms: Mapping[int, int]) -> dict[int, int]:
-    """Histograms ``{value: count}`` added up (listening offsets of shards, ranks, merges)."""
-    out: dict[int, int] = {}
+def add_counts(*histograms: Mapping[_K, int]) -> dict[_K, int]:
+    """Histograms ``{value: count}`` added up, sorted by value (listening offsets and
+    tie-rule counts per layer of shards, ranks, merges)."""
+    out: dict[_K, int] = {}
     for h in histograms:
         for k, v in h.items():
             out[k] = out.get(k, 0) + int(v)

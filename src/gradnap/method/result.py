@@ -421,6 +421,14 @@ class Result:
             if un:
                 line += f"; {un} examples without a label"
             lines.append(line)
+        if p.ties:  # in layer order
+            counts = [
+                f"{d.name} {p.ties[d.name]}"
+                + (f" ({p.flat[d.name]} flat)" if p.flat.get(d.name) else "")
+                for d in self.meta.layers
+                if p.ties.get(d.name)
+            ]
+            lines.append(f"t* chosen by the tie rule (examples per layer): {', '.join(counts)}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -12,7 +12,11 @@ Conventions:
   inside the utterance, else over all positions of the engine's window inside the
   utterance. So the cone engine (cone-wide windows) and the generic engine (whole-layer
   windows) give the same ``t*``.
-* **Ties.** The first (smallest) position with the maximal score wins.
+* **Ties** (docs/method.md §1.3). Searched positions whose score is within a relative
+  ``tie_tolerance`` of the maximum are tied; of several tied positions, the one nearest
+  the search range's centre (the cone's centre) wins, the earlier of two equally near. A
+  flat score (every searched position tied, e.g. no sensitivity at all) so leaves the
+  example unaligned at the cone's centre. :class:`Aligned` counts both cases.
 * **Centring.** The window has ``W`` columns; column ``j`` holds position
   ``t* + j - W // 2``. For odd ``W`` that is symmetric; for even ``W``, ``t*`` is the
   right one of the two middle columns (offsets ``-W/2 .. W/2 - 1``).
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
+from gradnap.defaults import METHOD
 from gradnap.errors import GradnapError
 
 __all__ = ["Aligned", "Positions", "align", "recrop"]
@@ -55,6 +60,10 @@ class Aligned:
     score: torch.Tensor | None = None
     #: ``(n,)`` int64: the position of column 0 of ``score``.
     score_start: torch.Tensor | None = None
+    #: Examples whose ``t*`` the tie rule chose among several tied positions.
+    ties: int = 0
+    #: Of those, examples whose score is flat (every searched position tied).
+    flat: int = 0
 
 
 class Positions:
@@ -117,6 +126,7 @@ def align(
     *,
     input_layer: bool,
     search: tuple[torch.Tensor, torch.Tensor] | None = None,
+    tie_tolerance: float = METHOD.tie_tolerance,
 ) -> Aligned:
     """Align ``n`` examples in one layer (docs/method.md §1.3).
 
@@ -128,8 +138,9 @@ def align(
     cone), or ``None`` for the whole window.
 
     Score per position: ``sum_c |S[c, t]| * A[c, t]`` for a layer, ``sum_f |S[f, t]|``
-    for the input; ``t*`` is the first position with the maximal score among the
-    searched positions inside the utterance.
+    for the input; ``t*`` is the position with the maximal score among the searched
+    positions inside the utterance; ties (within ``tie_tolerance`` of the maximum,
+    relative) go to the one nearest the centre of ``search`` (of the window without it).
     """
     positions = act if isinstance(act, Positions) else Positions(act)
     n, C, We = grads.shape
@@ -156,7 +167,9 @@ def align(
     score = g_abs.sum(dim=1)  # (n, We)
     del g_abs
     score = score.masked_fill_(~ok, float("-inf"))
-    centre = start + score.argmax(dim=1)  # first maximum
+    best, col = score.max(dim=1)
+    ties, flat = _break_ties(score, ok, best, col, start, search, tie_tolerance)
+    centre = start + col
     empty = ~ok.any(dim=1)
     if bool(empty.any()):  # nothing searchable (cannot happen for real cones): clamp
         centre = torch.where(empty, start.clamp(0, max(T - 1, 0)), centre)
@@ -170,4 +183,38 @@ def align(
     grad_crop = grads.gather(2, k.clamp(0, We - 1)[:, None, :].expand(n, C, width))
     if not bool(inwin.all()):
         grad_crop.mul_(inwin[:, None, :].to(grad_crop.dtype))
-    return Aligned(act_crop, grad_crop, valid, centre, score, start)
+    return Aligned(act_crop, grad_crop, valid, centre, score, start, ties, flat)
+
+
+def _break_ties(
+    score: torch.Tensor,
+    ok: torch.Tensor,
+    best: torch.Tensor,
+    col: torch.Tensor,
+    start: torch.Tensor,
+    search: tuple[torch.Tensor, torch.Tensor] | None,
+    tolerance: float,
+) -> tuple[int, int]:
+    """The tie rule (docs/method.md §1.3): where several searched positions score within
+    ``tolerance * |max|`` of the maximum, set ``col`` ``(n,)`` (in place) to the tied
+    column nearest the centre of the search range, the earlier of two equally near.
+    ``score``: ``(n, We)``, ``-inf`` where not ``ok``; ``best``: ``(n,)`` its maxima.
+    Returns ``(ties, flat)``: examples with several tied positions, and of those the
+    ones with every searched position tied."""
+    tied = (score >= (best - tolerance * best.abs())[:, None]) & ok  # (n, We)
+    several = tied.sum(dim=1) > 1
+    if not bool(several.any()):  # the common case: one maximum
+        return 0, 0
+    rows = several.nonzero().flatten()
+    if search is None:  # the window's centre column
+        mid = torch.full((len(rows),), score.shape[1] // 2, dtype=torch.int64)
+    else:  # the cone's centre (the right one of two middle positions) as a column
+        lo, hi = search[0][rows], search[1][rows]
+        mid = lo + (hi - lo + 1) // 2 - start[rows]
+    j = torch.arange(score.shape[1])
+    # distance 2|j - mid| (+1 right of mid: the earlier of two equally near wins)
+    dist = 2 * (j - mid[:, None]).abs() + (j > mid[:, None])
+    dist = dist.masked_fill_(~tied[rows], torch.iinfo(torch.int64).max)
+    col[rows] = dist.argmin(dim=1)
+    flat = int((tied[rows] == ok[rows]).all(dim=1).sum())
+    return len(rows), flat
