@@ -125,3 +125,14 @@ def test_progress_of_runs_in_sequence_and_in_parallel():
         assert (p.utterances, p.skipped, p.frames, p.examples) == (17, 5, 190, 70)
     assert seq.seconds == 12.0 and par.seconds == 7.0
     assert par.items_done == 12 and seq.ids_hash == par.ids_hash == ""
+
+
+def test_tie_counts_add_up_and_round_trip():
+    a = Progress(utterances=1, ties={"layer1": 2, "input": 1}, flat={"layer1": 1})
+    b = Progress(utterances=1, ties={"layer1": 3})
+    for parallel in (False, True):
+        p = Progress.combine([a, b], parallel=parallel)
+        assert p.ties == {"input": 1, "layer1": 5} and p.flat == {"layer1": 1}
+    m = meta(progress=a)
+    assert RunMeta.from_json(json.loads(json.dumps(m.to_json()))).progress == a
+    assert "ties" not in meta().to_json()["progress"]  # none: not written

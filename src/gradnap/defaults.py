@@ -236,7 +236,7 @@ class CollectConfig:
     #: Problem messages (skipped utterances) kept in a result file; all are counted.
     max_problems: int = 1000
     #: ``gradnap compare``: largest relative difference of two results taken as equal.
-    compare_tol: float = 1e-4
+    compare_tol: float = 1e-3
 
 
 COLLECT = CollectConfig()

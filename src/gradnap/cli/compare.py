@@ -29,9 +29,7 @@ def register(subparsers) -> None:
         help="largest relative difference accepted "
         f"(default: {COLLECT.compare_tol:g}, float32 rounding of per-chunk sums is ~1e-6)",
     )
-    p.add_argument(
-        "--no-profiles", action="store_true", help="compare the sums only (faster)"
-    )
+    p.add_argument("--no-profiles", action="store_true", help="compare the sums only (faster)")
     p.set_defaults(func=run)
 
 

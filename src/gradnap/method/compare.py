@@ -78,7 +78,9 @@ class Comparison:
         for grouping, layer in keys:
             mine = [d for d in self.differences if (d.grouping, d.layer) == (grouping, layer)]
             sums = max((d for d in mine if d.what != "gradnap"), key=lambda d: d.relative)
-            prof = max((d for d in mine if d.what == "gradnap"), key=lambda d: d.relative, default=None)
+            prof = max(
+                (d for d in mine if d.what == "gradnap"), key=lambda d: d.relative, default=None
+            )
             assert layer is not None
             out.append((grouping, layer, sums, prof))
         return out
@@ -88,17 +90,17 @@ class Comparison:
         (which field, which group) and of the GradNAP profiles; then the example counts
         and any labels only one result has."""
 
-        def cell(d: Difference | None) -> str:
+        def cell(d: Difference | None, field: bool) -> str:
             if d is None:
-                return f"{'-':>10}  {'':<22}"
-            where = f"{d.what} {d.label!r}" if d.diff else ""
-            return f"{d.relative:10.3g}  {where:<22}"
+                return f"{'-':>10}  {'':<24}"
+            where = f"{d.what} {d.label!r}" if field else repr(d.label)
+            return f"{d.relative:10.3g}  {where if d.diff else '':<24}"
 
-        lines = [f"{'grouping':<10} {'layer':<10} {'sums':>10}  {'(field, group)':<22} "
-                 f"{'gradnap':>10}  {'(group)':<22}"]  # fmt: skip
+        head = f"{'grouping':<10} {'layer':<8} {'sums':>10}  {'(field, group)':<24} {'gradnap':>10}  (group)"
+        lines = [head]
         for grouping, layer, sums, prof in self.per_layer():
-            p = cell(prof).replace("gradnap ", "")
-            lines.append(f"{grouping:<10} {layer:<10} {cell(sums)} {p}".rstrip())
+            row = f"{grouping:<10} {layer:<8} {cell(sums, True)} {cell(prof, False)}"
+            lines.append(row.rstrip())
         for d in self.differences:
             if d.what == "examples" and d.diff:
                 lines.append(
@@ -112,9 +114,7 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _largest(
-    a: np.ndarray, b: np.ndarray, labels: list[str]
-) -> tuple[str, float, float]:
+def _largest(a: np.ndarray, b: np.ndarray, labels: list[str]) -> tuple[str, float, float]:
     """``(label, max |a - b|, max(|a|, |b|))`` of arrays whose axis 0 is ``labels``."""
     if a.size == 0:
         return "", 0.0, 0.0
@@ -175,7 +175,9 @@ def compare_results(
             for field in [k[len(prefix) :] for k in ra.arrays if k.startswith(prefix)]:
                 x, y = pair(layer, field)
                 out.append(Difference(grouping, layer, field, *_largest(x, y, common)))
-            if profiles:
+            # profiles of real groupings (the dataset-wide group's GradNAP is 0; random-label
+            # groupings keep per-fold sums only)
+            if profiles and grouping != ALL and array_key(grouping, layer, "act_sum") in ra.arrays:
                 out.append(_profile_difference(ra, rb, grouping, layer, common))
     return Comparison(tuple(out), unmatched)
 
@@ -185,10 +187,7 @@ def _profile_difference(
 ) -> Difference:
     """The group whose GradNAP profile differs most, relative to the profile's maximum."""
     worst = Difference(grouping, layer, "gradnap", "", 0.0, 0.0)
-    kept_b = set(rb.groups(grouping)) if grouping != ALL else set(labels)
-    for label in labels:
-        if grouping != ALL and (label not in kept_b or ra.counts(grouping)[label] < ra.min_count):
-            continue
+    for label in sorted(set(ra.groups(grouping)) & set(rb.groups(grouping)) & set(labels)):
         pa = ra.profile(layer, label, grouping)
         pb = rb.profile(layer, label, grouping)
         lab, diff, scale = _largest(pa[None], pb[None], [label])

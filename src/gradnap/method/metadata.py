@@ -365,7 +365,11 @@ class RunMeta:
             "clock": None if self.clock is None else dataclasses.asdict(self.clock),
             "model": self.model.to_json(),
             "corpus": self.corpus.to_json(),
-            "progress": dataclasses.asdict(self.progress),
+            "progress": {  # the tie counts only when there are any (files of 0.1 have none)
+                k: v
+                for k, v in dataclasses.asdict(self.progress).items()
+                if v or k not in ("ties", "flat")
+            },
             "problems": list(self.problems),
             "merged_from": self.merged_from,
             "listening_offsets_ms": {str(k): v for k, v in sorted(self.listening_offsets.items())},
