@@ -236,6 +236,22 @@ def test_the_result_does_not_depend_on_the_collector_threads():
         assert np.array_equal(v, three.arrays[k]), k  # bit for bit
 
 
+def test_examples_without_sensitivity_are_counted_as_flat():
+    """An output layer of zero weights: no example depends on any layer, every score is
+    flat, and the tie rule (docs/method.md §1.3) decides every t* with a choice."""
+    model = small_model()
+    with torch.no_grad():
+        model[-1].weight.zero_()
+    r = gradnap_of(model, FrameEngine(model, LAYERS)).collect(small_data(), progress=False)
+    p = r.meta.progress
+    assert p.ties == p.flat == {"input": p.examples, "1": p.examples}  # layer 3: a
+    # one-position cone (a kernel-1 convolution) leaves no choice
+    assert f"input {p.ties['input']} ({p.flat['input']} flat)" in r.summary()
+    sound = gradnap_of(small_model(), FrameEngine(small_model(), LAYERS))
+    sound = sound.collect(small_data(), progress=False)
+    assert sum(sound.meta.progress.flat.values()) == 0 and "tie rule" not in sound.summary()
+
+
 def test_the_engine_is_built_once_and_checks_the_layers(monkeypatch):
     import gradnap.engine as engines
 
