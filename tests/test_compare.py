@@ -80,7 +80,7 @@ def test_the_largest_difference_is_found_by_layer_grouping_and_label(runs):
     assert sums.relative == pytest.approx(0.01, rel=1e-3)  # of the array's maximum
     assert not report.within(1e-3) and report.within(0.02)
     # the other layers and groupings are untouched; the GradNAP of that group moved
-    for grouping, layer, sums, prof in report.per_layer():
+    for grouping, layer, sums, _ in report.per_layer():
         if (grouping, layer) != ("parity", "1"):
             assert sums.relative < 1e-6, (grouping, layer)
     prof = next(p for g, la, _, p in report.per_layer() if (g, la) == ("parity", "1"))

@@ -38,6 +38,7 @@ METHOD_ORDER = [
     "metadata",
     "profiles",
     "result",
+    "compare",
     "collector",
     "run",
 ]

@@ -84,11 +84,6 @@ class MethodConfig:
     #: "median" was the most consistent with the predicted letter of the definitions
     #: that need no calibration (docs/analyses.md, "Phone label time").
     label_time: str = "median"
-    #: Alignment (docs/method.md §1.3): searched positions whose score is within this
-    #: fraction of the maximum (relative) are tied; the tied position nearest the cone's
-    #: centre is t*. Above the float32 rounding of a score (~1e-6 relative; measured:
-    #: differing summation orders move scores by up to ~1e-6).
-    tie_tolerance: float = 1e-5
     #: Folds of the per-fold sums (docs/method.md §6); 1 keeps totals only. K >= 4 enables
     #: the cross-validated analyses with an uncertainty (gradnap.analysis.crossval).
     folds: int = 5

@@ -15,6 +15,7 @@ import torch
 
 from gradnap.defaults import FEATURES, SILENT_PEAK_DBFS, FeatureConfig
 from gradnap.errors import GradnapError
+from gradnap.threads import one_thread
 
 __all__ = [
     "check_not_silent",
@@ -141,8 +142,16 @@ def log_mel(samples: np.ndarray | torch.Tensor, config: FeatureConfig = FEATURES
     """z-normalised log-mel spectrogram of one utterance.
 
     ``samples``: ``(N,)`` mono at ``config.sample_rate``. Returns ``(F, T)`` float32 with
-    ``F = n_mels`` and ``T = num_frames(N)``.
+    ``F = n_mels`` and ``T = num_frames(N)``. Computed on one intra-op thread: the same
+    bits whatever torch's thread count (a parallel sum, e.g. the mean and standard
+    deviation, adds in an order that depends on it; docs/method.md §5), and faster for
+    one utterance than several threads.
     """
+    with one_thread():
+        return _log_mel(samples, config)
+
+
+def _log_mel(samples: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     x = torch.as_tensor(samples, dtype=torch.float32).reshape(-1)  # (N,)
     if x.numel() == 0:
         raise GradnapError("log_mel: empty audio")

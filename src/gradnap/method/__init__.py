@@ -12,6 +12,7 @@ Data flows through the modules in this order:
   one compatibility rule for resume and merge);
 - :mod:`~gradnap.method.profiles` — the profile formulas on the sums;
 - :mod:`~gradnap.method.result` — the result file, its profiles, merging;
+- :mod:`~gradnap.method.compare` — the largest differences of two results, by label;
 - :mod:`~gradnap.method.collector` — :class:`GradNAP`: one utterance at a time;
 - :mod:`~gradnap.method.run` — a whole corpus: shards, checkpoints, resume, distributed.
 """

@@ -162,24 +162,33 @@ def compare_results(
                 tuple(sorted(set(la) - set(lb))),
                 tuple(sorted(set(lb) - set(la))),
             )
-        ia = np.array([la.index(x) for x in common], dtype=np.int64)
-        ib = np.array([lb.index(x) for x in common], dtype=np.int64)
-
-        def pair(*key: str) -> tuple[np.ndarray, np.ndarray]:
-            k = array_key(grouping, *key)
-            return ra.arrays[k][ia], rb.arrays[k][ib]
-
-        out.append(Difference(grouping, None, "examples", *_largest(*pair("examples"), common)))
+        rows = (
+            np.array([la.index(x) for x in common], dtype=np.int64),
+            np.array([lb.index(x) for x in common], dtype=np.int64),
+        )
+        x, y = _matched(ra, rb, array_key(grouping, "examples"), rows)
+        out.append(Difference(grouping, None, "examples", *_largest(x, y, common)))
         for layer in ra.layers:
             prefix = array_key(grouping, layer) + "/"
-            for field in [k[len(prefix) :] for k in ra.arrays if k.startswith(prefix)]:
-                x, y = pair(layer, field)
+            for key in [k for k in ra.arrays if k.startswith(prefix)]:
+                x, y = _matched(ra, rb, key, rows)
+                field = key[len(prefix) :]
                 out.append(Difference(grouping, layer, field, *_largest(x, y, common)))
             # profiles of real groupings (the dataset-wide group's GradNAP is 0; random-label
             # groupings keep per-fold sums only)
             if profiles and grouping != ALL and array_key(grouping, layer, "act_sum") in ra.arrays:
                 out.append(_profile_difference(ra, rb, grouping, layer, common))
     return Comparison(tuple(out), unmatched)
+
+
+def _matched(
+    ra: Result, rb: Result, key: str, rows: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Array ``key`` of both results, rows ``rows[0]`` of A and ``rows[1]`` of B (the
+    same labels in the same order)."""
+    if key not in rb.arrays:
+        raise GradnapError(f"compare: only result A holds {key}")
+    return ra.arrays[key][rows[0]], rb.arrays[key][rows[1]]
 
 
 def _profile_difference(

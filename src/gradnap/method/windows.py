@@ -12,11 +12,11 @@ Conventions:
   inside the utterance, else over all positions of the engine's window inside the
   utterance. So the cone engine (cone-wide windows) and the generic engine (whole-layer
   windows) give the same ``t*``.
-* **Ties** (docs/method.md §1.3). Searched positions whose score is within a relative
-  ``tie_tolerance`` of the maximum are tied; of several tied positions, the one nearest
-  the search range's centre (the cone's centre) wins, the earlier of two equally near. A
-  flat score (every searched position tied, e.g. no sensitivity at all) so leaves the
-  example unaligned at the cone's centre. :class:`Aligned` counts both cases.
+* **Ties** (docs/method.md §1.3). Of several searched positions with the maximal score,
+  the one nearest the search range's centre (the cone's centre) wins, the earlier of two
+  equally near. A flat score (the same at every searched position, e.g. no sensitivity
+  at all) so leaves the example unaligned at the cone's centre. :class:`Aligned` counts
+  both cases.
 * **Centring.** The window has ``W`` columns; column ``j`` holds position
   ``t* + j - W // 2``. For odd ``W`` that is symmetric; for even ``W``, ``t*`` is the
   right one of the two middle columns (offsets ``-W/2 .. W/2 - 1``).
@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from gradnap.defaults import METHOD
 from gradnap.errors import GradnapError
 
 __all__ = ["Aligned", "Positions", "align", "recrop"]
@@ -126,7 +125,6 @@ def align(
     *,
     input_layer: bool,
     search: tuple[torch.Tensor, torch.Tensor] | None = None,
-    tie_tolerance: float = METHOD.tie_tolerance,
 ) -> Aligned:
     """Align ``n`` examples in one layer (docs/method.md §1.3).
 
@@ -139,8 +137,8 @@ def align(
 
     Score per position: ``sum_c |S[c, t]| * A[c, t]`` for a layer, ``sum_f |S[f, t]|``
     for the input; ``t*`` is the position with the maximal score among the searched
-    positions inside the utterance; ties (within ``tie_tolerance`` of the maximum,
-    relative) go to the one nearest the centre of ``search`` (of the window without it).
+    positions inside the utterance; of several, the one nearest the centre of ``search``
+    (of the window without it).
     """
     positions = act if isinstance(act, Positions) else Positions(act)
     n, C, We = grads.shape
@@ -168,7 +166,7 @@ def align(
     del g_abs
     score = score.masked_fill_(~ok, float("-inf"))
     best, col = score.max(dim=1)
-    ties, flat = _break_ties(score, ok, best, col, start, search, tie_tolerance)
+    ties, flat = _break_ties(score, ok, best, col, start, search)
     centre = start + col
     empty = ~ok.any(dim=1)
     if bool(empty.any()):  # nothing searchable (cannot happen for real cones): clamp
@@ -193,15 +191,13 @@ def _break_ties(
     col: torch.Tensor,
     start: torch.Tensor,
     search: tuple[torch.Tensor, torch.Tensor] | None,
-    tolerance: float,
 ) -> tuple[int, int]:
-    """The tie rule (docs/method.md §1.3): where several searched positions score within
-    ``tolerance * |max|`` of the maximum, set ``col`` ``(n,)`` (in place) to the tied
-    column nearest the centre of the search range, the earlier of two equally near.
-    ``score``: ``(n, We)``, ``-inf`` where not ``ok``; ``best``: ``(n,)`` its maxima.
-    Returns ``(ties, flat)``: examples with several tied positions, and of those the
-    ones with every searched position tied."""
-    tied = (score >= (best - tolerance * best.abs())[:, None]) & ok  # (n, We)
+    """The tie rule (docs/method.md §1.3): where several searched positions have the
+    maximal score, set ``col`` ``(n,)`` (in place) to the one nearest the centre of the
+    search range, the earlier of two equally near. ``score``: ``(n, We)``, ``-inf`` where
+    not ``ok``; ``best``: ``(n,)`` its maxima. Returns ``(ties, flat)``: examples with
+    several maximal positions, and of those the ones with the same score everywhere."""
+    tied = (score == best[:, None]) & ok  # (n, We)
     several = tied.sum(dim=1) > 1
     if not bool(several.any()):  # the common case: one maximum
         return 0, 0
