@@ -58,6 +58,23 @@ def test_load_audio_errors_name_the_file(tmp_path):
         features.load_audio(bad)
 
 
+def test_log_mel_does_not_depend_on_the_thread_count():
+    """A parallel mean or sum adds in another order on more threads; features feed every
+    later step, so they are computed on one thread (docs/method.md §5)."""
+    audio = np.random.default_rng(0).normal(0, 0.1, 16000 * 10).astype(np.float32)  # 10 s:
+    # shorter noise happens to give the same bits on 2 threads (speech of 3 s does not)
+    before = torch.get_num_threads()
+    try:
+        out = []
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            out.append(features.log_mel(audio))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(out[0], out[1]) and torch.equal(out[0], out[2])
+    assert torch.get_num_threads() == before
+
+
 def test_log_mel_accepts_tensor():
     x = torch.randn(4000)
     assert features.log_mel(x).shape == (128, features.num_frames(4000))
