@@ -149,22 +149,26 @@ def compare_results(
             f"compare: the results hold different groupings ({', '.join(ra.groupings)} vs "
             f"{', '.join(rb.groupings)})"
         )
-    for what, x, y in (("NAP sums", ra.has_naps, rb.has_naps), ("folds", ra.folds, rb.folds)):
-        if x != y:
-            raise GradnapError(f"compare: the results differ in {what} ({x} vs {y})")
+    for what, in_a, in_b in (
+        ("NAP sums", ra.has_naps, rb.has_naps),
+        ("folds", ra.folds, rb.folds),
+    ):
+        if in_a != in_b:
+            raise GradnapError(f"compare: the results differ in {what} ({in_a} vs {in_b})")
     out: list[Difference] = []
     unmatched: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
     for grouping in [*ra.groupings, ALL]:
         la, lb = ra.labels(grouping), rb.labels(grouping)
-        common = [x for x in la if x in set(lb)]
-        if len(common) != len(la) or len(common) != len(lb):
+        row_b = {label: i for i, label in enumerate(lb)}
+        common = [label for label in la if label in row_b]
+        if set(la) != set(lb):
             unmatched[grouping] = (
                 tuple(sorted(set(la) - set(lb))),
                 tuple(sorted(set(lb) - set(la))),
             )
         rows = (
-            np.array([la.index(x) for x in common], dtype=np.int64),
-            np.array([lb.index(x) for x in common], dtype=np.int64),
+            np.array([i for i, label in enumerate(la) if label in row_b], dtype=np.int64),
+            np.array([row_b[label] for label in common], dtype=np.int64),
         )
         x, y = _matched(ra, rb, array_key(grouping, "examples"), rows)
         out.append(Difference(grouping, None, "examples", *_largest(x, y, common)))

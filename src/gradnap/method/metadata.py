@@ -208,7 +208,7 @@ class Progress:
     examples: int = 0
     seconds: float = 0.0
     #: Per layer: examples whose alignment centre ``t*`` the tie rule chose among several
-    #: positions of (nearly) the maximal score (docs/method.md §1.3).
+    #: positions of the maximal score (docs/method.md §1.3).
     ties: dict[str, int] = field(default_factory=dict)
     #: Per layer: of those, examples with a flat score (every searched position tied, e.g.
     #: no sensitivity in the cone): left unaligned at the cone's centre.
