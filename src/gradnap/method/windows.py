@@ -50,6 +50,8 @@ class Aligned:
     valid: torch.Tensor
     #: ``(n,)`` int64: the alignment centre ``t*`` (a position of the layer).
     centre: torch.Tensor
+    #: ``(n, C)`` float64: the sum of each neuron's squared activations over the window.
+    sq: torch.Tensor
     #: ``(n, We)`` the alignment score at positions ``score_start[i] + j`` (the searched
     #: positions; ``-inf`` elsewhere): where the model listens, for label times.
     score: torch.Tensor | None = None
@@ -81,19 +83,53 @@ class Positions:
         padded = torch.nn.functional.pad(act, (pad, pad))
         self._ac = np.ascontiguousarray(padded.cpu().numpy())
         self._views: dict[int, np.ndarray] = {}
+        self._prefix: np.ndarray | None = None
 
-    def windows(self, start: torch.Tensor, width: int) -> torch.Tensor:
-        """Activations at positions ``start[i] + j`` (``j < width``): ``(n, C, width)``."""
+    def _rows(self, start: torch.Tensor, width: int) -> np.ndarray:
+        """Indices into the padded positions of ``start`` (the padding grown to cover
+        windows of ``width``)."""
         if start.numel():
             need = max(0, -int(start.min()), int(start.max()) + width - self.length)
             if need > self.pad:
                 self._build(max(need, 2 * self.pad))
+        return (start + self.pad).numpy()
+
+    def _view(self, width: int) -> np.ndarray:
+        """``(C, T + 2p - width + 1, width)`` sliding windows of the padded positions."""
         view = self._views.get(width)
-        if view is None:  # (C, T + 2p - width + 1, width), no copy
+        if view is None:
             view = self._views[width] = sliding_window_view(self._ac, width, axis=1)
-        rows = (start + self.pad).numpy()
-        out = np.ascontiguousarray(view[:, rows].transpose(1, 0, 2))  # (n, C, width)
+        return view
+
+    def windows(self, start: torch.Tensor, width: int) -> torch.Tensor:
+        """Activations at positions ``start[i] + j`` (``j < width``): ``(n, C, width)``."""
+        rows = self._rows(start, width)
+        out = np.ascontiguousarray(self._view(width)[:, rows].transpose(1, 0, 2))
         return torch.from_numpy(out)
+
+    def square_sums(self, start: torch.Tensor, width: int) -> torch.Tensor:
+        """``sum_j act[c, start[i] + j] ** 2`` over ``j < width``: ``(n, C)`` float64, from
+        prefix sums of the squared activations (float64, per utterance), so no window is
+        read."""
+        rows = self._rows(start, width)
+        if self._prefix is None:
+            sq = np.square(self._ac, dtype=np.float64)
+            self._prefix = np.zeros((self.channels, sq.shape[1] + 1))
+            np.cumsum(sq, axis=1, out=self._prefix[:, 1:])
+        p = self._prefix
+        return torch.from_numpy(np.ascontiguousarray((p[:, rows + width] - p[:, rows]).T))
+
+    def windows_by_channel(self, start: torch.Tensor, width: int) -> torch.Tensor:
+        """The same windows channel-major, ``(C, n, width)``: a strided view (no copy)
+        when the starts are evenly spaced (consecutive frames), else gathered."""
+        rows = self._rows(start, width)
+        ac = torch.from_numpy(self._ac)
+        n = rows.shape[0]
+        step = int(rows[1] - rows[0]) if n > 1 else 0
+        if n <= 1 or (step >= 0 and bool((np.diff(rows) == step).all())):
+            first = int(rows[0]) if n else 0
+            return ac.as_strided((self.channels, n, width), (ac.stride(0), step, 1), first)
+        return torch.from_numpy(self._view(width)[:, rows])
 
 
 def recrop(grads: torch.Tensor, start: torch.Tensor, lo: torch.Tensor, width: int) -> torch.Tensor:
@@ -107,6 +143,63 @@ def recrop(grads: torch.Tensor, start: torch.Tensor, lo: torch.Tensor, width: in
     if not bool(inside.all()):
         out.mul_(inside[:, None, :].to(out.dtype))
     return out
+
+
+#: Elements per block of the score computation (a few hundred KB: the block's
+#: ``|S| * A`` stays in the core's cache instead of making three passes over memory).
+_SCORE_BLOCK = 1 << 16
+
+
+def _score(
+    positions: Positions, grads: torch.Tensor, start: torch.Tensor, input_layer: bool
+) -> torch.Tensor:
+    """``sum_c |S[c, t]| * A[c, t]`` (``sum_c |S[c, t]|`` for the input) at the window's
+    positions: ``(n, We)``.
+
+    Computed in blocks of channels, whatever the memory layout of ``grads`` (``(n, C, We)``
+    or, from the cone engine, a view of ``(C, We, n)``): each block's product is formed in
+    the cache and summed over its channels, and the blocks' sums are added.
+    """
+    n, C, We = grads.shape
+    acts = None if input_layer else positions.windows_by_channel(start, We)  # (C, n, We)
+    inner = grads.permute(1, 2, 0)
+    if inner.is_contiguous():  # frames innermost: work in (C, We, n)
+        gc, ac = inner, None if acts is None else acts.transpose(1, 2)
+    else:  # (C, n, We)
+        gc, ac = grads.transpose(0, 1), acts
+    total = gc.new_zeros(gc.shape[1:])
+    block = max(1, _SCORE_BLOCK // max(1, n * We))
+    for c0 in range(0, C, block):
+        part = gc[c0 : c0 + block].abs()
+        if ac is not None:
+            part.mul_(ac[c0 : c0 + block])
+        total += part.sum(dim=0)
+    return total.T.contiguous() if gc is inner else total
+
+
+def _crop(grads: torch.Tensor, offset: torch.Tensor, width: int) -> torch.Tensor:
+    """``out[i, :, j] = grads[i, :, offset[i] + j]`` for ``0 <= j < width``, zero where
+    that column lies outside the window: ``(n, C, width)`` contiguous.
+
+    ``grads`` ``(n, C, We)``; a view of a ``(C, We, n)`` buffer (frames innermost, the
+    cone engine) is transposed first, as one 2-D transpose. Then every example is one
+    slice copy into a zeroed array (numpy: far less overhead per call than torch's
+    indexing, and faster than ``gather`` for these shapes).
+    """
+    n, C, We = grads.shape
+    if not grads.is_contiguous():
+        inner = grads.permute(1, 2, 0)  # (C, We, n)
+        if inner.is_contiguous():  # frames innermost: a 2-D transpose is ~2x faster
+            grads = inner.view(C * We, n).T.contiguous().view(n, C, We)
+        else:
+            grads = grads.contiguous()
+    src = grads.numpy()
+    out = np.zeros((n, C, width), dtype=src.dtype)
+    for i, o in enumerate(offset.tolist()):
+        lo, hi = max(0, o), min(We, o + width)
+        if lo < hi:
+            out[i, :, lo - o : hi - o] = src[i, :, lo:hi]
+    return torch.from_numpy(out)
 
 
 def align(
@@ -123,7 +216,8 @@ def align(
     ``act``: the layer's activations ``(C, T)`` (the spectrogram ``(F, T)`` for the
     input), or their :class:`Positions` (reused across the chunks of an utterance).
     ``grads``: ``(n, C, We)`` sensitivities at positions ``start[i] + j`` (the engine's
-    window; zero outside the utterance). ``start``: ``(n,)`` int64. ``width``: ``W``.
+    window; zero outside the utterance), any memory layout (the cone engine's are views
+    of ``(C, We, n)`` buffers). ``start``: ``(n,)`` int64. ``width``: ``W``.
     ``search``: inclusive ``(lo, hi)`` ``(n,)`` position ranges to search ``t*`` in (the
     cone), or ``None`` for the whole window.
 
@@ -138,23 +232,13 @@ def align(
         raise GradnapError(
             f"align: activations have {positions.channels} channels, sensitivities {C}"
         )
-    if not grads.is_contiguous():  # engines may hand out other layouts
-        inner = grads.permute(1, 2, 0)  # (C, We, n)
-        if inner.is_contiguous():  # frames innermost (the cone engine): a 2-D transpose
-            grads = inner.view(C * We, n).T.contiguous().view(n, C, We)  # is ~2x faster
-        else:
-            grads = grads.contiguous()
     start = start.to(torch.int64)
     pos = start[:, None] + torch.arange(We)  # (n, We)
     ok = (pos >= 0) & (pos < T)
     if search is not None:
         lo, hi = search
         ok &= (pos >= lo[:, None]) & (pos <= hi[:, None])
-    g_abs = grads.abs()  # (n, C, We)
-    if not input_layer:
-        g_abs.mul_(positions.windows(start, We))
-    score = g_abs.sum(dim=1)  # (n, We)
-    del g_abs
+    score = _score(positions, grads, start, input_layer)  # (n, We)
     score = score.masked_fill_(~ok, float("-inf"))
     centre = start + score.argmax(dim=1)  # first maximum
     empty = ~ok.any(dim=1)
@@ -165,9 +249,8 @@ def align(
     q = first[:, None] + torch.arange(width)  # (n, W) positions
     valid = (q >= 0) & (q < T)
     act_crop = positions.windows(first, width)  # (n, C, W); zero outside the utterance
-    k = q - start[:, None]  # column in the engine window
-    inwin = (k >= 0) & (k < We) & valid
-    grad_crop = grads.gather(2, k.clamp(0, We - 1)[:, None, :].expand(n, C, width))
-    if not bool(inwin.all()):
-        grad_crop.mul_(inwin[:, None, :].to(grad_crop.dtype))
-    return Aligned(act_crop, grad_crop, valid, centre, score, start)
+    grad_crop = _crop(grads, first - start, width)  # zero outside the engine's window
+    if not bool(valid.all()):  # and outside the utterance (engines give zeros there)
+        grad_crop.mul_(valid[:, None, :].to(grad_crop.dtype))
+    sq = positions.square_sums(first, width)
+    return Aligned(act_crop, grad_crop, valid, centre, sq, score, start)
