@@ -40,7 +40,7 @@ from torch import nn
 from gradnap.defaults import METHOD
 from gradnap.engine._chain import Affine, Chain, extract_chain
 from gradnap.engine._layers import check_layers, check_target
-from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window
+from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window, examples_major
 from gradnap.errors import GradnapError
 from gradnap.geometry import ConvSpec
 from gradnap.threads import WorkerPool, one_thread
@@ -443,12 +443,21 @@ class ConeEngine:
         return g
 
     def sensitivities(
-        self, fwd: ForwardPass, frames: torch.Tensor, classes: torch.Tensor
+        self,
+        fwd: ForwardPass,
+        frames: torch.Tensor,
+        classes: torch.Tensor,
+        *,
+        contiguous: bool = False,
     ) -> dict[str, Window]:
         """Cone-wide windows per layer for target frames ``frames`` and classes ``classes``.
 
         ``frames``, ``classes``: ``(n,)`` int64. Returns name -> :class:`Window` with grads
-        ``(n, C_l, W_l)`` and start ``(n,)`` = ``Geometry.cone(tau, l)[0]``.
+        ``(n, C_l, W_l)`` and start ``(n,)`` = ``Geometry.cone(tau, l)[0]``. The grads are
+        views of ``(C_l, W_l, n)`` buffers (frames innermost, as computed); with
+        ``contiguous``, contiguous ``(n, C_l, W_l)`` tensors instead (the worker threads
+        transpose their frames' columns while copying them out, which costs them little
+        more than the copy they make anyway; the collector asks for this).
         """
         state = fwd.state
         if not isinstance(state, _ConeState):
@@ -473,29 +482,41 @@ class ConeEngine:
                 for name, (i, _) in self._pos.items()
             }
         if workers == 0:
-            return self._backward(state, frames, classes)
+            return self._whole(state, frames, classes, contiguous)
         # work items of _PIECE_FRAMES frames, the same number per worker, at least 8 frames
         per = max(1, n // (_PIECE_FRAMES * workers))
         parts_n = max(1, min(workers * per, n // 8))
         bounds = [n * w // parts_n for w in range(parts_n + 1)]
         with one_thread():
             if parts_n == 1:
-                return self._backward(state, frames, classes)
+                return self._whole(state, frames, classes, contiguous)
             # each work item writes its frames' columns of one (C, W, n) buffer per layer
-            bufs = {
-                name: fwd.probs.new_empty(fwd.activations[name].shape[0], self._width[i], n)
-                for name, (i, _) in self._pos.items()
-            }
+            # (contiguous: its rows of one (n, C * W) buffer)
+            bufs = {}
+            for name, (i, _) in self._pos.items():
+                c, w = fwd.activations[name].shape[0], self._width[i]
+                bufs[name] = fwd.probs.new_empty((n, c * w) if contiguous else (c, w, n))
 
             def work(ab: tuple[int, int]) -> None:
                 a, b = ab
-                self._backward(state, frames[a:b], classes[a:b], bufs, a)
+                self._backward(state, frames[a:b], classes[a:b], bufs, a, contiguous)
 
             self._workers.map(work, list(zip(bounds, bounds[1:], strict=False)), workers)
-        return {
-            name: Window(bufs[name].permute(2, 0, 1), frames * self._step[i] + self._lo0[i])
-            for name, (i, _) in self._pos.items()
-        }
+        out = {}
+        for name, (i, _) in self._pos.items():
+            c, w = fwd.activations[name].shape[0], self._width[i]
+            grads = bufs[name].view(n, c, w) if contiguous else bufs[name].permute(2, 0, 1)
+            out[name] = Window(grads, frames * self._step[i] + self._lo0[i])
+        return out
+
+    def _whole(
+        self, state: _ConeState, frames: torch.Tensor, classes: torch.Tensor, contiguous: bool
+    ) -> dict[str, Window]:
+        """:meth:`_backward` of all frames in the calling thread."""
+        wins = self._backward(state, frames, classes)
+        if not contiguous:
+            return wins
+        return {name: Window(examples_major(w.grads), w.start) for name, w in wins.items()}
 
     def resolved_workers(self) -> int:
         """Worker threads used by :meth:`sensitivities` (0 = torch's intra-op threads)."""
@@ -511,6 +532,7 @@ class ConeEngine:
         classes: torch.Tensor,
         into: dict[str, torch.Tensor] | None = None,
         column: int = 0,
+        transpose: bool = False,
     ) -> dict[str, Window]:
         """The cone backward for ``n`` frames. Gradients live in position-major layout
         ``(C, W, n)`` (frames innermost) so every transposed convolution is a few large
@@ -540,7 +562,9 @@ class ConeEngine:
                     gw = g * self._cut(state.deriv[i], idx, width)  # type: ignore[arg-type]
                 else:
                     gw = g * self._cut(state.suffix[(i, j)], idx, width)
-                if into is not None:
+                if into is not None and transpose:  # rows of an (N, C * W) buffer
+                    into[name][column : column + n].copy_(gw.reshape(-1, n).T)
+                elif into is not None:
                     into[name][:, :, column : column + n].copy_(gw)
                 else:
                     out[name] = Window(gw.permute(2, 0, 1), start)  # (n, C, W)

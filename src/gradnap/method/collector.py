@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from gradnap.defaults import BLANK_INDEX, COLLECT, FEATURES, METHOD, FeatureConfig
-from gradnap.engine import make_engine
+from gradnap.engine import ConeEngine, make_engine
 from gradnap.engine.base import INPUT_LAYER, TARGETS, ForwardPass, Window
 from gradnap.errors import GradnapError
 from gradnap.features import mel_frequencies
@@ -232,6 +232,7 @@ class Collector:
         if isinstance(engine, str):  # the engine checks the layer names
             engine = make_engine(model, wanted, target=target, kind=engine)
         self.engine = engine
+        self._window_layout = {"contiguous": True} if isinstance(engine, ConeEngine) else {}
         self.layers: list[str] = list(engine.layers)
         if wanted is not None and self.layers != wanted:
             raise GradnapError(f"the engine serves layers {self.layers}, not {wanted}")
@@ -482,7 +483,9 @@ class Collector:
         n = int(frames.numel())
         for s in range(0, n, self.chunk_frames):
             fr, cl = frames[s : s + self.chunk_frames], classes[s : s + self.chunk_frames]
-            wins = self.engine.sensitivities(fwd, fr, cl)  # the engine's own threads
+            # the engine's own threads; the cone engine's worker threads also transpose
+            # the windows to the (n, C, W) layout the alignment wants
+            wins = self.engine.sensitivities(fwd, fr, cl, **self._window_layout)
             with torch.no_grad(), one_thread():
                 chunk_gids = {name: ids[s : s + self.chunk_frames] for name, ids in gids.items()}
                 done: dict[str, ChunkStats] = {}  # per layer, what its windows add up

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
+from gradnap.engine.base import examples_major
 from gradnap.errors import GradnapError
 
 __all__ = ["Aligned", "Positions", "align", "recrop"]
@@ -181,19 +182,13 @@ def _crop(grads: torch.Tensor, offset: torch.Tensor, width: int) -> torch.Tensor
     """``out[i, :, j] = grads[i, :, offset[i] + j]`` for ``0 <= j < width``, zero where
     that column lies outside the window: ``(n, C, width)`` contiguous.
 
-    ``grads`` ``(n, C, We)``; a view of a ``(C, We, n)`` buffer (frames innermost, the
-    cone engine) is transposed first, as one 2-D transpose. Then every example is one
-    slice copy into a zeroed array (numpy: far less overhead per call than torch's
+    ``grads`` ``(n, C, We)``, made contiguous first
+    (:func:`~gradnap.engine.base.examples_major`). Then every example is one slice copy
+    into a zeroed array (numpy: far less overhead per call than torch's
     indexing, and faster than ``gather`` for these shapes).
     """
     n, C, We = grads.shape
-    if not grads.is_contiguous():
-        inner = grads.permute(1, 2, 0)  # (C, We, n)
-        if inner.is_contiguous():  # frames innermost: a 2-D transpose is ~2x faster
-            grads = inner.view(C * We, n).T.contiguous().view(n, C, We)
-        else:
-            grads = grads.contiguous()
-    src = grads.numpy()
+    src = examples_major(grads).numpy()
     out = np.zeros((n, C, width), dtype=src.dtype)
     for i, o in enumerate(offset.tolist()):
         lo, hi = max(0, o), min(We, o + width)
