@@ -80,16 +80,27 @@ def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
     count = valid.to(act.dtype)
     sorted_act = sorted_count = None
     if naps:
-        all_valid = bool(valid.all())
+        width = act.shape[2]
+        nvalid = valid.sum(dim=1)  # (n,)
+        sorted_count = (torch.arange(width)[None, :] < nvalid[:, None]).to(act.dtype)
         neg = np.negative(act.numpy())  # sort ascending of -act = descending of act
-        if not all_valid:
-            np.copyto(neg, np.inf, where=~valid.numpy()[:, None, :])  # invalid sorts last
+        # Windows that reach past the utterance's ends (a run of invalid columns at one
+        # end, zero in ``act``): their invalid columns must sort last. When none of those
+        # windows holds a negative value they do (zeros sort below every valid value but
+        # equal zeros), else they are set to -inf for the sort and to 0 afterwards.
+        edge = (nvalid < width).nonzero().flatten().tolist()
+        fix = bool(edge) and not aligned.nonnegative
+        if fix:
+            first = valid.to(torch.int8).argmax(dim=1).tolist()  # first valid column
+            for i in edge:
+                lo, hi = first[i], first[i] + int(nvalid[i])
+                neg[i, :, :lo] = np.inf
+                neg[i, :, hi:] = np.inf
         neg.sort(axis=2)  # numpy's SIMD sort: much faster than torch.sort on short rows
         np.negative(neg, out=neg)
-        nvalid = valid.sum(dim=1)  # (n,)
-        sorted_count = (torch.arange(act.shape[2])[None, :] < nvalid[:, None]).to(act.dtype)
-        if not all_valid:
-            np.copyto(neg, 0.0, where=~sorted_count.numpy().astype(bool)[:, None, :])
+        if fix:
+            for i in edge:
+                neg[i, :, int(nvalid[i]) :] = 0.0
         sorted_act = torch.from_numpy(neg)
     return ChunkStats(act, grad, count, aligned.sq, sorted_act, sorted_count)
 
@@ -362,18 +373,25 @@ class LayerSums:
         k = self.folds
         if not 0 <= fold < k:
             raise GradnapError(f"fold {fold} outside 0..{k - 1}")
+        wide: dict[str, torch.Tensor] = {}  # float64 copies of the parts, made once
+
+        def f64(name: str) -> torch.Tensor:
+            if name not in wide:
+                wide[name] = _rounded(name, parts[name]).to(torch.float64)
+            return wide[name]
+
         for name in TOTAL_FIELDS + NAP_FIELDS:
             acc = getattr(self, name)
             if acc is not None:
                 target = _view(acc)
-                target.index_add_(0, groups, _rounded(name, parts[name]).to(target.dtype))
+                target.index_add_(0, groups, f64(name).to(target.dtype))
         if self.bins is None:
             return
         rows = groups * k + fold  # fold-major rows of a (G*K, ...) view: one index_add
         pool = self._pooling()
         for name, source in FOLD_SOURCE.items():
             acc = getattr(self, name)
-            pooled = parts[source].to(torch.float64) @ pool  # (m, ..., W) -> (m, ..., B)
+            pooled = f64(source) @ pool  # (m, ..., W) -> (m, ..., B)
             target = _view(acc.reshape((-1,) + acc.shape[2:]))
             target.index_add_(0, rows, _rounded(name, pooled).to(target.dtype))
 

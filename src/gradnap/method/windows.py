@@ -53,6 +53,8 @@ class Aligned:
     centre: torch.Tensor
     #: ``(n, C)`` float64: the sum of each neuron's squared activations over the window.
     sq: torch.Tensor
+    #: No activation of the layer in this utterance is negative (e.g. after a ReLU).
+    nonnegative: bool
     #: ``(n, We)`` the alignment score at positions ``score_start[i] + j`` (the searched
     #: positions; ``-inf`` elsewhere): where the model listens, for label times.
     score: torch.Tensor | None = None
@@ -85,6 +87,8 @@ class Positions:
         self._ac = np.ascontiguousarray(padded.cpu().numpy())
         self._views: dict[int, np.ndarray] = {}
         self._prefix: np.ndarray | None = None
+        #: No activation is negative (e.g. after a ReLU).
+        self.nonnegative = bool(self._ac.min(initial=0.0) >= 0)
 
     def _rows(self, start: torch.Tensor, width: int) -> np.ndarray:
         """Indices into the padded positions of ``start`` (the padding grown to cover
@@ -248,4 +252,4 @@ def align(
     if not bool(valid.all()):  # and outside the utterance (engines give zeros there)
         grad_crop.mul_(valid[:, None, :].to(grad_crop.dtype))
     sq = positions.square_sums(first, width)
-    return Aligned(act_crop, grad_crop, valid, centre, sq, score, start)
+    return Aligned(act_crop, grad_crop, valid, centre, sq, positions.nonnegative, score, start)
