@@ -117,12 +117,12 @@ class Positions:
         prefix sums of the squared activations (float64, per utterance), so no window is
         read."""
         rows = self._rows(start, width)
-        if self._prefix is None:
-            sq = np.square(self._ac, dtype=np.float64)
-            self._prefix = np.zeros((self.channels, sq.shape[1] + 1))
-            np.cumsum(sq, axis=1, out=self._prefix[:, 1:])
+        if self._prefix is None:  # (T + 2p + 1, C): a window's sum is two rows apart
+            sq = np.square(self._ac.T, dtype=np.float64)
+            self._prefix = np.zeros((sq.shape[0] + 1, self.channels))
+            np.cumsum(sq, axis=0, out=self._prefix[1:])
         p = self._prefix
-        return torch.from_numpy(np.ascontiguousarray((p[:, rows + width] - p[:, rows]).T))
+        return torch.from_numpy(p[rows + width] - p[rows])
 
     def windows_by_channel(self, start: torch.Tensor, width: int) -> torch.Tensor:
         """The same windows channel-major, ``(C, n, width)``: a strided view (no copy)
