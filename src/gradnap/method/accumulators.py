@@ -23,6 +23,7 @@ which exist to check the statistics' zero).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
@@ -297,6 +298,10 @@ class LayerSums:
     fold_grad: np.ndarray | None = None
     fold_count: np.ndarray | None = None
     bins: np.ndarray | None = None
+    #: ``(W, B)`` float64 pooling matrix of :attr:`bins` (made on first use).
+    _pool: torch.Tensor | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def zeros(
@@ -399,10 +404,12 @@ class LayerSums:
         """``(W, B)`` float64, 1 where column ``w`` lies in bin ``b`` (:attr:`bins`): the
         per-fold sums pool the columns as one matrix product."""
         assert self.bins is not None
-        index = torch.from_numpy(self.bins)
-        pool = torch.zeros(index.shape[0], int(index.max()) + 1, dtype=torch.float64)
-        pool[torch.arange(index.shape[0]), index] = 1.0
-        return pool
+        if self._pool is None or self._pool.shape[0] != self.bins.shape[0]:
+            index = torch.from_numpy(self.bins)
+            pool = torch.zeros(index.shape[0], int(index.max()) + 1, dtype=torch.float64)
+            pool[torch.arange(index.shape[0]), index] = 1.0
+            self._pool = pool
+        return self._pool
 
 
 def _rounded(name: str, part: torch.Tensor) -> torch.Tensor:

@@ -152,7 +152,7 @@ def recrop(grads: torch.Tensor, start: torch.Tensor, lo: torch.Tensor, width: in
 
 #: Elements per block of the score computation (a few hundred KB: the block's
 #: ``|S| * A`` stays in the core's cache instead of making three passes over memory).
-_SCORE_BLOCK = 1 << 16
+_SCORE_BLOCK = 1 << 17
 
 
 def _score(
@@ -194,10 +194,11 @@ def _crop(grads: torch.Tensor, offset: torch.Tensor, width: int) -> torch.Tensor
     n, C, We = grads.shape
     src = examples_major(grads).numpy()
     out = np.zeros((n, C, width), dtype=src.dtype)
-    for i, o in enumerate(offset.tolist()):
-        lo, hi = max(0, o), min(We, o + width)
-        if lo < hi:
-            out[i, :, lo - o : hi - o] = src[i, :, lo:hi]
+    off = offset.numpy()
+    lo, hi = np.clip(off, 0, We), np.clip(off + width, 0, We)  # source columns
+    for i, a, b, c in zip(range(n), lo.tolist(), hi.tolist(), (lo - off).tolist(), strict=True):
+        if a < b:
+            out[i, :, c : c + b - a] = src[i, :, a:b]
     return torch.from_numpy(out)
 
 
