@@ -40,8 +40,9 @@ output frame a target), measured in one process:
   alternating per utterance, the median of the per-round ratios (the ratio of CPU times
   is printed on stderr).
 
-Prints one JSON line per config on stdout (timings breakdown and the profile, with
-``--profile``, on stderr)::
+Prints one JSON line per config on stdout (timings breakdown and, with ``--profile``,
+a torch.profiler table of one engine chunk and a cProfile of one utterance's collection
+on one thread, on stderr)::
 
     .venv/bin/python benchmarks/engine.py
     .venv/bin/python benchmarks/engine.py --configs paper --workers 2 --profile
@@ -217,7 +218,7 @@ def profile_chunk(engine: ConeEngine, x: torch.Tensor, chunk: int) -> None:
 
 
 def collect_fps(
-    model, utterances: int, workers: int | None, chunk: int, rounds: int
+    model, utterances: int, workers: int | None, chunk: int, rounds: int, profile: bool = False
 ) -> tuple[float, float] | None:
     """End-to-end frames/s of the collection on a small flite corpus, and its fraction of
     the cone engine's frames/s on the same utterances (None without flite).
@@ -228,7 +229,9 @@ def collect_fps(
     :meth:`GradNAP.add <gradnap.method.collector.Collector.add>`: what
     :meth:`GradNAP.collect` does per utterance), so that the machine's load affects both
     alike; the fraction is the median of the per-round ratios. The same ratio of CPU
-    times is logged per round.
+    times is logged per round. ``profile``: then the collection of the longest utterance
+    on one thread (engine and collector) under cProfile, the library's functions by
+    cumulative time (:func:`profile_collect`).
     """
     if shutil.which("flite") is None:
         log("collect: flite not found, collect_fps = null")
@@ -278,7 +281,42 @@ def collect_fps(
                 f"cone {frames / wall['cone']:.1f} frames/s, collect {rates[-1]:.1f} "
                 f"(fraction {ratios[-1]:.3f}; of CPU time {cpu['cone'] / cpu['collect']:.3f})"
             )
+        if profile:
+            longest = max(range(len(feats)), key=lambda i: feats[i].shape[1])
+            profile_collect(model, layers, chunk, corpus, corpus.utterances[longest])
         return statistics.median(rates), statistics.median(ratios)
+
+
+def profile_collect(model, layers, chunk: int, corpus, utt) -> None:
+    """cProfile of the collection of one utterance on one thread (engine worker and
+    collector thread), after a warm-up: the library's functions by cumulative time."""
+    import cProfile
+    import io
+    import pstats
+
+    from gradnap.engine import make_engine
+    from gradnap.method.run import GradNAP
+    from gradnap.threads import one_thread
+
+    with one_thread():
+        nap = GradNAP(
+            model,
+            layers,
+            engine=make_engine(model, layers, workers=1),
+            groupings=("grapheme", "phoneme"),
+            examples="all",
+            chunk_frames=chunk,
+            threads=1,
+        )
+        nap.add(utt, corpus.features(utt))  # warm-up
+        prof = cProfile.Profile()
+        prof.enable()
+        nap.add(utt, corpus.features(utt))
+        prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out).sort_stats("cumulative")
+    stats.print_stats(r"gradnap/(engine|method|features)", 24)
+    log(out.getvalue())
 
 
 def bench_config(name: str, args) -> dict:
@@ -339,7 +377,7 @@ def bench_config(name: str, args) -> dict:
     cfps = cfrac = None
     if not args.no_collect:
         measured = collect_fps(
-            model, args.collect_utterances, args.workers, args.chunk, args.repeats
+            model, args.collect_utterances, args.workers, args.chunk, args.repeats, args.profile
         )
         if measured is not None:
             cfps, cfrac = measured
@@ -378,7 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-captum", action="store_true", help="skip the Captum measurement")
     p.add_argument("--collect-utterances", type=int, default=8, help="synthesized corpus size")
     p.add_argument("--no-collect", action="store_true", help="skip the collect measurement")
-    p.add_argument("--profile", action="store_true", help="torch.profiler table of one chunk")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="torch.profiler table of one engine chunk; cProfile of one utterance's collection",
+    )
     args = p.parse_args(argv)
     log(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
     for name in args.configs.split(","):
