@@ -182,23 +182,26 @@ def _score(
     return total.T.contiguous() if gc is inner else total
 
 
-def _crop(grads: torch.Tensor, offset: torch.Tensor, width: int) -> torch.Tensor:
-    """``out[i, :, j] = grads[i, :, offset[i] + j]`` for ``0 <= j < width``, zero where
-    that column lies outside the window: ``(n, C, width)`` contiguous.
+def _crop(
+    grads: torch.Tensor, start: torch.Tensor, first: torch.Tensor, width: int, length: int
+) -> torch.Tensor:
+    """The sensitivities at positions ``first[i] + j`` (``j < width``) of windows ``grads``
+    ``(n, C, We)`` whose column 0 is position ``start[i]``: ``(n, C, width)`` contiguous,
+    zero at positions outside the window or outside ``0 .. length - 1``.
 
-    ``grads`` ``(n, C, We)``, made contiguous first
-    (:func:`~gradnap.engine.base.examples_major`). Then every example is one slice copy
-    into a zeroed array (numpy: far less overhead per call than torch's
-    indexing, and faster than ``gather`` for these shapes).
+    ``grads`` is made contiguous first (:func:`~gradnap.engine.base.examples_major`); then
+    every example is one slice copy into a zeroed array (numpy: far less overhead per
+    call than torch's indexing, and faster than ``gather`` for these shapes).
     """
     n, C, We = grads.shape
     src = examples_major(grads).numpy()
     out = np.zeros((n, C, width), dtype=src.dtype)
-    off = offset.numpy()
-    lo, hi = np.clip(off, 0, We), np.clip(off + width, 0, We)  # source columns
-    for i, a, b, c in zip(range(n), lo.tolist(), hi.tolist(), (lo - off).tolist(), strict=True):
+    f, off = first.numpy(), (first - start).numpy()  # column j is window column j + off
+    lo = np.maximum(np.maximum(0, -off), -f)
+    hi = np.minimum(np.minimum(width, We - off), length - f)
+    for i, a, b, o in zip(range(n), lo.tolist(), hi.tolist(), off.tolist(), strict=True):
         if a < b:
-            out[i, :, c : c + b - a] = src[i, :, a:b]
+            out[i, :, a:b] = src[i, :, a + o : b + o]
     return torch.from_numpy(out)
 
 
@@ -249,8 +252,6 @@ def align(
     q = first[:, None] + torch.arange(width)  # (n, W) positions
     valid = (q >= 0) & (q < T)
     act_crop = positions.windows(first, width)  # (n, C, W); zero outside the utterance
-    grad_crop = _crop(grads, first - start, width)  # zero outside the engine's window
-    if not bool(valid.all()):  # and outside the utterance (engines give zeros there)
-        grad_crop.mul_(valid[:, None, :].to(grad_crop.dtype))
+    grad_crop = _crop(grads, start, first, width, T)
     sq = positions.square_sums(first, width)
     return Aligned(act_crop, grad_crop, valid, centre, sq, positions.nonnegative, score, start)
