@@ -31,15 +31,18 @@ output frame a target), measured in one process:
   extrapolated to all frames; with torch's intra-op threads and with one thread, the
   faster counts (``null`` without Captum);
 - ``speedup_vs_captum`` = ``cone_fps / captum_fps``;
-- ``collect_fps``: frames/s of :class:`gradnap.method.collector.GradNAP` end to end (features,
-  engine, alignment, accumulators for graphemes and phonemes, ``examples="all"``) on a
-  small corpus synthesized with flite (``null`` when flite is missing or ``--no-collect``);
-  ``collect_fraction``: collect's frames/s over the cone engine's on the same utterances
-  (forward and every frame's sensitivities from precomputed features), timed in
-  alternation, the median of the per-round ratios.
+- ``collect_fps``: frames/s of the collection end to end (features from the audio file,
+  engine, alignment, accumulators for graphemes and phonemes, ``examples="all"``; what
+  :meth:`gradnap.method.run.GradNAP.collect` does per utterance) on a small corpus
+  synthesized with flite (``null`` when flite is missing or ``--no-collect``);
+  ``collect_fraction``: its frames/s over the cone engine's on the same utterances
+  (forward and every frame's sensitivities from precomputed features), the two
+  alternating per utterance, the median of the per-round ratios (the ratio of CPU times
+  is printed on stderr).
 
-Prints one JSON line per config on stdout (timings breakdown and the profile, with
-``--profile``, on stderr)::
+Prints one JSON line per config on stdout (timings breakdown and, with ``--profile``,
+a torch.profiler table of one engine chunk and a cProfile of one utterance's collection
+on one thread, on stderr)::
 
     .venv/bin/python benchmarks/engine.py
     .venv/bin/python benchmarks/engine.py --configs paper --workers 2 --profile
@@ -215,14 +218,20 @@ def profile_chunk(engine: ConeEngine, x: torch.Tensor, chunk: int) -> None:
 
 
 def collect_fps(
-    model, utterances: int, workers: int | None, chunk: int, rounds: int
+    model, utterances: int, workers: int | None, chunk: int, rounds: int, profile: bool = False
 ) -> tuple[float, float] | None:
-    """End-to-end frames/s of GradNAP.collect on a small flite corpus, and its fraction of
+    """End-to-end frames/s of the collection on a small flite corpus, and its fraction of
     the cone engine's frames/s on the same utterances (None without flite).
 
-    Each round times the cone engine alone (forward and every frame's sensitivities, from
-    features computed beforehand), then the whole collection from the audio files; the
-    fraction is the median of the per-round ratios, so the machine's load affects both.
+    Each round goes through the corpus once, alternating per utterance between the cone
+    engine alone (forward and every frame's sensitivities, from features computed
+    beforehand) and the collection of that utterance from its audio file (features, then
+    :meth:`GradNAP.add <gradnap.method.collector.Collector.add>`: what
+    :meth:`GradNAP.collect` does per utterance), so that the machine's load affects both
+    alike; the fraction is the median of the per-round ratios. The same ratio of CPU
+    times is logged per round. ``profile``: then the collection of the longest utterance
+    on one thread (engine and collector) under cProfile, the library's functions by
+    cumulative time (:func:`profile_collect`).
     """
     if shutil.which("flite") is None:
         log("collect: flite not found, collect_fps = null")
@@ -250,19 +259,64 @@ def collect_fps(
         nap.collect(root, progress=False, limit=1)  # warm-up (feature code, caches)
         rates, ratios = [], []
         for r in range(rounds):
-            t0, frames = time.perf_counter(), 0
-            for x in feats:
+            nap.reset()
+            wall = {"cone": 0.0, "collect": 0.0}
+            cpu = dict(wall)
+            frames = 0
+            for utt, x in zip(corpus.utterances, feats, strict=True):
+                t0, c0 = time.perf_counter(), time.process_time()
                 frames += run_utterance(engine, x, chunk)[3]
-            cone = frames / (time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            nap.collect(root, progress=False)
-            rates.append(nap.progress.examples / (time.perf_counter() - t0))
-            ratios.append(rates[-1] / cone)
+                t1, c1 = time.perf_counter(), time.process_time()
+                nap.add(utt, corpus.features(utt))
+                t2, c2 = time.perf_counter(), time.process_time()
+                wall["cone"] += t1 - t0
+                wall["collect"] += t2 - t1
+                cpu["cone"] += c1 - c0
+                cpu["collect"] += c2 - c1
+            examples = nap.progress.examples
+            rates.append(examples / wall["collect"])
+            ratios.append(wall["cone"] / wall["collect"] * examples / frames)
             log(
                 f"collect round {r}: {nap.progress.utterances} utterances, {frames} frames; "
-                f"cone {cone:.1f} frames/s, collect {rates[-1]:.1f} (fraction {ratios[-1]:.3f})"
+                f"cone {frames / wall['cone']:.1f} frames/s, collect {rates[-1]:.1f} "
+                f"(fraction {ratios[-1]:.3f}; of CPU time {cpu['cone'] / cpu['collect']:.3f})"
             )
+        if profile:
+            longest = max(range(len(feats)), key=lambda i: feats[i].shape[1])
+            profile_collect(model, layers, chunk, corpus, corpus.utterances[longest])
         return statistics.median(rates), statistics.median(ratios)
+
+
+def profile_collect(model, layers, chunk: int, corpus, utt) -> None:
+    """cProfile of the collection of one utterance on one thread (engine worker and
+    collector thread), after a warm-up: the library's functions by cumulative time."""
+    import cProfile
+    import io
+    import pstats
+
+    from gradnap.engine import make_engine
+    from gradnap.method.run import GradNAP
+    from gradnap.threads import one_thread
+
+    with one_thread():
+        nap = GradNAP(
+            model,
+            layers,
+            engine=make_engine(model, layers, workers=1),
+            groupings=("grapheme", "phoneme"),
+            examples="all",
+            chunk_frames=chunk,
+            threads=1,
+        )
+        nap.add(utt, corpus.features(utt))  # warm-up
+        prof = cProfile.Profile()
+        prof.enable()
+        nap.add(utt, corpus.features(utt))
+        prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out).sort_stats("cumulative")
+    stats.print_stats(r"gradnap/(engine|method|features)", 24)
+    log(out.getvalue())
 
 
 def bench_config(name: str, args) -> dict:
@@ -323,7 +377,7 @@ def bench_config(name: str, args) -> dict:
     cfps = cfrac = None
     if not args.no_collect:
         measured = collect_fps(
-            model, args.collect_utterances, args.workers, args.chunk, args.repeats
+            model, args.collect_utterances, args.workers, args.chunk, args.repeats, args.profile
         )
         if measured is not None:
             cfps, cfrac = measured
@@ -362,7 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-captum", action="store_true", help="skip the Captum measurement")
     p.add_argument("--collect-utterances", type=int, default=8, help="synthesized corpus size")
     p.add_argument("--no-collect", action="store_true", help="skip the collect measurement")
-    p.add_argument("--profile", action="store_true", help="torch.profiler table of one chunk")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="torch.profiler table of one engine chunk; cProfile of one utterance's collection",
+    )
     args = p.parse_args(argv)
     log(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
     for name in args.configs.split(","):

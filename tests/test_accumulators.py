@@ -205,3 +205,45 @@ def test_version_2_files_are_upgraded_to_totals_and_binned_folds():
     assert "sums/g/L/fold_act" not in upgrade_arrays(
         {k: v[:, :1] if v.ndim > 1 else v for k, v in v2.items()}, 2
     )
+
+
+def test_chunk_stats_with_negative_activations_past_the_edges():
+    # windows reaching past the utterance: their invalid columns rank last even though
+    # the valid activations are negative (a zero would otherwise sort above them)
+    act = torch.tensor([[-1.0, -3.0, -2.0, 0.5]])  # (C=1, T=4)
+    g = torch.zeros(2, 1, 4)
+    g[0, 0, 0] = 1.0  # t* = 0: positions -1, 0, 1
+    g[1, 0, 3] = 1.0  # t* = 3: positions 2, 3, 4
+    s = chunk_stats(align(act, *whole(g), 3, input_layer=True))
+    assert s.sorted[0, 0].tolist() == [-1.0, -3.0, 0.0]
+    assert s.sorted[1, 0].tolist() == [0.5, -2.0, 0.0]
+    assert s.sorted_count.tolist() == [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+    # non-negative activations: the invalid zeros sort last by themselves
+    s = chunk_stats(align(act.abs(), *whole(g), 3, input_layer=True))
+    assert s.sorted[0, 0].tolist() == [3.0, 1.0, 0.0]
+    assert s.sorted[1, 0].tolist() == [2.0, 0.5, 0.0]
+
+
+def test_chunk_parts_are_the_sums_of_each_group():
+    from gradnap.method.accumulators import chunk_parts, chunk_rows
+
+    labels = ["a", None, "b", "a", "c", "b", "a"]
+    s = random_stats(len(labels))
+    gs = GroupingSums("g", {"L": (3, 4)})
+    gid = gs.group_ids(labels)
+    assert chunk_rows(torch.full((3,), -1)) is None
+    rows = chunk_rows(gid, fold=2)
+    assert rows is not None and rows.groups.tolist() == [0, 1, 2] and rows.fold == 2
+    assert rows.member.sum(0).tolist() == [3.0, 2.0, 1.0] and rows.member[1].sum() == 0
+    parts = chunk_parts(s, rows.member, naps=True)
+    for k, group in enumerate(rows.groups.tolist()):
+        mine = [i for i, g in enumerate(gid.tolist()) if g == group]
+        for field, values in (
+            ("act_sum", s.act),
+            ("grad_sum", s.grad),
+            ("count", s.count),
+            ("act_sqsum", s.sq),
+            ("sorted_sum", s.sorted),
+            ("sorted_count", s.sorted_count),
+        ):
+            torch.testing.assert_close(parts[field][k], values[mine].sum(0), msg=field)

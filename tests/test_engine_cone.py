@@ -307,3 +307,24 @@ def test_threading_modes_equal_reference(workers):
         torch.manual_seed(frames)
         assert_engines_agree(cone, ref, torch.randn(N_FEATURES, frames))
     cone.close()
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_contiguous_windows_hold_the_same_values(workers):
+    # contiguous=True: (n, C, W) tensors transposed by the workers (or at the end), the
+    # same numbers as the default views of (C, W, n) buffers; chunks of one piece too
+    model = tiny_wav2letter()
+    layers = ["input", "layer1", "layer5", "layer11"]
+    eng = ConeEngine(model, layers, workers=workers)
+    fwd = eng.forward(torch.randn(N_FEATURES, 300))
+    for frames in (torch.arange(0, 5), torch.arange(3, 136), torch.tensor([140, 2, 77, 77])):
+        classes = fwd.probs[:, frames].argmax(0)
+        views = eng.sensitivities(fwd, frames, classes)
+        flat = eng.sensitivities(fwd, frames, classes, contiguous=True)
+        for name in layers:
+            assert flat[name].grads.is_contiguous()
+            assert torch.equal(flat[name].grads, views[name].grads)
+            assert torch.equal(flat[name].start, views[name].start)
+    empty = eng.sensitivities(fwd, frames[:0], classes[:0], contiguous=True)
+    assert empty["layer1"].grads.shape == (0, 3, eng.geometry.cone_width(1))
+    eng.close()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradnap.method.windows import align, recrop
+from gradnap.method.windows import Positions, align, recrop
 from helpers import whole
 
 
@@ -153,3 +153,32 @@ def test_align_ties_go_to_the_position_nearest_the_cone_centre():
     a = align(act, g, lo, 3, input_layer=False, search=(lo, hi))
     assert a.centre.tolist() == [6, 1, 1]
     assert (a.ties, a.flat) == (2, 0)
+
+
+def test_positions_channel_major_windows_and_square_sums():
+    gen = torch.Generator().manual_seed(5)
+    act = torch.randn(3, 9, generator=gen)
+    pos = Positions(act, 2)
+    assert not pos.nonnegative and Positions(act.relu()).nonnegative
+    for start in (torch.tensor([-3, -2, -1, 0, 1]), torch.tensor([4, -1, 8, 2])):
+        want = pos.windows(start, 4)  # (n, C, 4), zero outside the utterance
+        for j in range(4):
+            p = start + j
+            inside = (p >= 0) & (p < 9)
+            assert torch.equal(want[:, :, j][inside], act[:, p[inside]].T)
+            assert bool((want[:, :, j][~inside] == 0).all())
+        # evenly spaced starts: a strided view, else gathered: the same windows
+        assert torch.equal(pos.windows_by_channel(start, 4), want.transpose(0, 1))
+        sq = pos.square_sums(start, 4)
+        assert sq.dtype == torch.float64
+        torch.testing.assert_close(sq, want.double().square().sum(2))
+
+
+def test_align_squared_sums_match_the_cropped_activations():
+    gen = torch.Generator().manual_seed(6)
+    act = torch.randn(4, 15, generator=gen)
+    g = torch.randn(6, 4, 15, generator=gen)
+    for width in (3, 6):
+        a = align(act, *whole(g), width, input_layer=False)
+        torch.testing.assert_close(a.sq, a.act.double().square().sum(2))
+        assert not a.nonnegative

@@ -40,7 +40,7 @@ from torch import nn
 from gradnap.defaults import METHOD
 from gradnap.engine._chain import Affine, Chain, extract_chain
 from gradnap.engine._layers import check_layers, check_target
-from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window
+from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window, examples_major
 from gradnap.errors import GradnapError
 from gradnap.geometry import ConvSpec
 from gradnap.threads import WorkerPool, one_thread
@@ -102,19 +102,35 @@ class _TapWeights:
         else:
             self.taps = weight.permute(2, 1, 0).contiguous()
 
-    def backward(self, gz: torch.Tensor) -> torch.Tensor:
+    def backward(
+        self, gz: torch.Tensor, pool: WorkerPool | None = None, workers: int = 1
+    ) -> torch.Tensor:
         """Transposed convolution in position-major layout.
 
         ``gz``: ``(C_out, W * n)`` contiguous, the gradient at the conv output for ``n``
         frames at ``W`` positions (frames innermost). Returns ``(C_in, W', n)`` with
         ``W' = (W - 1) * stride + dilation * (k - 1) + 1``. Tap ``j`` adds
         ``W[:, :, j].T @ gz`` at output positions ``t * stride + j * dilation``: one GEMM
-        per tap into a column slice of the output (per stride phase), no im2col.
+        per tap into a column slice of the output (per stride phase), no im2col. With
+        ``pool``, a one-wide layer's single GEMM is split by rows between ``workers``
+        threads of it.
         """
         w = self.width
         n = gz.shape[1] // w
-        if self.cols is not None:  # W == 1: a single GEMM, (C_in * k, n) = (C_in, k, n)
-            return (self.cols @ gz).view(self.c_in, self.k, n)
+        cols = self.cols
+        if cols is not None:  # W == 1: a single GEMM, (C_in * k, n) = (C_in, k, n)
+            if pool is None or workers <= 1:
+                return (cols @ gz).view(self.c_in, self.k, n)
+            # split by rows between the workers: each packs only its rows of the weight
+            out = gz.new_empty(cols.shape[0], n)
+            rows = [out.shape[0] * q // workers for q in range(workers + 1)]
+
+            def part(r: tuple[int, int]) -> None:
+                with torch.no_grad():
+                    torch.mm(cols[r[0] : r[1]], gz, out=out[r[0] : r[1]])
+
+            pool.map(part, list(zip(rows, rows[1:], strict=False)), workers)
+            return out.view(self.c_in, self.k, n)
         assert self.taps is not None
         s, d, k = self.spec.stride, self.spec.dilation, self.k
         w_out = (w - 1) * s + d * (k - 1) + 1
@@ -213,6 +229,14 @@ class ConeEngine:
         for i, st in enumerate(self.chain.stages[1:], start=1):
             assert st.weight is not None and st.spec is not None
             self._weights.append(_TapWeights(st.weight, st.spec, self._width[i]))
+        #: Stages ``_head + 1 .. L`` (the output end) are one-wide single GEMMs: with
+        #: workers they run once for the whole chunk, each GEMM split by rows.
+        self._head = L
+        while self._head >= 1 and getattr(self._weights[self._head], "cols", None) is not None:
+            self._head -= 1
+        self._by_stage: dict[int, list[tuple[str, int]]] = {}
+        for name, (i, j) in self._pos.items():
+            self._by_stage.setdefault(i, []).append((name, j))
         #: Per stage ``i >= 1``: the weight as a ``(C_out, C_in * k)`` matrix for the
         #: forward pass's im2col GEMM.
         self._fwd_weight: list[torch.Tensor | None] = [None]
@@ -443,12 +467,21 @@ class ConeEngine:
         return g
 
     def sensitivities(
-        self, fwd: ForwardPass, frames: torch.Tensor, classes: torch.Tensor
+        self,
+        fwd: ForwardPass,
+        frames: torch.Tensor,
+        classes: torch.Tensor,
+        *,
+        contiguous: bool = False,
     ) -> dict[str, Window]:
         """Cone-wide windows per layer for target frames ``frames`` and classes ``classes``.
 
         ``frames``, ``classes``: ``(n,)`` int64. Returns name -> :class:`Window` with grads
-        ``(n, C_l, W_l)`` and start ``(n,)`` = ``Geometry.cone(tau, l)[0]``.
+        ``(n, C_l, W_l)`` and start ``(n,)`` = ``Geometry.cone(tau, l)[0]``. The grads are
+        views of ``(C_l, W_l, n)`` buffers (frames innermost, as computed); with
+        ``contiguous``, contiguous ``(n, C_l, W_l)`` tensors instead (the worker threads
+        transpose their frames' columns while copying them out, which costs them little
+        more than the copy they make anyway; the collector asks for this).
         """
         state = fwd.state
         if not isinstance(state, _ConeState):
@@ -473,29 +506,54 @@ class ConeEngine:
                 for name, (i, _) in self._pos.items()
             }
         if workers == 0:
-            return self._backward(state, frames, classes)
+            return self._whole(state, frames, classes, contiguous)
         # work items of _PIECE_FRAMES frames, the same number per worker, at least 8 frames
         per = max(1, n // (_PIECE_FRAMES * workers))
         parts_n = max(1, min(workers * per, n // 8))
         bounds = [n * w // parts_n for w in range(parts_n + 1)]
         with one_thread():
             if parts_n == 1:
-                return self._backward(state, frames, classes)
+                return self._whole(state, frames, classes, contiguous)
             # each work item writes its frames' columns of one (C, W, n) buffer per layer
-            bufs = {
-                name: fwd.probs.new_empty(fwd.activations[name].shape[0], self._width[i], n)
-                for name, (i, _) in self._pos.items()
-            }
+            # (contiguous: its rows of one (n, C * W) buffer)
+            bufs = {}
+            for name, (i, _) in self._pos.items():
+                c, w = fwd.activations[name].shape[0], self._width[i]
+                bufs[name] = fwd.probs.new_empty((n, c * w) if contiguous else (c, w, n))
+
+            # the one-wide stages at the output end for the whole chunk, their GEMMs split
+            # by rows (each worker packs half the weight, for twice the columns), then the
+            # rest in work items of frames
+            L = self.chain.num_stages
+            g = self._seed_grad(state, frames, classes)
+            with torch.no_grad():
+                g = self._stages(
+                    state, frames, g, L, self._head, None, bufs, 0, contiguous, workers
+                )
 
             def work(ab: tuple[int, int]) -> None:
                 a, b = ab
-                self._backward(state, frames[a:b], classes[a:b], bufs, a)
+                with torch.no_grad():
+                    self._stages(
+                        state, frames[a:b], g[:, :, a:b], self._head, -1, None, bufs, a, contiguous
+                    )
 
             self._workers.map(work, list(zip(bounds, bounds[1:], strict=False)), workers)
-        return {
-            name: Window(bufs[name].permute(2, 0, 1), frames * self._step[i] + self._lo0[i])
-            for name, (i, _) in self._pos.items()
-        }
+        out = {}
+        for name, (i, _) in self._pos.items():
+            c, w = fwd.activations[name].shape[0], self._width[i]
+            grads = bufs[name].view(n, c, w) if contiguous else bufs[name].permute(2, 0, 1)
+            out[name] = Window(grads, frames * self._step[i] + self._lo0[i])
+        return out
+
+    def _whole(
+        self, state: _ConeState, frames: torch.Tensor, classes: torch.Tensor, contiguous: bool
+    ) -> dict[str, Window]:
+        """:meth:`_backward` of all frames in the calling thread."""
+        wins = self._backward(state, frames, classes)
+        if not contiguous:
+            return wins
+        return {name: Window(examples_major(w.grads), w.start) for name, w in wins.items()}
 
     def resolved_workers(self) -> int:
         """Worker threads used by :meth:`sensitivities` (0 = torch's intra-op threads)."""
@@ -505,57 +563,82 @@ class ConeEngine:
 
     @torch.no_grad()
     def _backward(
+        self, state: _ConeState, frames: torch.Tensor, classes: torch.Tensor
+    ) -> dict[str, Window]:
+        """The cone backward for ``n`` frames in the calling thread: windows are
+        ``(n, C, W)`` views of the ``(C, W, n)`` gradients (see :meth:`_stages`)."""
+        out: dict[str, Window] = {}
+        g = self._seed_grad(state, frames, classes)
+        self._stages(state, frames, g, self.chain.num_stages, -1, out=out)
+        return {name: out[name] for name in self.layers if name in out}
+
+    def _seed_grad(
+        self, state: _ConeState, frames: torch.Tensor, classes: torch.Tensor
+    ) -> torch.Tensor:
+        """The gradient at the chain output for ``n`` frames: ``(K, 1, n)``."""
+        seeds = self.seeds(state.probs, frames, classes)  # (n, K)
+        return seeds.T.contiguous().view(-1, 1, frames.shape[0])
+
+    def _stages(
         self,
         state: _ConeState,
         frames: torch.Tensor,
-        classes: torch.Tensor,
+        g: torch.Tensor,
+        top: int,
+        stop: int,
+        out: dict[str, Window] | None = None,
         into: dict[str, torch.Tensor] | None = None,
         column: int = 0,
-    ) -> dict[str, Window]:
-        """The cone backward for ``n`` frames. Gradients live in position-major layout
-        ``(C, W, n)`` (frames innermost) so every transposed convolution is a few large
-        GEMMs; returned windows are ``(n, C, W)`` views of it. With ``into`` (layer ->
-        ``(C, W, N)`` buffer), each layer's result is copied to columns ``column ..
-        column + n - 1`` of its buffer instead (and the returned dict is empty)."""
-        chain = self.chain
-        L = chain.num_stages
-        by_stage: dict[int, list[tuple[str, int]]] = {}
-        for name, (i, j) in self._pos.items():
-            by_stage.setdefault(i, []).append((name, j))
-        out: dict[str, Window] = {}
+        transpose: bool = False,
+        workers: int = 1,
+    ) -> torch.Tensor:
+        """Stages ``top`` down to ``stop + 1`` of the cone backward for ``n`` frames, from
+        ``g`` ``(C, W, n)``, the gradient at stage ``top``'s output (not modified); returns
+        the gradient at stage ``stop``'s output (the input's at ``stop = 0``; nothing
+        more at ``stop = -1``).
+
+        Gradients live in position-major layout ``(C, W, n)`` (frames innermost) so every
+        transposed convolution is a few large GEMMs. Each requested layer's window goes
+        to ``out`` as a :class:`Window` holding an ``(n, C, W)`` view, or with ``into``
+        (layer -> ``(C, W, N)`` buffer) is copied to columns ``column .. column + n - 1``
+        of its buffer (``transpose``: to rows of an ``(N, C * W)`` buffer). ``workers``:
+        split the one-wide stages' GEMMs by rows between the engine's worker threads.
+        """
         n = frames.shape[0]
-        seeds = self.seeds(state.probs, frames, classes)  # (n, K)
-        g = seeds.T.contiguous().view(-1, 1, n)  # (K, 1, n)
-        for i in range(L, -1, -1):
-            st = chain.stages[i]
+        for i in range(top, stop, -1):
+            st = self.chain.stages[i]
             m = len(st.pointwise)
             width = self._width[i]
             start = frames * self._step[i] + self._lo0[i]  # (n,)
             idx = start + state.offset[i]  # index of column 0 in the padded tensors
-            aliased = i == L  # the seeds' layout is a view of another tensor: never in place
-            for name, j in by_stage.get(i, []):
+            aliased = i == top  # g is the caller's (the seeds, a slice): never in place
+            for name, j in self._by_stage.get(i, []):
                 if j == m:
                     gw = self._mask_edges(g, start, state.lengths[i])
                 elif i >= 1 and j == 0:
                     gw = g * self._cut(state.deriv[i], idx, width)  # type: ignore[arg-type]
                 else:
                     gw = g * self._cut(state.suffix[(i, j)], idx, width)
-                if into is not None:
-                    into[name][:, :, column : column + n].copy_(gw)
-                else:
+                if into is None:
+                    assert out is not None
                     out[name] = Window(gw.permute(2, 0, 1), start)  # (n, C, W)
                     aliased = aliased or gw is g
+                elif transpose:  # rows of an (N, C * W) buffer
+                    into[name][column : column + n].copy_(gw.reshape(-1, n).T)
+                else:
+                    into[name][:, :, column : column + n].copy_(gw)
             if i == 0:
                 break
             d = state.deriv[i]
             weights = self._weights[i]
             assert d is not None and weights is not None
-            if aliased:  # g is a returned window: keep it
+            if aliased:  # g is a returned window or the caller's: keep it
                 gz = torch.mul(g, self._cut(d, idx, width)).contiguous()  # (C_i, W_i, n)
             else:  # g is this call's own buffer: mask it in place
                 gz = g.mul_(self._cut(d, idx, width))
-            g = weights.backward(gz.view(gz.shape[0], width * n))  # (C_{i-1}, W_{i-1}, n)
-        return {name: out[name] for name in self.layers if name in out}
+            pool = self._workers if workers > 1 else None
+            g = weights.backward(gz.view(gz.shape[0], width * n), pool, workers)
+        return g
 
     @staticmethod
     def _cut(padded: torch.Tensor, idx: torch.Tensor, width: int) -> torch.Tensor:

@@ -28,7 +28,14 @@ from typing import Any, Protocol
 
 import torch
 
-__all__ = ["ForwardPass", "Window", "SensitivityEngine", "INPUT_LAYER", "TARGETS"]
+__all__ = [
+    "ForwardPass",
+    "Window",
+    "SensitivityEngine",
+    "INPUT_LAYER",
+    "TARGETS",
+    "examples_major",
+]
 
 INPUT_LAYER = "input"
 TARGETS = ("prob", "logprob", "logit")
@@ -54,6 +61,19 @@ class Window:
     grads: torch.Tensor
     #: ``(n,)`` int64: layer position of column 0 of each row (may be negative).
     start: torch.Tensor
+
+
+def examples_major(grads: torch.Tensor) -> torch.Tensor:
+    """Window grads ``(n, C, W)`` as a contiguous tensor. A view of a ``(C, W, n)`` buffer
+    (frames innermost, the cone engine's layout) is copied as one 2-D transpose, about
+    twice as fast as torch's copy of the 3-D permutation."""
+    if grads.is_contiguous():
+        return grads
+    n, C, W = grads.shape
+    inner = grads.permute(1, 2, 0)
+    if inner.is_contiguous():
+        return inner.view(C * W, n).T.contiguous().view(n, C, W)
+    return grads.contiguous()
 
 
 class SensitivityEngine(Protocol):

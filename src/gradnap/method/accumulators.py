@@ -23,6 +23,7 @@ which exist to check the statistics' zero).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
@@ -43,6 +44,8 @@ __all__ = [
     "FOLD_KEYS",
     "GroupingSums",
     "LayerSums",
+    "chunk_parts",
+    "chunk_rows",
     "chunk_stats",
     "fold_bins",
     "fold_of",
@@ -57,12 +60,12 @@ PREFIX = "sums"
 
 @dataclass
 class ChunkStats:
-    """Per-example quantities that the accumulators sum (float32, one layer)."""
+    """Per-example quantities that the accumulators sum (one layer)."""
 
     act: torch.Tensor  # (n, C, W)
     grad: torch.Tensor  # (n, C, W)
     count: torch.Tensor  # (n, W) 1.0 where the position is data
-    sq: torch.Tensor  # (n, C) sum over valid positions of act**2
+    sq: torch.Tensor  # (n, C) sum over valid positions of act**2 (float64 from align)
     sorted: torch.Tensor | None  # (n, C, W) activations sorted per neuron, descending
     sorted_count: torch.Tensor | None  # (n, W) 1.0 for ranks < number of valid positions
 
@@ -76,21 +79,31 @@ def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
     """
     act, grad, valid = aligned.act, aligned.grad, aligned.valid
     count = valid.to(act.dtype)
-    sq = torch.linalg.vector_norm(act, dim=2).square_()  # act is 0 at invalid positions
     sorted_act = sorted_count = None
     if naps:
-        all_valid = bool(valid.all())
+        width = act.shape[2]
+        nvalid = valid.sum(dim=1)  # (n,)
+        sorted_count = (torch.arange(width)[None, :] < nvalid[:, None]).to(act.dtype)
         neg = np.negative(act.numpy())  # sort ascending of -act = descending of act
-        if not all_valid:
-            np.copyto(neg, np.inf, where=~valid.numpy()[:, None, :])  # invalid sorts last
+        # Windows that reach past the utterance's ends (a run of invalid columns at one
+        # end, zero in ``act``): their invalid columns must sort last. When none of those
+        # windows holds a negative value they do (zeros sort below every valid value but
+        # equal zeros), else they are set to -inf for the sort and to 0 afterwards.
+        edge = (nvalid < width).nonzero().flatten().tolist()
+        fix = bool(edge) and not aligned.nonnegative
+        if fix:
+            first = valid.to(torch.int8).argmax(dim=1).tolist()  # first valid column
+            for i in edge:
+                lo, hi = first[i], first[i] + int(nvalid[i])
+                neg[i, :, :lo] = np.inf
+                neg[i, :, hi:] = np.inf
         neg.sort(axis=2)  # numpy's SIMD sort: much faster than torch.sort on short rows
         np.negative(neg, out=neg)
-        nvalid = valid.sum(dim=1)  # (n,)
-        sorted_count = (torch.arange(act.shape[2])[None, :] < nvalid[:, None]).to(act.dtype)
-        if not all_valid:
-            np.copyto(neg, 0.0, where=~sorted_count.numpy().astype(bool)[:, None, :])
+        if fix:
+            for i in edge:
+                neg[i, :, int(nvalid[i]) :] = 0.0
         sorted_act = torch.from_numpy(neg)
-    return ChunkStats(act, grad, count, sq, sorted_act, sorted_count)
+    return ChunkStats(act, grad, count, aligned.sq, sorted_act, sorted_count)
 
 
 #: Full-resolution totals (``act_sum``, ``grad_sum`` ``(G, C, W)``, ``count`` ``(G, W)``,
@@ -185,17 +198,56 @@ def _view(a: np.ndarray) -> torch.Tensor:
 class ChunkRows:
     """The examples of a chunk that one grouping labels."""
 
-    #: ``(m,)`` indices of the labelled examples, ``None`` when all are labelled.
-    rows: torch.Tensor | None
-    #: ``(m,)`` int64 group index of each labelled example.
+    #: ``(m,)`` int64 the distinct groups of the labelled examples, ascending.
     groups: torch.Tensor
+    #: ``(n, m)`` float32 membership: 1.0 where example ``i`` belongs to ``groups[k]``
+    #: (a row of zeros for an unlabelled example).
+    member: torch.Tensor
     #: The fold of the chunk's utterance.
     fold: int = 0
 
-    @property
-    def complete(self) -> bool:
-        """Every example of the chunk has a label."""
-        return self.rows is None
+
+def chunk_rows(gid: torch.Tensor, fold: int = 0) -> ChunkRows | None:
+    """The membership of ``gid`` ``(n,)`` (group index per example, ``-1`` = none);
+    ``None`` when no example has a group."""
+    labelled = gid >= 0
+    if not bool(labelled.any()):
+        return None
+    groups, inv = torch.unique(gid[labelled], return_inverse=True)
+    member = torch.zeros(gid.shape[0], groups.shape[0])
+    member[labelled.nonzero().flatten(), inv] = 1.0
+    return ChunkRows(groups, member, fold)
+
+
+def chunk_parts(
+    stats: ChunkStats, member: torch.Tensor, naps: bool, fields: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """Per-group partial sums of one layer's chunk: field -> ``(m, ...)``.
+
+    ``member``: ``(n, m)`` membership of the groups of one or more groupings side by side
+    (:attr:`ChunkRows.member`). Each field is one matrix product ``member.T @ values``
+    (``(m, n) x (n, C * W)``): the sums of every group of every grouping in one pass over
+    the chunk's values, an exact 0/1 weighting whose float32 additions run in an order
+    fixed by the shapes. ``fields``: which (default: the totals, and the NAP sums with
+    ``naps``).
+    """
+    sources = {
+        "act_sum": stats.act,
+        "grad_sum": stats.grad,
+        "count": stats.count,
+        "act_sqsum": stats.sq,
+        "sorted_sum": stats.sorted,
+        "sorted_count": stats.sorted_count,
+    }
+    mt, n = member.T, member.shape[0]
+    out = {}
+    for name in fields or TOTAL_FIELDS + (NAP_FIELDS if naps else ()):
+        src = sources[name]
+        if src is None:
+            raise GradnapError("accumulator: NAP sums are kept but the chunk has none")
+        m = mt if src.dtype == mt.dtype else mt.to(src.dtype)
+        out[name] = torch.mm(m, src.reshape(n, -1)).view(-1, *src.shape[1:])
+    return out
 
 
 @dataclass(frozen=True)
@@ -246,6 +298,10 @@ class LayerSums:
     fold_grad: np.ndarray | None = None
     fold_count: np.ndarray | None = None
     bins: np.ndarray | None = None
+    #: ``(W, B)`` float64 pooling matrix of :attr:`bins` (made on first use).
+    _pool: torch.Tensor | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def zeros(
@@ -305,41 +361,14 @@ class LayerSums:
             z[:have] = a
             setattr(self, name, z)
 
-    def add(
-        self, rows: torch.Tensor | None, groups: torch.Tensor, stats: ChunkStats, fold: int = 0
-    ) -> dict[str, torch.Tensor]:
-        """Add examples ``rows`` (``(m,)`` indices into ``stats``, or ``None`` = all) to
-        ``groups`` (``(m,)`` int64 group index of each added row) in fold ``fold`` (a chunk
-        lies in one utterance, hence in one fold).
+    def add(self, chunk: ChunkRows, stats: ChunkStats) -> None:
+        """Add one chunk's examples (``stats``) to their groups (``chunk``).
 
         Sums are first formed in float32 over the chunk (at most a few hundred examples)
-        per group present, then added to the float64 accumulators, so the order of
-        additions is fixed by the chunking. Returns those per-chunk partial sums (one row
-        per distinct group, ascending), keyed by total field (the NAP fields when kept).
+        per group present (:func:`chunk_parts`), then added to the float64 accumulators,
+        so the order of additions is fixed by the chunking.
         """
-        uniq, inv = torch.unique(groups, return_inverse=True)
-        sources = {
-            "act_sum": stats.act,
-            "grad_sum": stats.grad,
-            "count": stats.count,
-            "act_sqsum": stats.sq,
-            "sorted_sum": stats.sorted,
-            "sorted_count": stats.sorted_count,
-        }
-        parts = {}
-        for name in TOTAL_FIELDS + (NAP_FIELDS if self.naps else ()):
-            src = sources[name]
-            if src is None:
-                raise GradnapError("accumulator: NAP sums are kept but the chunk has none")
-            if rows is not None:
-                src = src[rows]
-            if uniq.numel() == 1:
-                parts[name] = src.sum(dim=0, keepdim=True)
-            else:
-                part = torch.zeros((uniq.numel(),) + tuple(src.shape[1:]), dtype=src.dtype)
-                parts[name] = part.index_add_(0, inv, src)
-        self.add_parts(uniq, parts, fold)
-        return parts
+        self.add_parts(chunk.groups, chunk_parts(stats, chunk.member, self.naps), chunk.fold)
 
     def add_parts(
         self, groups: torch.Tensor, parts: Mapping[str, torch.Tensor], fold: int = 0
@@ -349,22 +378,38 @@ class LayerSums:
         k = self.folds
         if not 0 <= fold < k:
             raise GradnapError(f"fold {fold} outside 0..{k - 1}")
+        wide: dict[str, torch.Tensor] = {}  # float64 copies of the parts, made once
+
+        def f64(name: str) -> torch.Tensor:
+            if name not in wide:
+                wide[name] = _rounded(name, parts[name]).to(torch.float64)
+            return wide[name]
+
         for name in TOTAL_FIELDS + NAP_FIELDS:
             acc = getattr(self, name)
             if acc is not None:
                 target = _view(acc)
-                target.index_add_(0, groups, _rounded(name, parts[name]).to(target.dtype))
+                target.index_add_(0, groups, f64(name).to(target.dtype))
         if self.bins is None:
             return
         rows = groups * k + fold  # fold-major rows of a (G*K, ...) view: one index_add
-        index = torch.from_numpy(self.bins)
+        pool = self._pooling()
         for name, source in FOLD_SOURCE.items():
             acc = getattr(self, name)
-            part = parts[source].to(torch.float64)
-            pooled = torch.zeros(part.shape[:-1] + (acc.shape[-1],), dtype=torch.float64)
-            pooled.index_add_(part.dim() - 1, index, part)
+            pooled = f64(source) @ pool  # (m, ..., W) -> (m, ..., B)
             target = _view(acc.reshape((-1,) + acc.shape[2:]))
             target.index_add_(0, rows, _rounded(name, pooled).to(target.dtype))
+
+    def _pooling(self) -> torch.Tensor:
+        """``(W, B)`` float64, 1 where column ``w`` lies in bin ``b`` (:attr:`bins`): the
+        per-fold sums pool the columns as one matrix product."""
+        assert self.bins is not None
+        if self._pool is None or self._pool.shape[0] != self.bins.shape[0]:
+            index = torch.from_numpy(self.bins)
+            pool = torch.zeros(index.shape[0], int(index.max()) + 1, dtype=torch.float64)
+            pool[torch.arange(index.shape[0]), index] = 1.0
+            self._pool = pool
+        return self._pool
 
 
 def _rounded(name: str, part: torch.Tensor) -> torch.Tensor:
@@ -422,23 +467,25 @@ class GroupingSums:
 
     def begin_chunk(self, gid: torch.Tensor, fold: int = 0) -> ChunkRows | None:
         """Count one chunk's examples (all of fold ``fold``): ``gid`` ``(n,)`` from
-        :meth:`group_ids`. Returns the
-        rows to add to each layer (:meth:`add_layer`), ``None`` when none has a label."""
+        :meth:`group_ids`. Returns their membership (:func:`chunk_rows`; the sums of each
+        layer: :meth:`add_layer` or :meth:`add_parts`), ``None`` when none has a label."""
         labelled = gid >= 0
         self.unlabelled += int((~labelled).sum())
-        if not bool(labelled.any()):
-            return None
-        rows = None if bool(labelled.all()) else labelled.nonzero().flatten()
-        groups = gid if rows is None else gid[rows]
-        _view(self.examples).index_add_(0, groups, torch.ones_like(groups))
-        return ChunkRows(rows, groups, fold)
+        chunk = chunk_rows(gid, fold)
+        if chunk is not None:
+            groups = gid[labelled]
+            _view(self.examples).index_add_(0, groups, torch.ones_like(groups))
+        return chunk
 
-    def add_layer(self, layer: str, chunk: ChunkRows, stats: ChunkStats) -> dict[str, torch.Tensor]:
-        """Add one layer's ``stats`` of a chunk; returns the per-group partial sums
-        (field -> ``(m, ...)``), whose sum over groups is the chunk's total when every
-        example has a label (:meth:`add_total`). Layers are independent: different
-        layers may be added from different threads."""
-        return self.layers[layer].add(chunk.rows, chunk.groups, stats, chunk.fold)
+    def add_layer(self, layer: str, chunk: ChunkRows, stats: ChunkStats) -> None:
+        """Add one layer's ``stats`` of a chunk. Layers are independent: different layers
+        may be added from different threads."""
+        self.layers[layer].add(chunk, stats)
+
+    def add_parts(self, layer: str, chunk: ChunkRows, parts: Mapping[str, torch.Tensor]) -> None:
+        """Add one layer's per-group partial sums of a chunk (:func:`chunk_parts` of
+        ``chunk.member``, field -> ``(m, ...)``)."""
+        self.layers[layer].add_parts(chunk.groups, parts, chunk.fold)
 
     def add(self, gid: torch.Tensor, stats: Mapping[str, ChunkStats], fold: int = 0) -> None:
         """Add one chunk of every layer (``stats``: layer -> :class:`ChunkStats`)."""
@@ -446,19 +493,6 @@ class GroupingSums:
         if chunk is not None:
             for layer in self.layers:
                 self.add_layer(layer, chunk, stats[layer])
-
-    def begin_total(self, n: int, group: int) -> None:
-        """Count ``n`` examples of group ``group`` whose sums come from :meth:`add_total`."""
-        self.examples[group] += n
-
-    def add_total(
-        self, layer: str, group: int, parts: Mapping[str, torch.Tensor], fold: int = 0
-    ) -> None:
-        """Add another grouping's partial sums of one layer, summed, to group ``group`` of
-        fold ``fold``."""
-        # in float64: the rows' order (group numbering) differs between runs and shards
-        total = {k: v.to(torch.float64).sum(dim=0, keepdim=True) for k, v in parts.items()}
-        self.layers[layer].add_parts(torch.tensor([group]), total, fold)
 
     def merge(self, other: GroupingSums) -> None:
         """Add ``other`` (same layers and window widths) into this one, by label."""

@@ -35,24 +35,25 @@ import torch
 from torch import nn
 
 from gradnap.defaults import BLANK_INDEX, COLLECT, FEATURES, METHOD, FeatureConfig
-from gradnap.engine import make_engine
+from gradnap.engine import ConeEngine, make_engine
 from gradnap.engine.base import INPUT_LAYER, TARGETS, ForwardPass, Window
 from gradnap.errors import GradnapError
 from gradnap.features import mel_frequencies
 from gradnap.geometry import Geometry
 from gradnap.method.accumulators import (
     FOLD_KEYS,
+    NAP_FIELDS,
     Accumulators,
     ChunkRows,
     ChunkStats,
     GroupingSums,
     SumsSpec,
+    chunk_parts,
     chunk_stats,
     fold_of,
 )
 from gradnap.method.examples import EXAMPLE_MODES, select_examples
 from gradnap.method.groupings import (
-    ALL,
     AllGrouping,
     FrameClock,
     Grouping,
@@ -131,14 +132,16 @@ def item_id(utterance: Any, i: int) -> str:
 
 @dataclass(frozen=True)
 class _Plan:
-    """How one grouping takes a chunk: its labelled rows, or (``source``) the summed
-    partial sums of another grouping into its group ``group``."""
+    """How a chunk's sums are formed: the groups of every grouping as the columns of one
+    membership matrix (those of the groupings that keep NAP sums first), and each
+    grouping's share of them."""
 
-    sums: GroupingSums
-    chunk: ChunkRows | None
-    source: str | None = None
-    group: int = 0
-    fold: int = 0
+    #: ``(n, M)`` the membership columns of every grouping side by side.
+    member: torch.Tensor
+    #: The first ``naps`` columns belong to groupings that keep NAP sums.
+    naps: int
+    #: Per grouping with labelled examples: its sums, its rows and its columns.
+    steps: tuple[tuple[GroupingSums, ChunkRows, slice], ...]
 
 
 class Collector:
@@ -229,6 +232,7 @@ class Collector:
         if isinstance(engine, str):  # the engine checks the layer names
             engine = make_engine(model, wanted, target=target, kind=engine)
         self.engine = engine
+        self._window_layout = {"contiguous": True} if isinstance(engine, ConeEngine) else {}
         self.layers: list[str] = list(engine.layers)
         if wanted is not None and self.layers != wanted:
             raise GradnapError(f"the engine serves layers {self.layers}, not {wanted}")
@@ -479,7 +483,9 @@ class Collector:
         n = int(frames.numel())
         for s in range(0, n, self.chunk_frames):
             fr, cl = frames[s : s + self.chunk_frames], classes[s : s + self.chunk_frames]
-            wins = self.engine.sensitivities(fwd, fr, cl)  # the engine's own threads
+            # the engine's own threads; the cone engine's worker threads also transpose
+            # the windows to the (n, C, W) layout the alignment wants
+            wins = self.engine.sensitivities(fwd, fr, cl, **self._window_layout)
             with torch.no_grad(), one_thread():
                 chunk_gids = {name: ids[s : s + self.chunk_frames] for name, ids in gids.items()}
                 done: dict[str, ChunkStats] = {}  # per layer, what its windows add up
@@ -528,7 +534,7 @@ class Collector:
         self,
         name: str,
         windows: Callable[[str], None],
-        plan: list[_Plan],
+        plan: _Plan,
         done: dict[str, ChunkStats],
     ) -> None:
         """One layer of a chunk: its windows at ``t*`` (``windows``, unless ``done`` has
@@ -621,41 +627,42 @@ class Collector:
             out[g.name] = (getattr(g, "size_hint", 0), spec)
         return out
 
-    def _begin_chunk(self, gids: dict[str, torch.Tensor], n: int, fold: int = 0) -> list[_Plan]:
-        """Count a chunk's examples in every grouping; returns, per grouping, its rows and
-        the grouping whose partial sums it adds up instead (the dataset-wide ``all``
-        grouping, last, is summed from a grouping that labels every example of the chunk:
-        one pass fewer)."""
+    def _begin_chunk(self, gids: dict[str, torch.Tensor], n: int, fold: int = 0) -> _Plan:
+        """Count a chunk's examples in every grouping; returns how its sums are formed
+        (one matrix product per field gives the partial sums of every group of every
+        grouping, :func:`~gradnap.method.accumulators.chunk_parts`)."""
         assert self.sums is not None
-        plan: list[_Plan] = []
-        source = None
-        for g in self.groupings:
-            sums = self.sums[g.name]
-            if g.name == ALL and source is not None:
-                group = int(gids[ALL][0])
-                sums.begin_total(n, group)
-                plan.append(_Plan(sums, None, source, group, fold))
-                continue
-            chunk = sums.begin_chunk(gids[g.name], fold)
-            plan.append(_Plan(sums, chunk))
-            if (
-                source is None
-                and chunk is not None
-                and chunk.complete
-                and (sums.spec.naps or not self.naps)
-            ):
-                source = sums.name
-        return plan
+        steps, members, col, naps = [], [], 0, 0
+        for with_naps in (True, False):
+            for g in self.groupings:
+                sums = self.sums[g.name]
+                if sums.spec.naps != with_naps:
+                    continue
+                chunk = sums.begin_chunk(gids[g.name], fold)
+                if chunk is None:
+                    continue
+                m = chunk.member.shape[1]
+                steps.append((sums, chunk, slice(col, col + m)))
+                members.append(chunk.member)
+                col += m
+            if with_naps:
+                naps = col
+        member = torch.cat(members, dim=1) if members else torch.zeros(n, 0)
+        return _Plan(member, naps if self.naps else 0, tuple(steps))
 
     @staticmethod
-    def _accumulate(layer: str, plan: list[_Plan], stats: ChunkStats) -> None:
+    def _accumulate(layer: str, plan: _Plan, stats: ChunkStats) -> None:
         """Add one layer's chunk to every grouping as :meth:`_begin_chunk` planned."""
-        parts: dict[str, dict[str, torch.Tensor]] = {}
-        for step in plan:
-            if step.source is not None:
-                step.sums.add_total(layer, step.group, parts[step.source], step.fold)
-            elif step.chunk is not None:
-                parts[step.sums.name] = step.sums.add_layer(layer, step.chunk, stats)
+        if not plan.steps:
+            return
+        parts = chunk_parts(stats, plan.member, naps=False)
+        if plan.naps:
+            nap_parts = chunk_parts(stats, plan.member[:, : plan.naps], True, NAP_FIELDS)
+        for sums, chunk, cols in plan.steps:
+            mine = {k: v[cols] for k, v in parts.items()}
+            if sums.spec.naps and plan.naps:
+                mine.update({k: v[cols] for k, v in nap_parts.items()})
+            sums.add_parts(layer, chunk, mine)
 
     # --- result -------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
+from gradnap.engine.base import examples_major
 from gradnap.errors import GradnapError
 
 __all__ = ["Aligned", "Positions", "align", "recrop"]
@@ -54,6 +55,10 @@ class Aligned:
     valid: torch.Tensor
     #: ``(n,)`` int64: the alignment centre ``t*`` (a position of the layer).
     centre: torch.Tensor
+    #: ``(n, C)`` float64: the sum of each neuron's squared activations over the window.
+    sq: torch.Tensor
+    #: No activation of the layer in this utterance is negative (e.g. after a ReLU).
+    nonnegative: bool
     #: ``(n, We)`` the alignment score at positions ``score_start[i] + j`` (the searched
     #: positions; ``-inf`` elsewhere): where the model listens, for label times.
     score: torch.Tensor | None = None
@@ -89,19 +94,55 @@ class Positions:
         padded = torch.nn.functional.pad(act, (pad, pad))
         self._ac = np.ascontiguousarray(padded.cpu().numpy())
         self._views: dict[int, np.ndarray] = {}
+        self._prefix: np.ndarray | None = None
+        #: No activation is negative (e.g. after a ReLU).
+        self.nonnegative = bool(self._ac.min(initial=0.0) >= 0)
 
-    def windows(self, start: torch.Tensor, width: int) -> torch.Tensor:
-        """Activations at positions ``start[i] + j`` (``j < width``): ``(n, C, width)``."""
+    def _rows(self, start: torch.Tensor, width: int) -> np.ndarray:
+        """Indices into the padded positions of ``start`` (the padding grown to cover
+        windows of ``width``)."""
         if start.numel():
             need = max(0, -int(start.min()), int(start.max()) + width - self.length)
             if need > self.pad:
                 self._build(max(need, 2 * self.pad))
+        return (start + self.pad).numpy()
+
+    def _view(self, width: int) -> np.ndarray:
+        """``(C, T + 2p - width + 1, width)`` sliding windows of the padded positions."""
         view = self._views.get(width)
-        if view is None:  # (C, T + 2p - width + 1, width), no copy
+        if view is None:
             view = self._views[width] = sliding_window_view(self._ac, width, axis=1)
-        rows = (start + self.pad).numpy()
-        out = np.ascontiguousarray(view[:, rows].transpose(1, 0, 2))  # (n, C, width)
+        return view
+
+    def windows(self, start: torch.Tensor, width: int) -> torch.Tensor:
+        """Activations at positions ``start[i] + j`` (``j < width``): ``(n, C, width)``."""
+        rows = self._rows(start, width)
+        out = np.ascontiguousarray(self._view(width)[:, rows].transpose(1, 0, 2))
         return torch.from_numpy(out)
+
+    def square_sums(self, start: torch.Tensor, width: int) -> torch.Tensor:
+        """``sum_j act[c, start[i] + j] ** 2`` over ``j < width``: ``(n, C)`` float64, from
+        prefix sums of the squared activations (float64, per utterance), so no window is
+        read."""
+        rows = self._rows(start, width)
+        if self._prefix is None:  # (T + 2p + 1, C): a window's sum is two rows apart
+            sq = np.square(self._ac.T, dtype=np.float64)
+            self._prefix = np.zeros((sq.shape[0] + 1, self.channels))
+            np.cumsum(sq, axis=0, out=self._prefix[1:])
+        p = self._prefix
+        return torch.from_numpy(p[rows + width] - p[rows])
+
+    def windows_by_channel(self, start: torch.Tensor, width: int) -> torch.Tensor:
+        """The same windows channel-major, ``(C, n, width)``: a strided view (no copy)
+        when the starts are evenly spaced (consecutive frames), else gathered."""
+        rows = self._rows(start, width)
+        ac = torch.from_numpy(self._ac)
+        n = rows.shape[0]
+        step = int(rows[1] - rows[0]) if n > 1 else 0
+        if n <= 1 or (step >= 0 and bool((np.diff(rows) == step).all())):
+            first = int(rows[0]) if n else 0
+            return ac.as_strided((self.channels, n, width), (ac.stride(0), step, 1), first)
+        return torch.from_numpy(self._view(width)[:, rows])
 
 
 def recrop(grads: torch.Tensor, start: torch.Tensor, lo: torch.Tensor, width: int) -> torch.Tensor:
@@ -115,6 +156,61 @@ def recrop(grads: torch.Tensor, start: torch.Tensor, lo: torch.Tensor, width: in
     if not bool(inside.all()):
         out.mul_(inside[:, None, :].to(out.dtype))
     return out
+
+
+#: Elements per block of the score computation (a few hundred KB: the block's
+#: ``|S| * A`` stays in the core's cache instead of making three passes over memory).
+_SCORE_BLOCK = 1 << 17
+
+
+def _score(
+    positions: Positions, grads: torch.Tensor, start: torch.Tensor, input_layer: bool
+) -> torch.Tensor:
+    """``sum_c |S[c, t]| * A[c, t]`` (``sum_c |S[c, t]|`` for the input) at the window's
+    positions: ``(n, We)``.
+
+    Computed in blocks of channels, whatever the memory layout of ``grads`` (``(n, C, We)``
+    or, from the cone engine, a view of ``(C, We, n)``): each block's product is formed in
+    the cache and summed over its channels, and the blocks' sums are added.
+    """
+    n, C, We = grads.shape
+    acts = None if input_layer else positions.windows_by_channel(start, We)  # (C, n, We)
+    inner = grads.permute(1, 2, 0)
+    if inner.is_contiguous():  # frames innermost: work in (C, We, n)
+        gc, ac = inner, None if acts is None else acts.transpose(1, 2)
+    else:  # (C, n, We)
+        gc, ac = grads.transpose(0, 1), acts
+    total = gc.new_zeros(gc.shape[1:])
+    block = max(1, _SCORE_BLOCK // max(1, n * We))
+    for c0 in range(0, C, block):
+        part = gc[c0 : c0 + block].abs()
+        if ac is not None:
+            part.mul_(ac[c0 : c0 + block])
+        total += part.sum(dim=0)
+    return total.T.contiguous() if gc is inner else total
+
+
+def _crop(
+    grads: torch.Tensor, start: torch.Tensor, first: torch.Tensor, width: int, length: int
+) -> torch.Tensor:
+    """The sensitivities at positions ``first[i] + j`` (``j < width``) of windows ``grads``
+    ``(n, C, We)`` whose column 0 is position ``start[i]``: ``(n, C, width)`` contiguous,
+    zero at positions outside the window or outside ``0 .. length - 1``.
+
+    ``grads`` is made contiguous first (:func:`~gradnap.engine.base.examples_major`); then
+    every example is one slice copy into a zeroed array (numpy: far less overhead per
+    call than torch's indexing, and faster than ``gather`` for these shapes).
+    """
+    n, C, We = grads.shape
+    src = examples_major(grads).numpy()
+    out = np.zeros((n, C, width), dtype=src.dtype)
+    f, off = first.numpy(), (first - start).numpy()  # column j is window column j + off
+    lo = np.maximum(np.maximum(0, -off), -f)
+    hi = np.minimum(np.minimum(width, We - off), length - f)
+    for i, a, b, o in zip(range(n), lo.tolist(), hi.tolist(), off.tolist(), strict=True):
+        if a < b:
+            out[i, :, a:b] = src[i, :, a + o : b + o]
+    return torch.from_numpy(out)
 
 
 def align(
@@ -131,7 +227,8 @@ def align(
     ``act``: the layer's activations ``(C, T)`` (the spectrogram ``(F, T)`` for the
     input), or their :class:`Positions` (reused across the chunks of an utterance).
     ``grads``: ``(n, C, We)`` sensitivities at positions ``start[i] + j`` (the engine's
-    window; zero outside the utterance). ``start``: ``(n,)`` int64. ``width``: ``W``.
+    window; zero outside the utterance), any memory layout (the cone engine's are views
+    of ``(C, We, n)`` buffers). ``start``: ``(n,)`` int64. ``width``: ``W``.
     ``search``: inclusive ``(lo, hi)`` ``(n,)`` position ranges to search ``t*`` in (the
     cone), or ``None`` for the whole window.
 
@@ -147,23 +244,13 @@ def align(
         raise GradnapError(
             f"align: activations have {positions.channels} channels, sensitivities {C}"
         )
-    if not grads.is_contiguous():  # engines may hand out other layouts
-        inner = grads.permute(1, 2, 0)  # (C, We, n)
-        if inner.is_contiguous():  # frames innermost (the cone engine): a 2-D transpose
-            grads = inner.view(C * We, n).T.contiguous().view(n, C, We)  # is ~2x faster
-        else:
-            grads = grads.contiguous()
     start = start.to(torch.int64)
     pos = start[:, None] + torch.arange(We)  # (n, We)
     ok = (pos >= 0) & (pos < T)
     if search is not None:
         lo, hi = search
         ok &= (pos >= lo[:, None]) & (pos <= hi[:, None])
-    g_abs = grads.abs()  # (n, C, We)
-    if not input_layer:
-        g_abs.mul_(positions.windows(start, We))
-    score = g_abs.sum(dim=1)  # (n, We)
-    del g_abs
+    score = _score(positions, grads, start, input_layer)  # (n, We)
     score = score.masked_fill_(~ok, float("-inf"))
     best, col = score.max(dim=1)
     ties, flat = _break_ties(score, ok, best, col, start, search)
@@ -176,12 +263,11 @@ def align(
     q = first[:, None] + torch.arange(width)  # (n, W) positions
     valid = (q >= 0) & (q < T)
     act_crop = positions.windows(first, width)  # (n, C, W); zero outside the utterance
-    k = q - start[:, None]  # column in the engine window
-    inwin = (k >= 0) & (k < We) & valid
-    grad_crop = grads.gather(2, k.clamp(0, We - 1)[:, None, :].expand(n, C, width))
-    if not bool(inwin.all()):
-        grad_crop.mul_(inwin[:, None, :].to(grad_crop.dtype))
-    return Aligned(act_crop, grad_crop, valid, centre, score, start, ties, flat)
+    grad_crop = _crop(grads, start, first, width, T)
+    sq = positions.square_sums(first, width)
+    return Aligned(
+        act_crop, grad_crop, valid, centre, sq, positions.nonnegative, score, start, ties, flat
+    )
 
 
 def _break_ties(
