@@ -1,0 +1,558 @@
+"""Hugging Face ``transformers`` CTC checkpoints from a local directory as gradnap models.
+
+:func:`load_hf_model` reads a directory written by ``save_pretrained`` (``config.json``,
+the weights, and the tokenizer and feature-extractor files) of a ``Wav2Vec2ForCTC``,
+``HubertForCTC``, ``WavLMForCTC`` or any ``*ForCTC`` with the same interface (waveform
+input ``input_values``, a convolutional front end ``<base>.feature_extractor`` described
+by ``config.conv_kernel`` / ``config.conv_stride``, encoder layers
+``<base>.encoder.layers``, an ``lm_head``). Nothing is downloaded (``local_files_only``).
+
+The result is an :class:`HFCTCModel`: an ``nn.Module`` whose ``named_modules()`` are the
+checkpoint's own (``wav2vec2.feature_extractor.conv_layers.6``,
+``wav2vec2.encoder.layers.3``, ``lm_head`` ...), whose input is the waveform ``(B, 1, N)``
+(normalised by :func:`gradnap.features.waveform_input` as ``preprocessor_config.json``
+says) and whose output is logits ``(B, K, T')`` in gradnap's class order:
+
+* classes 0..28 are gradnap's alphabet (a-z, space, apostrophe, blank = 28): letters
+  are the checkpoint's single-letter tokens (either case), space is the word delimiter
+  (``word_delimiter_token``, ``|``), the blank is the pad token (the CTC blank of
+  ``transformers``' CTC loss); a class the vocabulary lacks gets the constant logit
+  :data:`MISSING_LOGIT` (probability 0);
+* every other output of the checkpoint (``<s>``, ``<unk>``, digits, other scripts ...)
+  follows as class 29, 30, ... in the order of its token id, so no probability mass is
+  dropped; these tokens are listed in a warning when the model is loaded and in
+  ``model.metadata["unknown_tokens"]``, and groupings label them by class index.
+
+What the engines and the collector need to know about the model's layers is computed
+once, on two short probe inputs, when it is built (:class:`LayerInfo`): which modules
+output time-major ``(B, T, C)`` tensors, which positions of the conv front end each
+module's output has, and which modules lie above the last attention block (there the
+sensitivity of output frame ``tau`` lives at position ``tau`` alone).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradnap.defaults import ALPHABET, BLANK_INDEX, METHOD, FeatureConfig
+from gradnap.errors import GradnapError
+from gradnap.geometry import ConvSpec, Geometry
+
+__all__ = [
+    "HFCTCModel",
+    "LayerInfo",
+    "Vocabulary",
+    "is_hf_checkpoint",
+    "load_hf_model",
+    "read_feature_config",
+    "read_vocabulary",
+    "first_tensor",
+    "replace_first",
+    "MISSING_LOGIT",
+]
+
+log = logging.getLogger(__name__)
+
+#: Logit of a gradnap class that the checkpoint's vocabulary lacks: its softmax
+#: probability is exactly 0 in float32 beside any real logit.
+MISSING_LOGIT = -1.0e4
+
+#: Module types that may run above the last encoder layer for the model's head to count
+#: as position-wise (with the containers that hold the last encoder layer).
+_POINTWISE = (nn.LayerNorm, nn.Dropout, nn.Linear, nn.Identity)
+
+
+def is_hf_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a directory with a ``config.json`` (a ``save_pretrained`` layout)."""
+    path = Path(path)
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+def _read_json(path: Path, required: bool = True) -> dict:
+    if not path.is_file():
+        if required:
+            raise GradnapError(f"{path}: missing (a Hugging Face checkpoint needs it)")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GradnapError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise GradnapError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _token(value: Any) -> str | None:
+    """A special token as stored by ``transformers``: a string or ``{"content": ...}``."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The checkpoint's output classes in gradnap's order (see the module doc)."""
+
+    #: For each gradnap class 0..28 the checkpoint's output index, ``None`` when missing.
+    letters: tuple[int | None, ...]
+    #: Checkpoint outputs outside gradnap's alphabet: ``(index, token)``, classes 29, ...
+    extra: tuple[tuple[int, str], ...]
+    #: The checkpoint's tokens of the word delimiter and the pad (blank) token.
+    delimiter: str
+    pad: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.letters) + len(self.extra)
+
+    @property
+    def missing(self) -> list[str]:
+        """gradnap classes the checkpoint cannot predict (as labels)."""
+        names = list(ALPHABET) + ["<blank>"]
+        return [names[k] for k, i in enumerate(self.letters) if i is None]
+
+    def order(self) -> list[int]:
+        """Checkpoint output index per gradnap class (``-1``: missing)."""
+        return [(-1 if i is None else i) for i in self.letters] + [i for i, _ in self.extra]
+
+    def labels(self) -> tuple[str, ...]:
+        """A printable label per class: gradnap's for 0..28, the token for the others."""
+        from gradnap.alphabet import class_label
+
+        return tuple(class_label(k) for k in range(len(self.letters))) + tuple(
+            t for _, t in self.extra
+        )
+
+
+def read_vocabulary(directory: str | Path, num_outputs: int) -> Vocabulary:
+    """The class mapping of a checkpoint from its tokenizer files (``vocab.json``,
+    ``tokenizer_config.json``, ``special_tokens_map.json``); ``num_outputs``: the size
+    of the model's output layer. Raises :class:`GradnapError` naming the file when the
+    vocabulary is unusable (no pad token, indices out of range, two tokens on one index).
+    """
+    directory = Path(directory)
+    vocab_file = directory / "vocab.json"
+    vocab = _read_json(vocab_file)
+    if vocab and all(isinstance(v, dict) for v in vocab.values()):  # {lang: {token: id}}
+        raise GradnapError(
+            f"{vocab_file}: a multilingual vocabulary ({', '.join(sorted(vocab)[:4])} ...); "
+            "save the checkpoint with the tokenizer of one language"
+        )
+    tokens: dict[int, str] = {}
+    for tok, idx in vocab.items():
+        if not isinstance(idx, int) or not 0 <= idx < num_outputs:
+            raise GradnapError(
+                f"{vocab_file}: token {tok!r} has index {idx!r}; the model has {num_outputs} "
+                "outputs"
+            )
+        if idx in tokens:
+            raise GradnapError(f"{vocab_file}: tokens {tokens[idx]!r} and {tok!r} share {idx}")
+        tokens[idx] = tok
+    tok_cfg = _read_json(directory / "tokenizer_config.json", required=False)
+    special = _read_json(directory / "special_tokens_map.json", required=False)
+    pad = _token(special.get("pad_token")) or _token(tok_cfg.get("pad_token")) or "<pad>"
+    delimiter = _token(tok_cfg.get("word_delimiter_token")) or "|"
+    index = {t: i for i, t in tokens.items()}
+    if pad not in index:
+        raise GradnapError(
+            f"{vocab_file}: the pad token {pad!r} (the CTC blank) is not in the vocabulary"
+        )
+    letters: list[int | None] = [None] * (len(ALPHABET) + 1)
+    letters[BLANK_INDEX] = index[pad]
+    used = {index[pad]}
+
+    def claim(k: int, tok: str) -> None:
+        if tok in index and index[tok] not in used and letters[k] is None:
+            letters[k] = index[tok]
+            used.add(index[tok])
+
+    space = ALPHABET.index(" ")
+    claim(space, delimiter)
+    claim(space, " ")
+    for k, ch in enumerate(ALPHABET):
+        if ch != " ":
+            claim(k, ch)
+            claim(k, ch.upper())
+    extra = tuple(
+        (i, tokens.get(i, f"<{i}>")) for i in range(num_outputs) if i not in used
+    )
+    return Vocabulary(tuple(letters), extra, delimiter, pad)
+
+
+def read_feature_config(directory: str | Path) -> FeatureConfig:
+    """Waveform input settings from ``preprocessor_config.json`` (``sampling_rate``,
+    ``do_normalize``); a missing file means 16 kHz, normalised (with a warning)."""
+    path = Path(directory) / "preprocessor_config.json"
+    cfg = _read_json(path, required=False)
+    if not cfg:
+        log.warning("%s: missing; assuming 16 kHz waveform input, normalised", path)
+    rate = cfg.get("sampling_rate", 16000)
+    if not isinstance(rate, int) or rate <= 0:
+        raise GradnapError(f"{path}: sampling_rate {rate!r} is not a positive integer")
+    size = cfg.get("feature_size", 1)
+    if size != 1:
+        raise GradnapError(
+            f"{path}: feature_size {size!r}; gradnap reads waveform models (feature_size 1)"
+        )
+    normalize = "utterance" if cfg.get("do_normalize", True) else "none"
+    return FeatureConfig(sample_rate=rate, normalize=normalize, input="waveform")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What a module's output looks like (measured on probe inputs)."""
+
+    #: The output (its first tensor, for tuple outputs) is ``(B, T, C)``.
+    time_major: bool
+    #: The layer number in the front end's :class:`~gradnap.geometry.Geometry` whose
+    #: positions the output has (0 = input samples, ``L`` = the front end's output
+    #: frames), or ``None`` when the length matches none (e.g. a padded convolution).
+    stage: int | None
+    #: Input samples per position.
+    jump: float
+    #: The module runs above the last attention block: the sensitivity of output frame
+    #: ``tau`` is non-zero at position ``tau`` alone.
+    pointwise: bool
+
+
+class HFCTCModel(nn.Module):
+    """A ``transformers`` ``*ForCTC`` model as a gradnap model (see the module doc).
+
+    ``forward``: waveform ``(B, 1, N)`` -> logits ``(B, K, T')``. Attributes read by
+    gradnap: ``output_kind`` (logits), ``features`` (waveform input settings),
+    ``metadata``, ``labels`` (a label per class), ``frontend`` (the conv front end's
+    :class:`~gradnap.geometry.Geometry`), ``default_layers``, ``layer_info``
+    (:class:`LayerInfo` per module name), ``pointwise_after`` (the last encoder layer
+    when everything above it is position-wise, else ``None``) and :meth:`window_layout`.
+    """
+
+    output_kind = "logits"
+
+    def __init__(
+        self,
+        hf: nn.Module,
+        vocabulary: Vocabulary,
+        features: FeatureConfig,
+        metadata: dict | None = None,
+    ) -> None:
+        super().__init__()
+        # the checkpoint's own children, so that module names and state-dict keys are its
+        # own; the model itself is kept outside the module tree
+        for name, child in hf.named_children():
+            self.add_module(name, child)
+        object.__setattr__(self, "hf", hf)
+        self.vocabulary = vocabulary
+        self.labels = vocabulary.labels()
+        self.features = features
+        self.metadata: dict = dict(metadata or {})
+        self.register_buffer(
+            "class_order", torch.tensor(vocabulary.order(), dtype=torch.int64), persistent=False
+        )
+        cfg = hf.config  # type: ignore[attr-defined]
+        prefix = getattr(hf, "base_model_prefix", "")
+        base = getattr(hf, prefix, None)
+        where = type(hf).__name__
+        if not (hasattr(cfg, "conv_kernel") and hasattr(cfg, "conv_stride")) or base is None:
+            raise GradnapError(
+                f"{where}: not a waveform CTC model with a convolutional front end "
+                "(config.conv_kernel / conv_stride)"
+            )
+        convs = [
+            (n, m)
+            for n, m in self.named_modules()
+            if n.startswith(f"{prefix}.feature_extractor.conv_layers.") and isinstance(m, nn.Conv1d)
+        ]
+        specs = [ConvSpec.from_conv(m) for _, m in convs]
+        expected = [ConvSpec(int(k), int(s)) for k, s in zip(cfg.conv_kernel, cfg.conv_stride)]
+        if specs != expected:
+            raise GradnapError(
+                f"{where}: the front end's convolutions {specs} differ from the config's "
+                f"kernels {list(cfg.conv_kernel)} and strides {list(cfg.conv_stride)}"
+            )
+        self.frontend = Geometry(tuple(expected))
+        L = self.frontend.num_layers
+        self.frontend_layers = [f"{prefix}.feature_extractor.conv_layers.{i}" for i in range(L)]
+        encoder = getattr(getattr(base, "encoder", None), "layers", None)
+        if not isinstance(encoder, nn.ModuleList) or len(encoder) == 0:
+            raise GradnapError(f"{where}: no encoder layers at {prefix}.encoder.layers")
+        self.encoder_layers = [f"{prefix}.encoder.layers.{i}" for i in range(len(encoder))]
+        if not isinstance(getattr(hf, "lm_head", None), nn.Linear):
+            raise GradnapError(f"{where}: no lm_head (a CTC model's output layer)")
+        self.default_layers = [self.frontend_layers[-1], *self.encoder_layers, "lm_head"]
+        self.pointwise_after: str | None = None
+        self.layer_info: dict[str, LayerInfo] = {}
+        self.eval()
+        self._probe()
+
+    def train(self, mode: bool = True) -> HFCTCModel:
+        super().train(mode)
+        self.hf.train(mode)
+        return self
+
+    @property
+    def time_major(self) -> frozenset[str]:
+        """Names of the modules whose output is ``(B, T, C)``."""
+        return frozenset(n for n, i in self.layer_info.items() if i.time_major)
+
+    @property
+    def receptive_field(self) -> int:
+        """Input samples of one output frame of the front end."""
+        return self.frontend.receptive_field(self.frontend.num_layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Waveform ``(B, 1, N)`` -> logits ``(B, K, T')`` in gradnap's class order."""
+        if x.dim() != 3 or x.shape[1] != 1:
+            raise GradnapError(f"input: expected a (batch, 1, samples) waveform, got {tuple(x.shape)}")
+        n = int(x.shape[2])
+        if self.frontend.output_length(n) == 0:
+            ms = 1000.0 * self.receptive_field / self.features.sample_rate
+            raise GradnapError(
+                f"input of {n} samples is shorter than the front end's receptive field "
+                f"({self.receptive_field} samples, {ms:.0f} ms)"
+            )
+        logits = self.hf(input_values=x[:, 0, :], return_dict=True).logits  # (B, T', V)
+        b, t, _ = logits.shape
+        fill = logits.new_full((b, t, 1), MISSING_LOGIT)
+        order = torch.where(self.class_order < 0, logits.shape[2], self.class_order)
+        return torch.cat([logits, fill], dim=2).index_select(2, order).transpose(1, 2)
+
+    # --- layers --------------------------------------------------------------------
+
+    def _probe(self) -> None:
+        """Fill :attr:`layer_info` and :attr:`pointwise_after` from two short inputs."""
+        L = self.frontend.num_layers
+        stride = self.frontend.output_stride
+        lengths = [self.receptive_field + (t - 1) * stride for t in (5, 6)]
+        shapes: list[dict[str, tuple[int, ...]]] = []
+        order: list[str] = []
+        gen = torch.Generator().manual_seed(0)
+        for n in lengths:
+            seen: dict[str, tuple[int, ...]] = {}
+            handles = []
+
+            def make_hook(name: str, seen=seen):
+                def hook(_module, _inputs, output):
+                    first = first_tensor(output)
+                    if first is not None:
+                        seen[name] = tuple(first.shape)
+                        if len(shapes) == 0:
+                            order.append(name)
+
+                return hook
+
+            for name, module in self.named_modules():
+                if name:
+                    handles.append(module.register_forward_hook(make_hook(name)))
+            try:
+                with torch.no_grad():
+                    self(torch.randn(1, 1, n, generator=gen))
+            finally:
+                for h in handles:
+                    h.remove()
+            shapes.append(seen)
+        last = self.encoder_layers[-1]
+        pointwise = self._pointwise_names(order, last)
+        for name in order:
+            a, b = shapes[0].get(name), shapes[1].get(name)
+            if a is None or b is None or len(a) != 3 or a[0] != 1:
+                continue
+            changed = [d for d in (1, 2) if a[d] != b[d]]
+            if len(changed) != 1:
+                continue  # no time axis (a weight, an attention map)
+            axis = changed[0]
+            t = b[axis]
+            stage = self._stage(name, t, lengths[1])
+            jump = float(self.frontend.jump(stage)) if stage is not None else lengths[1] / t
+            self.layer_info[name] = LayerInfo(axis == 1, stage, jump, name in pointwise)
+        if pointwise and not self._check_pointwise(last, lengths[1]):
+            log.warning(
+                "%s: the output is not position-wise in %s: every layer gets the "
+                "utterance-wide backward pass",
+                type(self.hf).__name__,
+                last,
+            )
+            pointwise = set()
+            self.layer_info = {
+                n: LayerInfo(i.time_major, i.stage, i.jump, False) for n, i in self.layer_info.items()
+            }
+        self.pointwise_after = last if pointwise else None
+        if L and self.frontend_layers[-1] not in self.layer_info:
+            raise GradnapError(f"{type(self.hf).__name__}: the front end did not run")
+
+    def _pointwise_names(self, order: list[str], last: str) -> set[str]:
+        """Modules that finish after the last encoder layer, when each of them is
+        position-wise (or a container of that layer); else the empty set."""
+        if last not in order:
+            return set()
+        above = order[order.index(last) :]
+        modules = dict(self.named_modules())
+        for name in above[1:]:
+            holds_last = last.startswith(name + ".")
+            if not holds_last and not isinstance(modules[name], _POINTWISE):
+                log.info("%s runs above %s: no position-wise head", name, last)
+                return set()
+        return set(above)
+
+    def _check_pointwise(self, last: str, n: int) -> bool:
+        """Numerical check of the structural rule: the output at one frame depends on the
+        last encoder layer's output at that frame alone."""
+        store: dict[str, torch.Tensor] = {}
+
+        def hook(_module, _inputs, output):
+            first = first_tensor(output)
+            assert first is not None
+            leaf = first.detach().requires_grad_(True)
+            store["h"] = leaf
+            return replace_first(output, leaf)
+
+        handle = dict(self.named_modules())[last].register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                y = self(torch.randn(1, 1, n, generator=torch.Generator().manual_seed(1)))
+                tau = y.shape[2] // 2
+                (g,) = torch.autograd.grad(y[0, :, tau].sum(), store["h"])
+        finally:
+            handle.remove()
+        axis = 1 if self.layer_info[last].time_major else 2
+        g = g.abs().sum(dim=3 - axis)[0]  # (T,)
+        return bool(g[tau] > 0) and bool((g[:tau] == 0).all()) and bool((g[tau + 1 :] == 0).all())
+
+    def _stage(self, name: str, length: int, n: int) -> int | None:
+        """The front-end layer number whose positions a module's output has."""
+        L = self.frontend.num_layers
+        for i, conv in enumerate(self.frontend_layers):
+            if name == conv or name.startswith(conv + "."):
+                return i + 1
+        if length == self.frontend.output_length(n):
+            return L
+        return None
+
+    def window_layout(
+        self, layers: list[str], seconds: float = METHOD.attention_window_seconds
+    ) -> tuple[dict[str, tuple[int, float]], tuple[float, float]]:
+        """Window width and jump (input samples per position) of each of ``layers``, and
+        the output clock ``(stride, offset)`` in input samples (docs/method.md §1.3).
+
+        Widths: one position above the last attention block; elsewhere the positions of
+        ``K`` front-end output frames (``K`` = ``seconds`` in frames, rounded to an odd
+        number) through the front end's geometry."""
+        g = self.frontend
+        L = g.num_layers
+        frames = seconds * self.features.sample_rate / g.output_stride
+        K = 2 * int(math.floor(frames / 2)) + 1
+        out: dict[str, tuple[int, float]] = {}
+        for name in layers:
+            if name == "input":
+                lo, hi = g.span(0, K - 1, L, 0)
+                out[name] = (hi - lo + 1, 1.0)
+                continue
+            info = self.layer_info.get(name)
+            if info is None:
+                raise GradnapError(f"layer {name!r} has no time axis (not a layer of positions)")
+            if info.pointwise:
+                width = 1
+            elif info.stage is not None:
+                lo, hi = g.span(0, K - 1, L, info.stage)
+                width = hi - lo + 1
+            else:
+                width = max(1, round(K * g.output_stride / info.jump)) | 1
+            out[name] = (width, info.jump)
+        return out, (float(g.output_stride), float(g.centre(0, L)))
+
+
+def first_tensor(output: Any) -> torch.Tensor | None:
+    """A module output's tensor: the output itself, or the first element of a tuple or
+    ``ModelOutput`` (``transformers``' encoder layers return tuples in some versions,
+    its models ``ModelOutput`` dicts); ``None`` for anything else."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    if isinstance(output, dict) and output:
+        first = next(iter(output.values()))
+        if isinstance(first, torch.Tensor):
+            return first
+    return None
+
+
+def replace_first(output: Any, value: torch.Tensor) -> Any:
+    """``output`` with its tensor (see :func:`first_tensor`) replaced by ``value``."""
+    if isinstance(output, torch.Tensor):
+        return value
+    if isinstance(output, tuple):
+        return (value, *output[1:])
+    key = next(iter(output))
+    output[key] = value
+    return output
+
+
+def load_hf_model(directory: str | Path) -> HFCTCModel:
+    """An :class:`HFCTCModel` in eval mode from a ``save_pretrained`` directory (see the
+    module doc). Needs the ``transformers`` package (the ``hf`` extra: ``pip install
+    gradnap[hf]``); reads local files only."""
+    directory = Path(directory)
+    try:
+        import transformers
+    except ImportError:
+        raise GradnapError(
+            f"{directory}: a Hugging Face checkpoint; reading it needs the transformers "
+            "package (pip install 'gradnap[hf]')"
+        ) from None
+    config = _read_json(directory / "config.json")
+    archs = config.get("architectures") or []
+    arch = archs[0] if archs and isinstance(archs[0], str) else None
+    if arch is not None and not arch.endswith("ForCTC"):
+        raise GradnapError(f"{directory}: a {arch}, not a CTC model (*ForCTC)")
+    cls = getattr(transformers, arch, None) if arch else None
+    if cls is None:
+        cls = transformers.AutoModelForCTC
+    try:
+        hf = cls.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise GradnapError(f"{directory}: cannot load the checkpoint ({exc})") from None
+    hf = hf.float().eval()
+    n_out = int(hf.lm_head.out_features) if hasattr(hf, "lm_head") else 0
+    vocab = read_vocabulary(directory, n_out)
+    features = read_feature_config(directory)
+    blank_id = vocab.letters[BLANK_INDEX]
+    pad_id = getattr(hf.config, "pad_token_id", None)
+    if pad_id is not None and pad_id != blank_id:
+        log.warning(
+            "%s: the config's pad_token_id %s (the blank of transformers' CTC loss) is not "
+            "the tokenizer's pad token %r (%s); the tokenizer's is the blank",
+            directory,
+            pad_id,
+            vocab.pad,
+            blank_id,
+        )
+    unknown = [f"{BLANK_INDEX + 1 + j}: {tok!r}" for j, (_, tok) in enumerate(vocab.extra)]
+    if unknown:
+        log.warning(
+            "%s: %d output(s) outside gradnap's alphabet are kept as extra classes "
+            "(labelled by class index in groupings): %s",
+            directory,
+            len(unknown),
+            ", ".join(unknown),
+        )
+    if vocab.missing:
+        log.info(
+            "%s: the vocabulary has no %s (never predicted)",
+            directory,
+            ", ".join(repr(c) for c in vocab.missing),
+        )
+    metadata = {
+        "source": str(directory),
+        "architecture": type(hf).__name__,
+        "transformers": transformers.__version__,
+        "unknown_tokens": [tok for _, tok in vocab.extra],
+        "missing_classes": vocab.missing,
+    }
+    return HFCTCModel(hf, vocab, features, metadata)
