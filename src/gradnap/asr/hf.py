@@ -54,6 +54,7 @@ __all__ = [
     "load_hf_model",
     "read_feature_config",
     "read_vocabulary",
+    "vocabulary_from_tokens",
     "first_tensor",
     "replace_first",
     "MISSING_LOGIT",
@@ -146,25 +147,32 @@ def read_vocabulary(directory: str | Path, num_outputs: int) -> Vocabulary:
             f"{vocab_file}: a multilingual vocabulary ({', '.join(sorted(vocab)[:4])} ...); "
             "save the checkpoint with the tokenizer of one language"
         )
-    tokens: dict[int, str] = {}
-    for tok, idx in vocab.items():
-        if not isinstance(idx, int) or not 0 <= idx < num_outputs:
-            raise GradnapError(
-                f"{vocab_file}: token {tok!r} has index {idx!r}; the model has {num_outputs} "
-                "outputs"
-            )
-        if idx in tokens:
-            raise GradnapError(f"{vocab_file}: tokens {tokens[idx]!r} and {tok!r} share {idx}")
-        tokens[idx] = tok
     tok_cfg = _read_json(directory / "tokenizer_config.json", required=False)
     special = _read_json(directory / "special_tokens_map.json", required=False)
     pad = _token(special.get("pad_token")) or _token(tok_cfg.get("pad_token")) or "<pad>"
     delimiter = _token(tok_cfg.get("word_delimiter_token")) or "|"
+    try:
+        return vocabulary_from_tokens(vocab, num_outputs, pad, delimiter)
+    except GradnapError as exc:
+        raise GradnapError(f"{vocab_file}: {exc}") from None
+
+
+def vocabulary_from_tokens(
+    vocab: dict[str, Any], num_outputs: int, pad: str = "<pad>", delimiter: str = "|"
+) -> Vocabulary:
+    """The class mapping of a ``{token: output index}`` vocabulary (see the module doc)."""
+    tokens: dict[int, str] = {}
+    for tok, idx in vocab.items():
+        if not isinstance(idx, int) or not 0 <= idx < num_outputs:
+            raise GradnapError(
+                f"token {tok!r} has index {idx!r}; the model has {num_outputs} outputs"
+            )
+        if idx in tokens:
+            raise GradnapError(f"tokens {tokens[idx]!r} and {tok!r} share index {idx}")
+        tokens[idx] = tok
     index = {t: i for i, t in tokens.items()}
     if pad not in index:
-        raise GradnapError(
-            f"{vocab_file}: the pad token {pad!r} (the CTC blank) is not in the vocabulary"
-        )
+        raise GradnapError(f"the pad token {pad!r} (the CTC blank) is not in the vocabulary")
     letters: list[int | None] = [None] * (len(ALPHABET) + 1)
     letters[BLANK_INDEX] = index[pad]
     used = {index[pad]}
@@ -181,9 +189,7 @@ def read_vocabulary(directory: str | Path, num_outputs: int) -> Vocabulary:
         if ch != " ":
             claim(k, ch)
             claim(k, ch.upper())
-    extra = tuple(
-        (i, tokens.get(i, f"<{i}>")) for i in range(num_outputs) if i not in used
-    )
+    extra = tuple((i, tokens.get(i, f"<{i}>")) for i in range(num_outputs) if i not in used)
     return Vocabulary(tuple(letters), extra, delimiter, pad)
 
 
