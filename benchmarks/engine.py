@@ -337,9 +337,13 @@ def bench_transformer(name: str, args) -> dict:
         log(f"[{name}] autograd strategy: {choice}")
     rows: dict[str, list[float]] = {"auto": [], "dense": [], "ref": [], "captum": []}
     for r in range(args.repeats):
-        rows["auto"].append(extrapolated_fps(auto, x, args.autograd_frames, t_out, f"[{name}] autograd"))
+        rows["auto"].append(
+            extrapolated_fps(auto, x, args.autograd_frames, t_out, f"[{name}] autograd")
+        )
         rows["dense"].append(
-            extrapolated_fps(dense, x, args.autograd_frames, t_out, f"[{name}] autograd, dense head")
+            extrapolated_fps(
+                dense, x, args.autograd_frames, t_out, f"[{name}] autograd, dense head"
+            )
         )
         rows["ref"].append(
             extrapolated_fps(ref, x, args.reference_frames, t_out, f"[{name}] reference")

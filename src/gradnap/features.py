@@ -196,11 +196,11 @@ def waveform_input(
     if config.normalize == "utterance":
         # mean and variance in float64 (the feature extractor's, in float32, agree to 1e-5)
         x64 = x.double()
-        x = ((x64 - x64.mean()) / torch.sqrt(x64.var(unbiased=False) + WAVEFORM_VARIANCE_EPS)).float()
+        x = (
+            (x64 - x64.mean()) / torch.sqrt(x64.var(unbiased=False) + WAVEFORM_VARIANCE_EPS)
+        ).float()
     elif config.normalize != "none":
-        raise GradnapError(
-            f"unknown waveform normalisation {config.normalize!r} (utterance, none)"
-        )
+        raise GradnapError(f"unknown waveform normalisation {config.normalize!r} (utterance, none)")
     return x.contiguous()
 
 

@@ -241,10 +241,14 @@ class HFCTCModel(nn.Module):
     """
 
     output_kind = "logits"
+    #: The ``transformers`` model (outside the module tree: its children are this one's).
+    hf: Any
+    #: The checkpoint's output index per class (``-1``: missing), a buffer.
+    class_order: torch.Tensor
 
     def __init__(
         self,
-        hf: nn.Module,
+        hf: Any,
         vocabulary: Vocabulary,
         features: FeatureConfig,
         metadata: dict | None = None,
@@ -262,7 +266,7 @@ class HFCTCModel(nn.Module):
         self.register_buffer(
             "class_order", torch.tensor(vocabulary.order(), dtype=torch.int64), persistent=False
         )
-        cfg = hf.config  # type: ignore[attr-defined]
+        cfg = hf.config
         prefix = getattr(hf, "base_model_prefix", "")
         base = getattr(hf, prefix, None)
         where = type(hf).__name__
@@ -277,7 +281,9 @@ class HFCTCModel(nn.Module):
             if n.startswith(f"{prefix}.feature_extractor.conv_layers.") and isinstance(m, nn.Conv1d)
         ]
         specs = [ConvSpec.from_conv(m) for _, m in convs]
-        expected = [ConvSpec(int(k), int(s)) for k, s in zip(cfg.conv_kernel, cfg.conv_stride)]
+        expected = [
+            ConvSpec(int(k), int(s)) for k, s in zip(cfg.conv_kernel, cfg.conv_stride, strict=True)
+        ]
         if specs != expected:
             raise GradnapError(
                 f"{where}: the front end's convolutions {specs} differ from the config's "
@@ -316,7 +322,9 @@ class HFCTCModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Waveform ``(B, 1, N)`` -> logits ``(B, K, T')`` in gradnap's class order."""
         if x.dim() != 3 or x.shape[1] != 1:
-            raise GradnapError(f"input: expected a (batch, 1, samples) waveform, got {tuple(x.shape)}")
+            raise GradnapError(
+                f"input: expected a (batch, 1, samples) waveform, got {tuple(x.shape)}"
+            )
         n = int(x.shape[2])
         if self.frontend.output_length(n) == 0:
             ms = 1000.0 * self.receptive_field / self.features.sample_rate
@@ -387,7 +395,8 @@ class HFCTCModel(nn.Module):
             )
             pointwise = set()
             self.layer_info = {
-                n: LayerInfo(i.time_major, i.stage, i.jump, False) for n, i in self.layer_info.items()
+                n: LayerInfo(i.time_major, i.stage, i.jump, False)
+                for n, i in self.layer_info.items()
             }
         self.pointwise_after = last if pointwise else None
         if L and self.frontend_layers[-1] not in self.layer_info:

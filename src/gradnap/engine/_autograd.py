@@ -291,18 +291,14 @@ class AutogradEngine(HookedEngine):
         tensors = {name: (xg if name == INPUT_LAYER else captured[name]) for name in self.layers}
         order = list(captured)  # the order in which the modules finished
         top: list[str] = []
-        pointwise = boundary is not None and boundary in captured
-        if pointwise:
+        source = out
+        if boundary is not None and boundary in captured:
             first = order.index(boundary)
             top = [n for n in self.layers if n != INPUT_LAYER and order.index(n) >= first]
+            source = captured[boundary]
         lower = [n for n in self.layers if n not in top]
         graph = _Graph(
-            out,
-            top,
-            [tensors[n] for n in top],
-            captured[boundary] if pointwise else out,  # type: ignore[index]
-            lower,
-            [tensors[n] for n in lower],
+            out, top, [tensors[n] for n in top], source, lower, [tensors[n] for n in lower]
         )
         activations = {
             n: t.detach().reshape(t.shape[-2:]) for n, t in tensors.items()
@@ -571,9 +567,7 @@ class AutogradEngine(HookedEngine):
                 batch_cost = run("batch", min(batch, n - done))
         t_out = state.y.shape[1]
         #: The latest calibration.
-        self.calibration = _Calibration(
-            graph_forward, per_frame, batch_cost, t_out, vjp, onednn
-        )
+        self.calibration = _Calibration(graph_forward, per_frame, batch_cost, t_out, vjp, onednn)
         log.info(
             "autograd engine on %d output frames: %.4f s per frame per-frame (%d workers, "
             "oneDNN %s), %s s batched vjp, %s s batch strategy, %.3f s forward: %s",
@@ -593,11 +587,11 @@ class AutogradEngine(HookedEngine):
 def _onednn(enabled: bool) -> Iterator[None]:
     """oneDNN (``torch.backends.mkldnn``) on or off for the duration (process-wide)."""
     before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = enabled
+    setattr(torch.backends.mkldnn, "enabled", enabled)  # noqa: B010 (a module property)
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = before
+        setattr(torch.backends.mkldnn, "enabled", before)  # noqa: B010
 
 
 def _distinct_rounds(frames: torch.Tensor) -> list[torch.Tensor]:
