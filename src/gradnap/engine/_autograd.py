@@ -113,6 +113,9 @@ STRATEGIES = ("auto", "batch", "per_frame", "vjp")
 
 #: Frames a call must have for the "auto" strategy to calibrate on it.
 CALIBRATION_FRAMES = 8
+#: At most this many frames per worker in the timed "vjp" batch of a calibration (the
+#: wav2vec 2.0 benchmark model ran it 3x slower than the per-frame backward).
+CALIBRATION_BATCH = 16
 
 
 @dataclass
@@ -557,7 +560,7 @@ class AutogradEngine(HookedEngine):
         without = run("per_frame", 2 * workers, onednn=False)
         onednn = per_frame <= without
         per_frame = min(per_frame, without)
-        share = max(2, min(batch, (n - done - 2) // (2 * workers)))
+        share = max(2, min(batch, CALIBRATION_BATCH, (n - done - 2) // (2 * workers)))
         run("vjp", 2, onednn)
         vjp = run("vjp", share * workers, onednn) if done < n else None
         batch_cost = None
