@@ -144,7 +144,12 @@ def test_loads_each_class_with_its_vocabulary(checkpoints, kind, caplog):
         f"{prefix}.encoder.layers.1",
         "lm_head",
     ]
-    assert model.pointwise_after == f"{prefix}.encoder.layers.1"
+    # the head starts after the last attention block: its input and attention output
+    enc = f"{prefix}.encoder.layers"
+    assert model.pointwise_after == (f"{enc}.0", f"{enc}.1.attention")
+    pointwise = {n for n, i in model.layer_info.items() if i.pointwise}
+    assert {f"{enc}.1.feed_forward", f"{enc}.1", "lm_head"} <= pointwise
+    assert not pointwise & {f"{enc}.0", f"{enc}.1.attention.v_proj"}
     assert isinstance(make_engine(model), AutogradEngine)
 
 
@@ -212,6 +217,7 @@ def test_frame_geometry_from_the_config(checkpoints):
     assert info["wav2vec2.encoder.layers.0"].jump == STRIDE
     assert not info["wav2vec2.encoder.layers.0"].pointwise
     assert info["wav2vec2.encoder.layers.1"].pointwise and info["lm_head"].pointwise
+    assert not info["wav2vec2.encoder.layers.1.attention.q_proj"].pointwise
     # weight parametrizations and attention maps are no layers of positions
     assert "wav2vec2.encoder.pos_conv_embed.conv.parametrizations.weight" not in info
     with pytest.raises(GradnapError, match="no sequence of positions"):
@@ -266,7 +272,7 @@ def test_head_windows_and_repeated_frames(checkpoints):
     got, want = eng.sensitivities(fwd, frames, classes), ref.sensitivities(rfwd, frames, classes)
     for name in layers:
         w = got[name]
-        if name in ("wavlm.encoder.layers.1", "lm_head"):  # above the last attention block
+        if name in ("wavlm.encoder.layers.1", "lm_head"):  # after the last attention block
             assert w.grads.shape[2] == 1 and torch.equal(w.start, frames)
             full = want[name].grads[torch.arange(5), :, frames]  # (n, C)
             torch.testing.assert_close(w.grads[:, :, 0], full, rtol=1e-4, atol=1e-7)
@@ -288,6 +294,27 @@ def test_a_head_that_mixes_positions_is_not_split(tmp_path, caplog):
         model = HFCTCModel(hf.eval(), read_vocabulary(path, 32), read_feature_config(path))
     assert model.pointwise_after is None and "not position-wise" in caplog.text
     layers = ["wav2vec2.encoder.layers.0", "wav2vec2.encoder.layers.1", "lm_head"]
+    eng, ref = AutogradEngine(model, layers), ReferenceEngine(model, layers)
+    assert_engines_agree(eng, ref, torch.randn(1, RF + 12 * STRIDE))
+
+
+def test_a_bypass_of_the_attention_cut_moves_the_head_up(tmp_path, caplog):
+    path = save_checkpoint(tmp_path / "m")
+    hf = transformers.Wav2Vec2ForCTC.from_pretrained(str(path), local_files_only=True)
+    # the last layer's feed-forward block also reads the encoder's input: a path from
+    # below that passes neither the last layer's input nor its attention output
+    kept = {}
+    hf.wav2vec2.encoder.dropout.register_forward_hook(lambda _m, _i, out: kept.update(h=out))
+    hf.wav2vec2.encoder.layers[1].feed_forward.register_forward_hook(
+        lambda _m, _i, out: out + 0.5 * kept["h"]
+    )
+    from gradnap.asr.hf import read_feature_config, read_vocabulary
+
+    with caplog.at_level(logging.INFO, logger="gradnap.asr.hf"):
+        model = HFCTCModel(hf.eval(), read_vocabulary(path, 32), read_feature_config(path))
+    assert "do not carry all of the output's dependence" in caplog.text
+    assert model.pointwise_after == ("wav2vec2.encoder.layers.1",)
+    layers = _every_layer(model)
     eng, ref = AutogradEngine(model, layers), ReferenceEngine(model, layers)
     assert_engines_agree(eng, ref, torch.randn(1, RF + 12 * STRIDE))
 

@@ -236,8 +236,14 @@ class HFCTCModel(nn.Module):
     gradnap: ``output_kind`` (logits), ``features`` (waveform input settings),
     ``metadata``, ``labels`` (a label per class), ``frontend`` (the conv front end's
     :class:`~gradnap.geometry.Geometry`), ``default_layers``, ``layer_info``
-    (:class:`LayerInfo` per module name), ``pointwise_after`` (the last encoder layer
-    when everything above it is position-wise, else ``None``) and :meth:`window_layout`.
+    (:class:`LayerInfo` per module name), ``pointwise_after`` and :meth:`window_layout`.
+
+    ``pointwise_after``: the modules whose outputs carry all of the output's dependence on
+    the layers below them, each at the output frame's own position: the last encoder
+    layer's input and its attention output (whatever follows the last attention block,
+    its feed-forward block, layer norms and ``lm_head``, acts on each position alone), or
+    else the last encoder layer's output; ``None`` when neither passes the checks made
+    when the model is built (module types, then a numerical check on a random input).
     """
 
     output_kind = "logits"
@@ -299,7 +305,7 @@ class HFCTCModel(nn.Module):
         if not isinstance(getattr(hf, "lm_head", None), nn.Linear):
             raise GradnapError(f"{where}: no lm_head (a CTC model's output layer)")
         self.default_layers = [self.frontend_layers[-1], *self.encoder_layers, "lm_head"]
-        self.pointwise_after: str | None = None
+        self.pointwise_after: tuple[str, ...] | None = None
         self.layer_info: dict[str, LayerInfo] = {}
         self.eval()
         self._probe()
@@ -372,8 +378,7 @@ class HFCTCModel(nn.Module):
                 for h in handles:
                     h.remove()
             shapes.append(seen)
-        last = self.encoder_layers[-1]
-        pointwise = self._pointwise_names(order, last)
+        infos: dict[str, tuple[bool, int | None, float]] = {}
         for name in order:
             a, b = shapes[0].get(name), shapes[1].get(name)
             if a is None or b is None or len(a) != 3 or a[0] != 1:
@@ -385,60 +390,115 @@ class HFCTCModel(nn.Module):
             t = b[axis]
             stage = self._stage(name, t, lengths[1])
             jump = float(self.frontend.jump(stage)) if stage is not None else lengths[1] / t
-            self.layer_info[name] = LayerInfo(axis == 1, stage, jump, name in pointwise)
-        if pointwise and not self._check_pointwise(last, lengths[1]):
-            log.warning(
-                "%s: the output is not position-wise in %s: every layer gets the "
-                "utterance-wide backward pass",
-                type(self.hf).__name__,
-                last,
-            )
-            pointwise = set()
-            self.layer_info = {
-                n: LayerInfo(i.time_major, i.stage, i.jump, False)
-                for n, i in self.layer_info.items()
-            }
-        self.pointwise_after = last if pointwise else None
-        if L and self.frontend_layers[-1] not in self.layer_info:
+            infos[name] = (axis == 1, stage, jump)
+        if L and self.frontend_layers[-1] not in infos:
             raise GradnapError(f"{type(self.hf).__name__}: the front end did not run")
+        self.pointwise_after = None
+        above: set[str] = set()
+        for sources in self._cut_candidates():
+            above = self._above(order, sources)
+            if above and self._check_cut(sources, infos, lengths[1]):
+                self.pointwise_after = sources
+                break
+            above = set()
+        if self.pointwise_after is None:
+            log.warning(
+                "%s: the output is not position-wise above the last attention block: "
+                "every layer gets the utterance-wide backward pass",
+                type(self.hf).__name__,
+            )
+        self.layer_info = {n: LayerInfo(*i, n in above) for n, i in infos.items()}
 
-    def _pointwise_names(self, order: list[str], last: str) -> set[str]:
-        """Modules that finish after the last encoder layer, when each of them is
-        position-wise (or a container of that layer); else the empty set."""
-        if last not in order:
+    def _cut_candidates(self) -> list[tuple[str, ...]]:
+        """Where the position-wise head may start, best first: at the last encoder layer's
+        attention output together with that layer's input (the residual stream), then at
+        the last encoder layer's output."""
+        last = self.encoder_layers[-1]
+        prefix = self.hf.base_model_prefix
+        before = self.encoder_layers[-2] if len(self.encoder_layers) > 1 else None
+        before = before or f"{prefix}.encoder.dropout"
+        return [(before, f"{last}.attention"), (last,)]
+
+    def _above(self, order: list[str], sources: tuple[str, ...]) -> set[str]:
+        """The modules that finish at or after the last of ``sources``, when every one of
+        them (but the sources' containers) is position-wise by its type; else the empty
+        set."""
+        if not all(s in order for s in sources):
             return set()
-        above = order[order.index(last) :]
+        first = max(order.index(s) for s in sources)
+        above = order[first:]
         modules = dict(self.named_modules())
+
+        def pointwise(name: str) -> bool:
+            m = modules[name]
+            leaves = [c for c in m.modules() if not any(c.children())]
+            return all(_is_pointwise(c) for c in leaves)
+
         for name in above[1:]:
-            holds_last = last.startswith(name + ".")
-            if not holds_last and not isinstance(modules[name], _POINTWISE):
-                log.info("%s runs above %s: no position-wise head", name, last)
+            holds = any(s.startswith(name + ".") for s in sources)
+            if not holds and not pointwise(name):
+                log.info("%s runs above %s: no position-wise head there", name, sources[-1])
                 return set()
         return set(above)
 
-    def _check_pointwise(self, last: str, n: int) -> bool:
-        """Numerical check of the structural rule: the output at one frame depends on the
-        last encoder layer's output at that frame alone."""
-        store: dict[str, torch.Tensor] = {}
+    def _check_cut(
+        self, sources: tuple[str, ...], infos: dict[str, tuple[bool, int | None, float]], n: int
+    ) -> bool:
+        """Numerical check of a cut (the structural rule of :meth:`_above` cannot see
+        functional operations): on a random input, the output at one frame depends on
+        the sources at that frame alone, and the gradient with respect to the front end's
+        output through the sources (the first kept in the graph, the others cut from it)
+        equals the direct one."""
+        modules = dict(self.named_modules())
+        front = f"{self.hf.base_model_prefix}.feature_extractor"
+        x = torch.randn(1, 1, n, generator=torch.Generator().manual_seed(1))
+        w = torch.randn(self.vocabulary.num_classes, generator=torch.Generator().manual_seed(2))
 
-        def hook(_module, _inputs, output):
-            first = first_tensor(output)
-            assert first is not None
-            leaf = first.detach().requires_grad_(True)
-            store["h"] = leaf
-            return replace_first(output, leaf)
+        def run(cut: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            store: dict[str, torch.Tensor] = {}
 
-        handle = dict(self.named_modules())[last].register_forward_hook(hook)
-        try:
-            with torch.enable_grad():
-                y = self(torch.randn(1, 1, n, generator=torch.Generator().manual_seed(1)))
-                tau = y.shape[2] // 2
-                (g,) = torch.autograd.grad(y[0, :, tau].sum(), store["h"])
-        finally:
-            handle.remove()
-        axis = 1 if self.layer_info[last].time_major else 2
-        g = g.abs().sum(dim=3 - axis)[0]  # (T,)
-        return bool(g[tau] > 0) and bool((g[:tau] == 0).all()) and bool((g[tau + 1 :] == 0).all())
+            def make_hook(name: str):
+                def hook(_module, _inputs, output):
+                    first = first_tensor(output)
+                    assert first is not None
+                    if name == front:
+                        first = first.detach().requires_grad_(True)
+                    store[name] = first
+                    if cut and name in sources[1:]:
+                        store[name + "#leaf"] = first = first.detach().requires_grad_(True)
+                    return replace_first(output, first)
+
+                return hook
+
+            handles = [modules[s].register_forward_hook(make_hook(s)) for s in (front, *sources)]
+            try:
+                with torch.enable_grad():
+                    y = self(x)
+            finally:
+                for h in handles:
+                    h.remove()
+            return y, store
+
+        y, store = run(cut=True)
+        tau = y.shape[2] // 2
+        tops = [store.get(s + "#leaf", store[s]) for s in sources]
+        target = (y[0, :, tau] * w).sum()
+        seeds = torch.autograd.grad(target, tops, retain_graph=True, allow_unused=True)
+        for s, g in zip(sources, seeds, strict=True):
+            if g is None:
+                return False
+            g = g.abs().sum(dim=2 if infos[s][0] else 1)[0]  # (T,)
+            if not (g[tau] > 0 and (g[:tau] == 0).all() and (g[tau + 1 :] == 0).all()):
+                log.info("%s: the output at one frame depends on other frames", s)
+                return False
+        (split,) = torch.autograd.grad([store[s] for s in sources], store[front], list(seeds))
+        y, store = run(cut=False)
+        (direct,) = torch.autograd.grad((y[0, :, tau] * w).sum(), store[front])
+        scale = float(direct.abs().max())
+        if not scale > 0 or float((split - direct).abs().max()) > 1e-4 * scale:
+            log.info("%s do not carry all of the output's dependence", ", ".join(sources))
+            return False
+        return True
 
     def _stage(self, name: str, length: int, n: int) -> int | None:
         """The front-end layer number whose positions a module's output has."""
@@ -481,6 +541,17 @@ class HFCTCModel(nn.Module):
                 width = max(1, round(K * g.output_stride / info.jump)) | 1
             out[name] = (width, info.jump)
         return out, (float(g.output_stride), float(g.centre(0, L)))
+
+
+def _is_pointwise(module: nn.Module) -> bool:
+    """A leaf module that acts on each position alone: layer norm, dropout, linear maps,
+    identity, and elementwise activations (``torch.nn``'s and ``transformers``')."""
+    if isinstance(module, _POINTWISE):
+        return True
+    if isinstance(module, nn.MultiheadAttention):
+        return False
+    kind = type(module).__module__
+    return kind == "torch.nn.modules.activation" or kind == "transformers.activations"
 
 
 def first_tensor(output: Any) -> torch.Tensor | None:

@@ -127,13 +127,20 @@ class _Graph:
     #: Requested layers above the position-wise boundary, and their tensors ``(1, C, T)``.
     top: list[str]
     top_tensors: list[torch.Tensor]
-    #: Where the per-frame backward passes start: the boundary's tensor ``(1, C, T)``
-    #: when the model has a position-wise head, else the output ``(1, K, T')``.
-    source: torch.Tensor
+    #: Where the per-frame backward passes start: the boundary tensors ``(1, C, T)`` in
+    #: the graph below (when the model has a position-wise head), else the output.
+    sources: list[torch.Tensor]
+    #: The boundary tensors as the head sees them (cut ones: their leaves).
+    heads: list[torch.Tensor]
     #: The other requested layers, and their tensors (``(F, T)`` for the input,
     #: ``(1, C, T)`` for layers).
     lower: list[str]
     lower_tensors: list[torch.Tensor]
+
+    @property
+    def split(self) -> bool:
+        """The model has a position-wise head (the backward passes start below it)."""
+        return self.sources[0] is not self.out
 
 
 @dataclass
@@ -279,13 +286,15 @@ class AutogradEngine(HookedEngine):
     def _graph_forward(self, x: torch.Tensor) -> tuple[_AutogradState, dict[str, torch.Tensor]]:
         """The forward pass with its graph (see the module doc)."""
         boundary = self.pointwise_after
-        hooked = list(self.layers)
-        if boundary is not None and boundary not in hooked:
-            hooked.append(boundary)
+        hooked = list(self.layers) + [b for b in boundary if b not in self.layers]
         with_input = INPUT_LAYER in self.layers
         xg = x.detach().clone().requires_grad_(with_input)
         grad_mode = torch.enable_grad() if with_input else torch.no_grad()
-        with grad_mode, capture(self.model, hooked, self.time_major, start_graph=True) as captured:
+        attached: dict[str, torch.Tensor] = {}
+        with (
+            grad_mode,
+            capture(self.model, hooked, self.time_major, True, boundary[1:], attached) as captured,
+        ):
             out = self.model(xg[None])
         self._check_output(out)
         self._check_ran(captured)
@@ -294,14 +303,21 @@ class AutogradEngine(HookedEngine):
         tensors = {name: (xg if name == INPUT_LAYER else captured[name]) for name in self.layers}
         order = list(captured)  # the order in which the modules finished
         top: list[str] = []
-        source = out
-        if boundary is not None and boundary in captured:
-            first = order.index(boundary)
+        sources, heads = [out], [out]
+        if boundary and all(b in captured for b in boundary):
+            first = max(order.index(b) for b in boundary)
             top = [n for n in self.layers if n != INPUT_LAYER and order.index(n) >= first]
-            source = captured[boundary]
+            sources = [attached.get(b, captured[b]) for b in boundary]
+            heads = [captured[b] for b in boundary]
         lower = [n for n in self.layers if n not in top]
         graph = _Graph(
-            out, top, [tensors[n] for n in top], source, lower, [tensors[n] for n in lower]
+            out,
+            top,
+            [tensors[n] for n in top],
+            sources,
+            heads,
+            lower,
+            [tensors[n] for n in lower],
         )
         activations = {
             n: t.detach().reshape(t.shape[-2:]) for n, t in tensors.items()
@@ -326,12 +342,13 @@ class AutogradEngine(HookedEngine):
         if classes.numel() and (classes.min() < 0 or classes.max() >= n_cls):
             raise GradnapError(f"sensitivities: classes must lie in 0..{n_cls - 1}")
         n = int(frames.shape[0])
-        seeds = output_seeds(state.y, self.output, self.target, frames, classes)  # (n, K)
+        # seeds (n, C) per source of the backward passes: the output's, or the boundary's
+        seeds = [output_seeds(state.y, self.output, self.target, frames, classes)]
         out: dict[str, Window] = {}
         graph = state.graph
         lower = list(self.layers) if graph is None else graph.lower
-        if graph is not None and graph.source is not graph.out:
-            seeds = self._top(graph, frames, seeds, out)  # seeds at the boundary (n, C)
+        if graph is not None and graph.split:
+            seeds = self._top(graph, frames, seeds[0], out)
         if not lower:
             return out
         grads = {
@@ -362,30 +379,32 @@ class AutogradEngine(HookedEngine):
 
     def _top(
         self, graph: _Graph, frames: torch.Tensor, seeds: torch.Tensor, out: dict[str, Window]
-    ) -> torch.Tensor:
+    ) -> list[torch.Tensor]:
         """One-position windows of the layers above the boundary into ``out``; returns the
-        seeds ``(n, C)`` at the boundary for the per-frame backward passes below it."""
+        seeds ``(n, C)`` at each boundary tensor for the backward passes below it."""
         n = frames.shape[0]
-        need_source = bool(graph.lower)
         targets = list(graph.top_tensors)
-        if need_source and not any(t is graph.source for t in targets):
-            targets.append(graph.source)
+        where = []  # the position of each boundary tensor among the targets
+        for h in graph.heads:
+            same = [i for i, t in enumerate(targets) if t is h]
+            if not same:
+                targets.append(h)
+            where.append(same[0] if same else len(targets) - 1)
         wins = [t.new_zeros(n, t.shape[1], 1) for t in graph.top_tensors]
-        src_seeds = graph.source.new_zeros(n, graph.source.shape[1])
+        src_seeds = [h.new_zeros(n, h.shape[1]) for h in graph.heads]
         for rows in _distinct_rounds(frames):
             g_out = torch.zeros_like(graph.out)
-            g_out[0, :, frames[rows]] = seeds[rows].T
+            cols = frames[rows]
+            g_out[0, :, cols] = seeds[rows].T
             grads = torch.autograd.grad(
                 graph.out, targets, g_out, retain_graph=True, allow_unused=True
             )
-            cols = frames[rows]
             for w, g in zip(wins, grads, strict=False):
                 if g is not None:
                     w[rows, :, 0] = g[0][:, cols].T
-            if need_source:
-                g = grads[next(i for i, t in enumerate(targets) if t is graph.source)]
-                if g is not None:
-                    src_seeds[rows] = g[0][:, cols].T
+            for s, i in zip(src_seeds, where, strict=True):
+                if grads[i] is not None:
+                    s[rows] = grads[i][0][:, cols].T
         for name, w in zip(graph.top, wins, strict=True):
             out[name] = Window(w, frames.clone())
         return src_seeds
@@ -398,7 +417,7 @@ class AutogradEngine(HookedEngine):
         state: _AutogradState,
         frames: torch.Tensor,
         classes: torch.Tensor,
-        seeds: torch.Tensor,
+        seeds: list[torch.Tensor],
         rows: torch.Tensor,
         batch: int,
         grads: dict[str, torch.Tensor],
@@ -415,7 +434,7 @@ class AutogradEngine(HookedEngine):
         state: _AutogradState,
         frames: torch.Tensor,
         classes: torch.Tensor,
-        seeds: torch.Tensor,
+        seeds: list[torch.Tensor],
         rows: torch.Tensor,
         batch: int,
         grads: dict[str, torch.Tensor],
@@ -446,25 +465,24 @@ class AutogradEngine(HookedEngine):
         return state.graph
 
     @staticmethod
-    def _seed(source: torch.Tensor, frame: int, seed: torch.Tensor) -> torch.Tensor:
-        g = torch.zeros_like(source)
-        g[0, :, frame] = seed
-        return g
-
-    @staticmethod
     def _per_frame(
         graph: _Graph,
         frames: torch.Tensor,
-        seeds: torch.Tensor,
+        seeds: list[torch.Tensor],
         rows: torch.Tensor,
         grads: dict[str, torch.Tensor],
     ) -> None:
-        """Rows ``rows`` of ``grads``: one backward pass per frame over the graph."""
-        src = graph.source
+        """Rows ``rows`` of ``grads``: one backward pass per frame over the graph, seeded
+        at the frame's column of every source."""
         for i in rows.tolist():
-            g_src = AutogradEngine._seed(src, int(frames[i]), seeds[i])
+            t = int(frames[i])
+            g_src = []
+            for src, seed in zip(graph.sources, seeds, strict=True):
+                g = torch.zeros_like(src)
+                g[0, :, t] = seed[i]
+                g_src.append(g)
             got = torch.autograd.grad(
-                src, graph.lower_tensors, g_src, retain_graph=True, allow_unused=True
+                graph.sources, graph.lower_tensors, g_src, retain_graph=True, allow_unused=True
             )
             for name, g in zip(graph.lower, got, strict=True):
                 if g is None:
@@ -476,17 +494,19 @@ class AutogradEngine(HookedEngine):
     def _vjp(
         graph: _Graph,
         frames: torch.Tensor,
-        seeds: torch.Tensor,
+        seeds: list[torch.Tensor],
         rows: torch.Tensor,
         grads: dict[str, torch.Tensor],
     ) -> None:
         """Rows ``rows`` of ``grads``: one batched backward pass (``is_grads_batched``)."""
-        src = graph.source
         m = rows.numel()
-        g_src = src.new_zeros(m, *src.shape)
-        g_src[torch.arange(m), 0, :, frames[rows]] = seeds[rows]
+        g_src = []
+        for src, seed in zip(graph.sources, seeds, strict=True):
+            g = src.new_zeros(m, *src.shape)
+            g[torch.arange(m), 0, :, frames[rows]] = seed[rows]
+            g_src.append(g)
         got = torch.autograd.grad(
-            src,
+            graph.sources,
             graph.lower_tensors,
             g_src,
             retain_graph=True,
@@ -526,7 +546,7 @@ class AutogradEngine(HookedEngine):
         state: _AutogradState,
         frames: torch.Tensor,
         classes: torch.Tensor,
-        seeds: torch.Tensor,
+        seeds: list[torch.Tensor],
         batch: int,
         grads: dict[str, torch.Tensor],
     ) -> int:

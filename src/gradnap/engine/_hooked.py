@@ -8,9 +8,13 @@ A model may declare (as :class:`gradnap.asr.hf.HFCTCModel` does):
   ``(C, T)``);
 - ``layer_info``: the modules that are layers of positions (others, such as weight
   parametrizations, are refused as layers);
-- ``pointwise_after``: a module above whose output the model is position-wise: the
-  sensitivity of output frame ``tau`` with respect to it, and to every module that
-  finishes after it, is non-zero at position ``tau`` alone;
+- ``pointwise_after``: a module name, or several, whose outputs carry all of the
+  output's dependence on the layers below, each at the output frame's own position: the
+  sensitivity of output frame ``tau`` with respect to them, and to every module that
+  finishes after the last of them, is non-zero at position ``tau`` alone. With several,
+  the first is kept in the graph and the others are cut from it for the head (e.g. a
+  transformer's last encoder layer's input, the residual stream, and its attention
+  output);
 - ``window_layout(layers)``: window widths, jumps and the output clock for the collector
   (:meth:`HookedEngine.layout`).
 """
@@ -60,8 +64,11 @@ class HookedEngine:
         self.chain = chain
         #: Modules whose output is time-major ``(B, T, C)`` (declared by the model).
         self.time_major = frozenset(getattr(model, "time_major", ()))
-        #: The module above which the model is position-wise (declared), or ``None``.
-        self.pointwise_after: str | None = getattr(model, "pointwise_after", None)
+        #: The modules above which the model is position-wise (declared; empty: none).
+        declared = getattr(model, "pointwise_after", None) or ()
+        self.pointwise_after: tuple[str, ...] = (
+            (declared,) if isinstance(declared, str) else tuple(declared)
+        )
         p = next(model.parameters(), None)
         self._device = p.device if p is not None else torch.device("cpu")
         self._dtype = p.dtype if p is not None else torch.float32

@@ -140,6 +140,8 @@ def capture(
     names: Sequence[str],
     time_major: Collection[str] = (),
     start_graph: bool = False,
+    cut: Collection[str] = (),
+    attached: dict[str, torch.Tensor] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of the named modules during forward passes in this context.
 
@@ -160,6 +162,10 @@ def capture(
     ``no_grad`` context restores the mode): the autograd graph then starts at the first
     recorded layer, and nothing before it is kept for a backward pass that never reaches
     it.
+
+    ``cut``: modules whose output the rest of the model takes from a new leaf, cutting
+    the graph there: the dict holds the leaf's view, ``attached`` (given) the view of the
+    output in the graph below.
     """
     from gradnap.asr.hf import first_tensor, replace_first
 
@@ -167,6 +173,7 @@ def capture(
     store: dict[str, torch.Tensor] = {}
     handles = []
     transposed = frozenset(time_major)
+    cuts = frozenset(cut)
 
     def make_hook(name: str):
         def hook(_module, _inputs, output):
@@ -178,12 +185,15 @@ def capture(
             if start_graph and not torch.is_grad_enabled():
                 first = first.detach().requires_grad_(True)
                 torch.set_grad_enabled(True)
+            if name in transposed and first.dim() != 3:
+                raise GradnapError(
+                    f"layer {name!r}: expected a (batch, time, channels) output, got "
+                    f"{tuple(first.shape)}"
+                )
+            if name in cuts and attached is not None:
+                attached[name] = first.transpose(1, 2) if name in transposed else first
+                first = first.detach().requires_grad_(True)
             if name in transposed:
-                if first.dim() != 3:
-                    raise GradnapError(
-                        f"layer {name!r}: expected a (batch, time, channels) output, got "
-                        f"{tuple(first.shape)}"
-                    )
                 recorded = first.transpose(1, 2)
                 passed = recorded.transpose(1, 2).clone()
             else:
