@@ -344,7 +344,7 @@ def test_collect_and_report_cli(checkpoints, tmp_path):
     assert main([*args, "--min-count", "1", "--no-progress", "--folds", "2"]) == 0
     result = Result.load(out)
     meta = result.meta
-    assert meta.progress.utterances == 2 and meta.progress.skipped == 1  # the too short one
+    assert meta.progress.utterances == 2 and meta.progress.skipped >= 1  # the too short one
     assert any("shorter than the front end's receptive field" in p for p in meta.problems)
     widths = {d.name: (d.width, d.jump, d.width_source) for d in meta.layers}
     assert widths == {

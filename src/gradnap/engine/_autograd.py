@@ -37,14 +37,17 @@ pass took 13 ms instead of 43 ms without oneDNN, and the whole per-frame backwar
 choice changes speed, never results.
 
 **Position-wise heads.** A model may declare ``pointwise_after`` (see
-:mod:`gradnap.engine._hooked`): the module (for a transformer CTC model, the last encoder
-layer) above which every operation acts on each position alone. The sensitivity of frame
-``tau`` with respect to that module's output, and to every module that finishes after
-it (the output layer), is then non-zero at position ``tau`` alone: one backward pass
-through the head, seeded at every frame's column at once, gives all of them (a frame
-seen twice in one call goes into a second pass), and their windows are one position wide
-(``W = 1``, ``start = tau``). The per-frame backward passes start below the head, seeded
-with the frame's column there.
+:mod:`gradnap.engine._hooked`): modules (for a transformer CTC model, the last encoder
+layer's input and its attention output) whose outputs carry all of the output's
+dependence on the layers below, each at the output frame's position, everything after
+them acting on each position alone. The sensitivity of frame ``tau`` with respect to
+them, and to every module that finishes after the last of them (the last encoder layer,
+the output layer), is then non-zero at position ``tau`` alone: one backward pass through
+the head, seeded at every frame's column at once, gives all of them (a frame seen twice
+in one call goes into a second pass; the modules after the first are cut from the graph
+for it), and their windows are one position wide (``W = 1``, ``start = tau``). The
+per-frame backward passes start below the head, seeded with the frame's column of each
+of its inputs.
 
 Other windows cover whole layers (``W = T_l``, ``start = 0``).
 """
