@@ -327,7 +327,7 @@ def bench_transformer(name: str, args) -> dict:
     x = torch.randn(1, n, generator=torch.Generator().manual_seed(0))
     auto = AutogradEngine(model, layers, workers=args.workers)
     dense = AutogradEngine(model, layers, workers=args.workers)
-    dense.pointwise_after = None  # every backward pass from the output, whole layers
+    dense.pointwise_after = ()  # every backward pass from the output, whole layers
     ref = ReferenceEngine(model, layers)
     t_out = model.frontend.output_length(n)
     log(f"[{name}] {n} samples, {t_out} output frames, layers {layers}")
