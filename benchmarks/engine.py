@@ -40,12 +40,31 @@ output frame a target), measured in one process:
   alternating per utterance, the median of the per-round ratios (the ratio of CPU times
   is printed on stderr).
 
+**Transformer configs** (``wav2vec2-4x256``: a wav2vec 2.0 CTC model with the base
+model's conv front end, 512 channels x 7 layers, and 4 encoder layers 256 wide, 4 heads,
+feed-forward 1024, 32 outputs; random weights, ``--seconds`` of random waveform; needs
+``transformers``) have no cone engine. Their row, on the default layers (the front end's
+last conv block, every encoder layer, ``lm_head``), in ``--repeats`` alternating rounds
+(medians):
+
+- ``autograd_fps``: the autograd engine (its forward pass with a graph once per
+  utterance, its strategy calibrated on a first run), extrapolated as above;
+- ``autograd_dense_fps``: the same with the position-wise head not used (every frame's
+  backward pass starts at the output, whole-layer windows everywhere): what skipping the
+  zeros above the last attention block buys;
+- ``reference_fps``, ``captum_fps`` (``LayerGradientXActivation`` over the same layers,
+  one call per frame: a forward pass through the whole model, conv front end included,
+  and a backward pass each) as above;
+- ``speedup_vs_captum`` = ``autograd_fps / captum_fps``, ``speedup_vs_reference`` =
+  ``autograd_fps / reference_fps``.
+
 Prints one JSON line per config on stdout (timings breakdown and, with ``--profile``,
 a torch.profiler table of one engine chunk and a cProfile of one utterance's collection
 on one thread, on stderr)::
 
     .venv/bin/python benchmarks/engine.py
     .venv/bin/python benchmarks/engine.py --configs paper --workers 2 --profile
+    .venv/bin/python benchmarks/engine.py --configs wav2vec2-4x256
 """
 
 from __future__ import annotations
@@ -150,9 +169,12 @@ def peak_gemm_rate(workers: int, seconds: float = 1.0) -> tuple[float, float]:
     return sum(r[0] for r in rates) / 1e9, statistics.mean(r[1] for r in rates) / 1e9
 
 
-def captum_fps(model, x: torch.Tensor, frames: int, tag: str) -> float | None:
+def captum_fps(
+    model, x: torch.Tensor, frames: int, tag: str, layers: list[str] | None = None
+) -> float | None:
     """Frames/s of Captum's ``LayerGradientXActivation``, one call per target frame (see
     the module doc), from ``frames`` timed calls after a warm-up call; None without Captum.
+    ``layers``: module names (default: the model's children named ``layer*``).
 
     Timed with torch's intra-op threads (what a user gets) and with one thread; the faster
     counts: many small operations on two OpenMP threads stall when other processes compete
@@ -162,7 +184,11 @@ def captum_fps(model, x: torch.Tensor, frames: int, tag: str) -> float | None:
     except ImportError:
         log(f"{tag}: captum not installed, captum_fps = null")
         return None
-    blocks = [m for name, m in model.named_children() if name.startswith("layer")]
+    if layers is None:
+        blocks = [m for name, m in model.named_children() if name.startswith("layer")]
+    else:
+        modules = dict(model.named_modules())
+        blocks = [modules[name] for name in layers]
 
     def probs(inp: torch.Tensor) -> torch.Tensor:  # (B, F, T) -> (B, K, T')
         return torch.softmax(model(inp), dim=1)
@@ -319,7 +345,87 @@ def profile_collect(model, layers, chunk: int, corpus, utt) -> None:
     log(out.getvalue())
 
 
+#: Transformer configs: ``transformers`` config fields of a random wav2vec 2.0 CTC model.
+TRANSFORMERS = {
+    "wav2vec2-4x256": dict(
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        vocab_size=32,
+        pad_token_id=0,
+    ),
+}
+#: Its vocabulary: the layout of the published English wav2vec 2.0 CTC checkpoints.
+TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
+
+
+def transformer_model(name: str):
+    """A random ``Wav2Vec2ForCTC`` of config ``name`` as a gradnap model."""
+    import transformers
+
+    from gradnap.asr.hf import HFCTCModel, vocabulary_from_tokens
+    from gradnap.defaults import FeatureConfig
+
+    torch.manual_seed(0)
+    hf = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**TRANSFORMERS[name])).eval()
+    vocab = vocabulary_from_tokens({t: i for i, t in enumerate(TOKENS)}, len(TOKENS))
+    return HFCTCModel(hf, vocab, FeatureConfig(input="waveform"))
+
+
+def bench_transformer(name: str, args) -> dict:
+    """The row of a transformer config (module doc)."""
+    model = transformer_model(name)
+    layers = default_layers(model)
+    n = int(args.seconds * model.features.sample_rate)
+    x = torch.randn(1, n, generator=torch.Generator().manual_seed(0))
+    auto = AutogradEngine(model, layers, workers=args.workers)
+    dense = AutogradEngine(model, layers, workers=args.workers)
+    dense.pointwise_after = ()  # every backward pass from the output, whole layers
+    ref = ReferenceEngine(model, layers)
+    t_out = model.frontend.output_length(n)
+    log(f"[{name}] {n} samples, {t_out} output frames, layers {layers}")
+    for eng in (auto, dense):  # calibrates
+        run_utterance(eng, x, args.autograd_frames, args.autograd_frames)
+        choice = eng.calibration.choose(t_out) if eng.calibration else eng.strategy
+        log(f"[{name}] autograd strategy: {choice}")
+    rows: dict[str, list[float]] = {"auto": [], "dense": [], "ref": [], "captum": []}
+    for r in range(args.repeats):
+        rows["auto"].append(
+            extrapolated_fps(auto, x, args.autograd_frames, t_out, f"[{name}] autograd")
+        )
+        rows["dense"].append(
+            extrapolated_fps(
+                dense, x, args.autograd_frames, t_out, f"[{name}] autograd, dense head"
+            )
+        )
+        rows["ref"].append(
+            extrapolated_fps(ref, x, args.reference_frames, t_out, f"[{name}] reference")
+        )
+        if not args.no_captum:
+            cap = captum_fps(model, x, args.captum_frames, f"[{name}] captum", layers)
+            if cap is not None:
+                rows["captum"].append(cap)
+        log(f"[{name}] round {r}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in rows.items() if v))
+    med = {k: statistics.median(v) if v else None for k, v in rows.items()}
+    auto_fps, cap = med["auto"], med["captum"]
+    assert auto_fps is not None and med["ref"] is not None and med["dense"] is not None
+    return {
+        "config": name,
+        "autograd_fps": round(auto_fps, 2),
+        "autograd_dense_fps": round(med["dense"], 2),
+        "reference_fps": round(med["ref"], 2),
+        "speedup_vs_reference": round(auto_fps / med["ref"], 2),
+        "captum_fps": None if cap is None else round(cap, 3),
+        "speedup_vs_captum": None if cap is None else round(auto_fps / cap, 1),
+        "strategy": auto.calibration.choose(t_out) if auto.calibration else auto.strategy,
+        "output_frames": t_out,
+    }
+
+
 def bench_config(name: str, args) -> dict:
+    if name in TRANSFORMERS:
+        return bench_transformer(name, args)
     torch.manual_seed(0)
     model = build_model(name, seed=0)
     layers = default_layers(model)
@@ -399,7 +505,11 @@ def bench_config(name: str, args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", default="paper,default", help="model configs (comma-separated)")
+    p.add_argument(
+        "--configs",
+        default="paper,default,wav2vec2-4x256",
+        help=f"model configs (comma-separated; transformers: {', '.join(TRANSFORMERS)})",
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="utterance length")
     p.add_argument("--chunk", type=int, default=METHOD.chunk_frames, help="frames per chunk")
     p.add_argument(

@@ -3,7 +3,8 @@
 #   - Debian package flite (apt-get, when missing)
 #   - a virtual environment in .venv with the CPU wheel torch==2.13.0 first
 #     (a plain "torch" requirement would pull a multi-GB CUDA build)
-#   - gradnap itself (editable) with its Python dependencies and the dev tools
+#   - gradnap itself (editable) with its Python dependencies, the dev tools and the hf
+#     extra (transformers, for Hugging Face CTC checkpoints)
 # Prints a line per step and a line per package pip fetches, so a fresh machine
 # (a few minutes, mostly downloads) never looks stuck.
 set -euo pipefail
@@ -53,7 +54,7 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
 else
     echo "    already installed"
 fi
-step "gradnap with its dependencies and the dev tools (numpy, scipy, librosa, matplotlib...)"
-pip_install -e ".[dev]"
+step "gradnap with its dependencies, the dev tools and transformers (numpy, scipy, librosa...)"
+pip_install -e ".[dev,hf]"
 echo "setup: ... done in $((SECONDS - STEP_T0)) s"
 .venv/bin/python -c "import gradnap, torch; print(f'gradnap {gradnap.__version__} with torch {torch.__version__} installed in .venv')"

@@ -32,13 +32,16 @@ def test_wav2letter_every_frame_equals_reference(target, frames):
     assert_engines_agree(eng, ref, torch.randn(N_FEATURES, frames))
 
 
-@pytest.mark.parametrize("strategy", ["batch", "per_frame", "auto"])
-def test_strategies_equal_the_reference(strategy):
-    eng, ref = _pair(tiny_wav2letter(), ["input", "layer4", "layer11"], strategy=strategy)
+@pytest.mark.parametrize("strategy", ["batch", "per_frame", "vjp", "auto"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_strategies_equal_the_reference(strategy, workers):
+    eng, ref = _pair(
+        tiny_wav2letter(), ["input", "layer4", "layer11"], strategy=strategy, workers=workers
+    )
     assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 90))
     assert (eng.calibration is not None) == (strategy == "auto")
     if strategy == "auto":
-        assert list(eng.calibrations) == [round(math.log2(45))]  # 45 output frames
+        assert list(eng.calibrations) == [round(math.log2(90))]  # 90 input frames
         assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 61))  # same class: the choice
         assert len(eng.calibrations) == 1
         assert_engines_agree(eng, ref, torch.randn(N_FEATURES, 300))  # a new length class
@@ -52,6 +55,11 @@ def test_calibration_choice():
     cal = _Calibration(graph_forward=10.0, per_frame=1.0, batch=2.0, frames=100)
     assert cal.choose(100) == "per_frame"
     assert cal.choose(5) == "batch"
+    # a batched vjp shares the graph's forward pass; "batch" is no candidate when None
+    cal = _Calibration(graph_forward=10.0, per_frame=1.0, batch=None, frames=100, vjp=0.5)
+    assert cal.choose(100) == "vjp" and cal.choose(5) == "vjp"
+    cal = _Calibration(graph_forward=10.0, per_frame=1.0, batch=None, frames=100, vjp=1.5)
+    assert cal.choose(5) == "per_frame"
 
 
 def test_batch_norm_dropout_model_in_small_batches():

@@ -196,7 +196,8 @@ def test_unusable_model_files_say_what_is_wrong(tmp_path):
     (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[:5000])
     np.savez(tmp_path / "result.npz", meta=np.array("{}"))
     cases = {
-        "dir.pt": "is a directory, not a model file",
+        "dir.pt": "is a directory, not a model file (nor a Hugging Face checkpoint directory: "
+        "it has no config.json)",
         "empty.pt": "empty file, not a model checkpoint",
         "truncated.pt": "truncated or corrupt checkpoint",
         "result.npz": "a gradnap result file (.npz), not a model checkpoint",

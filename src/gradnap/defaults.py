@@ -24,6 +24,12 @@ class FeatureConfig:
     Frame ``i`` is the STFT window centred on sample ``i * hop_length`` (``center=True``),
     so it covers time ``i * hop_length / sample_rate`` seconds; an utterance of ``n``
     samples has ``1 + n // hop_length`` frames.
+
+    ``input="waveform"`` (models that take the waveform, such as Hugging Face wav2vec 2.0
+    models): the model input is the ``(1, n)`` waveform itself, one "frame" per sample;
+    ``normalize="utterance"`` then scales it to zero mean and unit variance as Hugging
+    Face's ``Wav2Vec2FeatureExtractor`` does (``do_normalize``); the STFT and mel fields
+    are unused.
     """
 
     sample_rate: int = 16000
@@ -35,10 +41,14 @@ class FeatureConfig:
     #: z-normalisation: a single mean and standard deviation over all bins and frames
     #: of one utterance (keeps the spectral shape, e.g. formants, visible).
     normalize: str = "utterance"
+    #: The model input: ``"log_mel"`` (default) or ``"waveform"`` (see above).
+    input: str = "log_mel"
 
     @property
     def frame_seconds(self) -> float:
-        """Seconds per input frame (8 ms)."""
+        """Seconds per input frame (8 ms; one sample for waveform input)."""
+        if self.input == "waveform":
+            return 1.0 / self.sample_rate
         return self.hop_length / self.sample_rate
 
 
@@ -93,6 +103,12 @@ class MethodConfig:
     #: ceil(W / fold_bins) columns centred on t* (fold_bins or fold_bins + 1 bins), which
     #: keeps the result file small (docs/method.md §6, docs/results.md "Size").
     fold_bins: int = 6
+    #: Window of layers without a finite receptive field (attention models, whose output
+    #: frames depend on the whole utterance): the positions of this many seconds of the
+    #: front end's output frames around t* (docs/method.md §1.3); layers above the last
+    #: attention block, where a frame's sensitivity lives at that frame alone, get one
+    #: position.
+    attention_window_seconds: float = 0.5
 
 
 METHOD = MethodConfig()

@@ -1,7 +1,8 @@
 """Audio to model input: reading audio files and the log-mel features (docs/method.md §2).
 
-Every place that turns audio into features calls :func:`utterance_features` or
-:func:`log_mel`; there is no other path.
+Every place that turns audio into features calls :func:`utterance_features`,
+:func:`log_mel` or (models that take the waveform) :func:`waveform_input`; there is no
+other path.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "utterance_features",
     "load_audio",
     "log_mel",
+    "waveform_input",
     "num_frames",
     "frame_to_seconds",
     "seconds_to_frame",
@@ -123,7 +125,10 @@ def mel_frequencies(config: FeatureConfig = FEATURES) -> np.ndarray:
 
 
 def num_frames(num_samples: int, config: FeatureConfig = FEATURES) -> int:
-    """Number of input frames for ``num_samples`` samples (centred STFT)."""
+    """Number of input frames for ``num_samples`` samples (centred STFT; the samples
+    themselves for waveform input)."""
+    if config.input == "waveform":
+        return num_samples
     return 1 + num_samples // config.hop_length
 
 
@@ -180,15 +185,48 @@ def _log_mel(samples: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch
     return logmel.contiguous()
 
 
+#: Added to the variance of waveform input before the square root, as Hugging Face's
+#: ``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm`` does.
+WAVEFORM_VARIANCE_EPS = 1e-7
+
+
+def waveform_input(
+    samples: np.ndarray | torch.Tensor, config: FeatureConfig = FEATURES
+) -> torch.Tensor:
+    """The waveform as model input ``(1, N)`` float32 (``config.input == "waveform"``).
+
+    ``normalize="utterance"``: ``(x - mean) / sqrt(var + 1e-7)`` over the utterance, the
+    normalisation of Hugging Face's ``Wav2Vec2FeatureExtractor`` (``do_normalize``);
+    ``"none"``: the samples as they are.
+    """
+    x = torch.as_tensor(samples, dtype=torch.float32).reshape(1, -1)
+    if x.numel() == 0:
+        raise GradnapError("waveform_input: empty audio")
+    if config.normalize == "utterance":
+        # mean and variance in float64 (the feature extractor's, in float32, agree to 1e-5)
+        x64 = x.double()
+        x = (
+            (x64 - x64.mean()) / torch.sqrt(x64.var(unbiased=False) + WAVEFORM_VARIANCE_EPS)
+        ).float()
+    elif config.normalize != "none":
+        raise GradnapError(f"unknown waveform normalisation {config.normalize!r} (utterance, none)")
+    return x.contiguous()
+
+
 def utterance_features(path: str | Path, config: FeatureConfig = FEATURES) -> torch.Tensor:
-    """The model input of one audio file: log-mel features ``(F, T)`` (float32).
+    """The model input of one audio file: log-mel features ``(F, T)`` (float32), or the
+    waveform ``(1, N)`` for ``config.input == "waveform"`` (:func:`waveform_input`).
 
     The one path from audio to features: collection, training and corpus iteration all
     call it. Raises :class:`GradnapError` naming the file when it cannot be read or is
     digital silence (:func:`check_not_silent`).
     """
+    if config.input not in ("log_mel", "waveform"):
+        raise GradnapError(f"unknown model input {config.input!r} (log_mel, waveform)")
     samples = load_audio(path, config)
     check_not_silent(samples, path, config)
+    if config.input == "waveform":
+        return waveform_input(samples, config)
     return log_mel(samples, config)
 
 
@@ -205,4 +243,3 @@ def check_not_silent(
             f"{path}: audio is digital silence ({len(samples) / config.sample_rate:.2f} s, "
             f"peak {level})"
         )
-

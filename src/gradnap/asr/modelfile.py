@@ -15,7 +15,10 @@ are loaded as float32, so the float16-rounded weights *are* the model.
 and a state dict in torchaudio's ``Wav2Letter`` layout (``acoustic_model.<i>.weight``
 for the power-spectrum / MFCC input types), which becomes the equivalent
 :class:`~gradnap.asr.model.Wav2Letter` with torchaudio's paddings and final ReLU (its
-``log_softmax`` output equals ``log_softmax`` of our logits).
+``log_softmax`` output equals ``log_softmax`` of our logits), and a directory holding a
+Hugging Face ``transformers`` CTC checkpoint (``save_pretrained``: ``config.json``, the
+weights, the tokenizer and feature-extractor files), which becomes an
+:class:`~gradnap.asr.hf.HFCTCModel` (:mod:`gradnap.asr.hf`; needs the ``hf`` extra).
 """
 
 from __future__ import annotations
@@ -137,7 +140,10 @@ def _resolve(path: str | Path) -> Path:
         return DEFAULT_MODEL
     path = Path(path)
     if path.is_dir():
-        raise GradnapError(f"{path}: is a directory, not a model file")
+        raise GradnapError(
+            f"{path}: is a directory, not a model file (nor a Hugging Face checkpoint "
+            "directory: it has no config.json)"
+        )
     if not path.is_file():
         raise GradnapError(f"{path}: model file not found")
     return path
@@ -182,18 +188,40 @@ def load_model(
     path: str | Path,
     features: FeatureConfig | None = None,
     config: str | ModelConfig | None = None,
-) -> Wav2Letter:
-    """Load a model in eval mode from a checkpoint file, ``"default"``, or a state dict file.
+) -> Any:
+    """Load a model in eval mode from a checkpoint file, ``"default"``, a state dict file,
+    or a Hugging Face checkpoint directory.
 
     * gradnap checkpoints: the alphabet must be gradnap's and, when ``features`` is
       given, the stored feature settings must equal it.
     * a bare :class:`Wav2Letter` state dict (``layer1.conv.weight`` ...): widths come from
       the weights; ``config`` gives kernels/strides/paddings when not the defaults.
     * a torchaudio ``Wav2Letter`` state dict (``acoustic_model.0.weight`` ...).
+    * a directory with a ``transformers`` ``*ForCTC`` checkpoint (wav2vec 2.0, HuBERT,
+      WavLM ...): an :class:`~gradnap.asr.hf.HFCTCModel` (waveform input; local files
+      only, :func:`gradnap.asr.hf.load_hf_model`).
 
     Anything else raises :class:`GradnapError` naming the file.
     """
-    path = _resolve(path)
+    from gradnap.asr.hf import is_hf_checkpoint, load_hf_model
+
+    model: Any
+    if str(path) != "default" and is_hf_checkpoint(path):
+        model, where = load_hf_model(path), str(path)
+    else:
+        resolved = _resolve(path)
+        model, where = _load_file(resolved, config), str(resolved)
+    if features is not None and model.features != features:
+        raise GradnapError(
+            f"{where}: the model was trained on features {asdict(model.features)}, "
+            f"not the requested {asdict(features)}"
+        )
+    model.eval()
+    return model
+
+
+def _load_file(path: Path, config: str | ModelConfig | None) -> Wav2Letter:
+    """The :class:`Wav2Letter` of a checkpoint or state dict file (see :func:`load_model`)."""
     blob = read_model_file(path)
     where = str(path)
     if blob.get("format") == MODEL_FORMAT:
@@ -207,12 +235,6 @@ def load_model(
             f"{where}: not a gradnap checkpoint (no 'format': {MODEL_FORMAT!r}) "
             "and not a Wav2Letter state dict"
         )
-    if features is not None and model.features != features:
-        raise GradnapError(
-            f"{where}: the model was trained on features {asdict(model.features)}, "
-            f"not the requested {asdict(features)}"
-        )
-    model.eval()
     return model
 
 

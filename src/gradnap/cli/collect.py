@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gradnap.cli.common import MODEL_HELP, NO_PROGRESS_HELP
+from gradnap.cli.common import HF_MODEL_HELP, MODEL_HELP, NO_PROGRESS_HELP
 from gradnap.defaults import COLLECT, LABEL_TIMES, METHOD
 from gradnap.errors import GradnapError
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
             "corpus and all-reduce their accumulators."
         ),
     )
-    p.add_argument("--model", default="default", help=MODEL_HELP)
+    p.add_argument("--model", default="default", help=MODEL_HELP + HF_MODEL_HELP)
     p.add_argument("--corpus", required=True, type=Path, help="LibriSpeech-format corpus directory")
     p.add_argument("--out", required=True, type=Path, help="result file to write (.npz)")
     p.add_argument(

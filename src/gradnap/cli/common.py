@@ -15,6 +15,11 @@ MODEL_HELP = (
     "a gradnap checkpoint, a Wav2Letter state dict file (bare or torchaudio layout) or "
     "'default', the shipped checkpoint"
 )
+#: What ``collect --model`` reads besides (after :data:`MODEL_HELP`).
+HF_MODEL_HELP = (
+    "; or a directory holding a Hugging Face transformers CTC checkpoint (wav2vec 2.0, "
+    "HuBERT, WavLM ...; needs the hf extra, reads local files only)"
+)
 #: ``--model`` of the commands that read a result (the model draws the optimal inputs).
 RESULT_MODEL_HELP = (
     "the model the result was collected on, for the optimal inputs: a model file, "
@@ -37,6 +42,9 @@ def result_model(result: Any, name: str | None, path: Path) -> Any:
     if name == "none":
         return None
     model = load_model(name or "default")
+    if getattr(model.features, "input", "log_mel") != "log_mel":
+        log.info("%s: optimal inputs are drawn for spectrogram models only: none", name)
+        return None
     if same_model(result, model):
         return model
     if name is None:

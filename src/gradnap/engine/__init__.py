@@ -2,7 +2,9 @@
 
 - :class:`ConeEngine` — exact and fast for chains of Conv1d and elementwise operations
   (docs/method.md §4); returns cone-wide windows.
-- :class:`AutogradEngine` — any ``nn.Module``, batched autograd; whole-layer windows.
+- :class:`AutogradEngine` — any ``nn.Module`` (Hugging Face transformer CTC models
+  included): one forward pass per utterance, then per-frame or batched backward passes;
+  whole-layer windows.
 - :class:`ReferenceEngine` — one backward per frame; for tests and benchmarks.
 
 :func:`make_engine` picks one; see :mod:`gradnap.engine.base` for the contract.
@@ -67,7 +69,8 @@ def make_engine(
     chain of Conv1d and elementwise operations that reproduces ``model(x)``, else the
     autograd engine (the reason is logged). ``output``: what ``model(x)`` returns,
     ``"logits"``, ``"log_probs"`` or ``"probs"`` (default ``model.output_kind``, else
-    logits). ``workers``: threads for the cone engine (see :class:`ConeEngine`).
+    logits). ``workers``: threads for the cone and autograd engines (see
+    :class:`ConeEngine`, :class:`AutogradEngine`).
     """
     if kind not in ENGINE_KINDS:
         raise GradnapError(f"kind: unknown engine {kind!r}; choose from {', '.join(ENGINE_KINDS)}")
@@ -75,6 +78,8 @@ def make_engine(
     names = check_layers(model, layers) if layers is not None else None
     chain = None
     try:  # the one place a model is tried as a Conv1d chain
+        if callable(getattr(model, "window_layout", None)):  # declares its own windows
+            raise ChainError(f"{type(model).__name__} is not a Conv1d chain (attention)")
         chain = extract_chain(model, names, output)
     except ChainError as exc:
         if kind == "cone":
@@ -88,7 +93,7 @@ def make_engine(
     # the other engines keep the chain for its geometry (cone widths, t* search ranges)
     if kind == "reference":
         return ReferenceEngine(model, names, target, output, chain=chain)
-    return AutogradEngine(model, names, target, output, chain=chain)
+    return AutogradEngine(model, names, target, output, chain=chain, workers=workers)
 
 
 def default_layers(model: nn.Module) -> list[str]:
@@ -97,8 +102,12 @@ def default_layers(model: nn.Module) -> list[str]:
     For a model the cone engine understands (a chain of Conv1d and elementwise ops) this
     is one name per convolution block, preferring the block's container name: for the
     project's ``Wav2Letter`` ``["input", "layer1", ..., "layer11"]``; for torchaudio's
-    ``Wav2Letter`` ``["input", "acoustic_model.1", "acoustic_model.3", ...]``. For any
-    other model: ``"input"``, every activation module and the last module.
+    ``Wav2Letter`` ``["input", "acoustic_model.1", "acoustic_model.3", ...]``. A model
+    may declare its own (``model.default_layers``, a list): a Hugging Face CTC model
+    (:class:`gradnap.asr.hf.HFCTCModel`) gives its front end's last convolution block,
+    every encoder layer and ``lm_head``, without the waveform input (whose per-frame
+    backward pass runs through the whole conv front end; ask for ``"input"`` by name).
+    For any other model: ``"input"``, every activation module and the last module.
     """
     try:
         chain = extract_chain(model)
@@ -108,6 +117,9 @@ def default_layers(model: nn.Module) -> list[str]:
 
 
 def _default_layers(model: nn.Module, chain: Chain | None) -> list[str]:
+    declared = getattr(model, "default_layers", None)
+    if isinstance(declared, list | tuple):
+        return list(declared)
     if chain is not None:
         return [INPUT_LAYER] + chain.stage_names()
     names = [INPUT_LAYER]

@@ -13,7 +13,7 @@ A model's ``forward`` returns ``(B, K, T')`` scores of one of three kinds
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -135,27 +135,72 @@ def probabilities(y: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 @contextmanager
-def capture(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+def capture(
+    model: nn.Module,
+    names: Sequence[str],
+    time_major: Collection[str] = (),
+    start_graph: bool = False,
+    cut: Collection[str] = (),
+    attached: dict[str, torch.Tensor] | None = None,
+) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of the named modules during forward passes in this context.
 
-    Yields a dict filled by forward hooks: name -> output tensor. The hook hands a clone to
-    the rest of the model, so later in-place operations (``ReLU(inplace=True)``) do not
-    change the recorded tensor and gradients with respect to it are well defined. A module
-    that runs more than once per forward pass keeps its last output. ``"input"`` is not
-    handled here (the caller owns the input tensor).
+    Yields a dict filled by forward hooks, in the order the modules finish: name ->
+    output ``(B, C, T)``. A module returning a tuple (or a ``transformers``
+    ``ModelOutput``) is recorded by its first tensor. Modules in ``time_major`` output
+    ``(B, T, C)``: the recorded tensor is its ``(B, C, T)`` view, which the rest of the
+    model depends on, so gradients with respect to it come channel-major too.
+
+    The hook hands a clone to the rest of the model, so later in-place operations
+    (``ReLU(inplace=True)``) do not change the recorded tensor and gradients with respect
+    to it are well defined. A module that runs more than once per forward pass keeps its
+    last output. ``"input"`` is not handled here (the caller owns the input tensor).
+
+    ``start_graph``: when a hooked module finishes while gradients are off (the forward
+    runs under ``torch.no_grad()``), its output becomes a leaf that requires gradients
+    and gradients are switched on for the rest of the forward pass (the calling
+    ``no_grad`` context restores the mode): the autograd graph then starts at the first
+    recorded layer, and nothing before it is kept for a backward pass that never reaches
+    it.
+
+    ``cut``: modules whose output the rest of the model takes from a new leaf, cutting
+    the graph there: the dict holds the leaf's view, ``attached`` (given) the view of the
+    output in the graph below.
     """
+    from gradnap.asr.hf import first_tensor, replace_first
+
     modules = dict(model.named_modules())
     store: dict[str, torch.Tensor] = {}
     handles = []
+    transposed = frozenset(time_major)
+    cuts = frozenset(cut)
 
     def make_hook(name: str):
         def hook(_module, _inputs, output):
-            if not isinstance(output, torch.Tensor):
+            first = first_tensor(output)
+            if first is None:
                 raise GradnapError(
                     f"layer {name!r}: module output is a {type(output).__name__}, not a tensor"
                 )
-            store[name] = output
-            return output.clone()
+            if start_graph and not torch.is_grad_enabled():
+                first = first.detach().requires_grad_(True)
+                torch.set_grad_enabled(True)
+            if name in transposed and first.dim() != 3:
+                raise GradnapError(
+                    f"layer {name!r}: expected a (batch, time, channels) output, got "
+                    f"{tuple(first.shape)}"
+                )
+            if name in cuts and attached is not None:
+                attached[name] = first.transpose(1, 2) if name in transposed else first
+                first = first.detach().requires_grad_(True)
+            if name in transposed:
+                recorded = first.transpose(1, 2)
+                passed = recorded.transpose(1, 2).clone()
+            else:
+                recorded, passed = first, first.clone()
+            store.pop(name, None)  # the order of the last run
+            store[name] = recorded
+            return replace_first(output, passed)
 
         return hook
 

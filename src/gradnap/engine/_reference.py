@@ -2,7 +2,8 @@
 
 One forward pass with gradients, then for every target frame one full backward pass
 (``torch.autograd.grad(target, layers, retain_graph=True)``). Slow and simple: the tests
-and the benchmark measure the other engines against it. Windows cover whole layers.
+and the benchmark measure the other engines against it. Windows cover whole layers
+(time-major and tuple outputs as :func:`gradnap.engine._layers.capture` presents them).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class ReferenceEngine(HookedEngine):
         if x.dim() != 2:
             raise GradnapError(f"input: expected a (features, frames) tensor, got {tuple(x.shape)}")
         x = x.to(self._device, self._dtype).detach().requires_grad_(True)
-        with torch.enable_grad(), capture(self.model, self.layers) as captured:
+        with torch.enable_grad(), capture(self.model, self.layers, self.time_major) as captured:
             y = self.model(x[None])[0]  # (K, T')
             values = target_values(y, self.output, self.target)
         # (F, T) for the input, (1, C_l, T_l) for layers (differentiate the graph's tensors)

@@ -17,7 +17,9 @@ middle; the estimate is accepted only when that support stays clear of the input
 edges (else an error asks for ``window=``). Layers without a known geometry have no cone,
 so ``t*`` is searched over the whole utterance; their jump (input frames per position,
 for the ms axis) is ``T_in / T_l`` of the probe, and the output clock (for the phoneme
-grouping) is the probe's input-support centre of an output frame.
+grouping) is the probe's input-support centre of an output frame. A model without a
+finite cone (attention) declares widths, jumps and the clock itself
+(``engine.layout``, e.g. :meth:`gradnap.asr.hf.HFCTCModel.window_layout`).
 """
 
 from __future__ import annotations
@@ -323,7 +325,12 @@ class Collector:
 
     def _init_layers(self, fwd: ForwardPass, n_features: int, n_frames: int) -> None:
         estimated: dict[str, tuple[int, float]] = {}
-        if self.chain is None:  # jumps and the clock are estimated even for given widths
+        layout = getattr(self.engine, "layout", None)
+        declared = layout(self.layers) if self.chain is None and callable(layout) else None
+        if declared is not None:  # the model's own windows (attention: no finite cone)
+            estimated, (stride, offset) = declared
+            self._clock = FrameClock(stride, offset, self.features)
+        elif self.chain is None:  # jumps and the clock are estimated even for given widths
             try:
                 estimated, self._clock = self._estimate(n_features)
             except GradnapError:
@@ -346,7 +353,8 @@ class Collector:
                 d = LayerMeta(name, channels, geom.cone_width(i), i, float(geom.jump(i)), "cone")
             else:
                 width, jump = estimated[name]
-                d = LayerMeta(name, channels, width, None, jump, "estimated")
+                source = "model" if declared is not None else "estimated"
+                d = LayerMeta(name, channels, width, None, jump, source)
             if name in self.windows:
                 d = dataclasses.replace(d, width=self.windows[name], width_source="user")
             info[name] = d

@@ -69,7 +69,8 @@ class LayerMeta:
     index: int | None = None
     #: Input frames per position of the layer (``None``: unknown).
     jump: float | None = None
-    #: Where ``width`` came from: ``"cone"``, ``"estimated"`` or ``"user"``.
+    #: Where ``width`` came from: ``"cone"``, ``"estimated"``, ``"model"`` (declared by
+    #: a model without a finite cone) or ``"user"``.
     width_source: str = "cone"
 
     @property
