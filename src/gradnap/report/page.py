@@ -122,7 +122,9 @@ class Report:
                     for k, v in p["pairs"]
                 ]
                 n = p["columns"]
-                rows = ["<tr>" + "".join(cells[i : i + n]) + "</tr>" for i in range(0, len(cells), n)]
+                rows = [
+                    "<tr>" + "".join(cells[i : i + n]) + "</tr>" for i in range(0, len(cells), n)
+                ]
                 parts.append(f'<table class="kv"><tbody>{"".join(rows)}</tbody></table>')
         parts.append("</body></html>")
         index = out_dir / "index.html"
