@@ -165,3 +165,13 @@ def heatmap(ax: Axes, data: np.ndarray, t: np.ndarray, f: np.ndarray, label: str
     ax.set_ylabel("frequency (Hz)")
     fig.colorbar(im, ax=ax, label=label or None, shrink=0.9)
     return im
+
+
+def layer_axis(ax: Axes, x: np.ndarray, layers, ylabel: str) -> None:
+    """The layer axis of a per-layer figure: layer names at ``x``, ``ylabel``, a grid,
+    and the legend outside the axes on the right (inside it covers some layers' points)."""
+    ax.set_xticks(x, layers, rotation=45, ha="right")
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    ax.grid(alpha=0.3)

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from gradnap.errors import GradnapError
-from gradnap.figures._style import finish, get_axes, grouping_colours, is_chance_name
+from gradnap.figures._style import finish, get_axes, grouping_colours, is_chance_name, layer_axis
 
 if TYPE_CHECKING:  # pragma: no cover
     from gradnap.analysis.crossval import ClusterScoreTable
@@ -97,10 +97,5 @@ def plot_cluster_scores(
             **style,
         )
     ax.axhline(0.0, color="k", lw=0.8, zorder=0)
-    ax.set_xticks(x, layers, rotation=45, ha="right")
-    ax.set_xlabel("layer")
-    ax.set_ylabel("cluster score (chance: 0)")
-    # outside the axes, on the right: inside it would cover the bars of some layers
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    ax.grid(alpha=0.3)
+    layer_axis(ax, x, layers, "cluster score (chance: 0)")
     return finish(fig, owned, title, caption, ax)
