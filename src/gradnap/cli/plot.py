@@ -21,15 +21,18 @@ def register(subparsers) -> None:
         q.add_argument("result", type=Path, help="result file written by 'gradnap collect'")
         q.add_argument("--out", type=Path, required=True, help="image file to write")
 
+    def groups(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--groups",
+            default=",".join(REPORT.input_groups),
+            metavar="G,G,...",
+            help="comma-separated groups",
+        )
+        q.add_argument("--grouping", default=REPORT.input_grouping, help="grouping of --groups")
+
     q = sub.add_parser("input", help="input-layer GradNAPs beside NAvAIs")
     common(q)
-    q.add_argument(
-        "--groups",
-        default=",".join(REPORT.input_groups),
-        metavar="G,G,...",
-        help="comma-separated groups",
-    )
-    q.add_argument("--grouping", default=REPORT.input_grouping, help="grouping of --groups")
+    groups(q)
     q.set_defaults(func=_input)
 
     q = sub.add_parser("action", help="action potentials of a layer beside the optimal input")
@@ -47,13 +50,7 @@ def register(subparsers) -> None:
 
     q = sub.add_parser("naps", help="NAP heatmaps (baseline) of a few groups of one layer")
     common(q)
-    q.add_argument(
-        "--groups",
-        default=",".join(REPORT.input_groups),
-        metavar="G,G,...",
-        help="comma-separated groups",
-    )
-    q.add_argument("--grouping", default=REPORT.input_grouping, help="grouping of --groups")
+    groups(q)
     q.add_argument(
         "--layer",
         default=None,

@@ -429,36 +429,23 @@ class AutogradEngine(HookedEngine):
         """Rows ``rows`` of ``grads`` by ``strategy`` (``onednn``: for the backward
         passes over the graph)."""
         with _onednn(onednn or strategy == "batch"):
-            self._run_strategy(strategy, state, frames, classes, seeds, rows, batch, grads)
-
-    def _run_strategy(
-        self,
-        strategy: str,
-        state: _AutogradState,
-        frames: torch.Tensor,
-        classes: torch.Tensor,
-        seeds: list[torch.Tensor],
-        rows: torch.Tensor,
-        batch: int,
-        grads: dict[str, torch.Tensor],
-    ) -> None:
-        if strategy == "batch":
-            for a in range(0, rows.numel(), batch):
-                r = rows[a : a + batch]
-                part = self._batch(state, frames[r], classes[r])
-                for name, g in grads.items():
-                    g[r] = part[name]
-            return
-        graph = self._graph(state)
-        if strategy == "vjp":
-            pieces = [rows[a : a + batch] for a in range(0, rows.numel(), batch)]
-            step = lambda r: self._vjp(graph, frames, seeds, r, grads)  # noqa: E731
-        else:
-            workers = max(1, self.resolved_workers())
-            size = max(1, math.ceil(rows.numel() / (2 * workers)))
-            pieces = [rows[a : a + size] for a in range(0, rows.numel(), size)]
-            step = lambda r: self._per_frame(graph, frames, seeds, r, grads)  # noqa: E731
-        self._workers.map(step, pieces, self.resolved_workers())
+            if strategy == "batch":
+                for a in range(0, rows.numel(), batch):
+                    r = rows[a : a + batch]
+                    part = self._batch(state, frames[r], classes[r])
+                    for name, g in grads.items():
+                        g[r] = part[name]
+                return
+            graph = self._graph(state)
+            if strategy == "vjp":
+                pieces = [rows[a : a + batch] for a in range(0, rows.numel(), batch)]
+                step = lambda r: self._vjp(graph, frames, seeds, r, grads)  # noqa: E731
+            else:
+                workers = max(1, self.resolved_workers())
+                size = max(1, math.ceil(rows.numel() / (2 * workers)))
+                pieces = [rows[a : a + size] for a in range(0, rows.numel(), size)]
+                step = lambda r: self._per_frame(graph, frames, seeds, r, grads)  # noqa: E731
+            self._workers.map(step, pieces, self.resolved_workers())
 
     def _graph(self, state: _AutogradState) -> _Graph:
         """The utterance's graph (made now when its forward pass had none)."""
