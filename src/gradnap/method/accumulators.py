@@ -110,11 +110,10 @@ def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
 #: ``act_sqsum`` ``(G, C)``) and NAP sums.
 TOTAL_FIELDS = ("act_sum", "grad_sum", "count", "act_sqsum")
 NAP_FIELDS = ("sorted_sum", "sorted_count")
-#: Per-fold, time-binned sums: ``fold_act``, ``fold_grad`` ``(G, K, C, B)``,
-#: ``fold_count`` ``(G, K, B)`` (fold axis 1).
-FOLDED = ("fold_act", "fold_grad", "fold_count")
-#: Which total each per-fold field bins.
+#: Per-fold, time-binned sums (``fold_act``, ``fold_grad`` ``(G, K, C, B)``,
+#: ``fold_count`` ``(G, K, B)``, fold axis 1), each with the total it bins.
 FOLD_SOURCE = {"fold_act": "act_sum", "fold_grad": "grad_sum", "fold_count": "count"}
+FOLDED = tuple(FOLD_SOURCE)
 _FIELDS = TOTAL_FIELDS + NAP_FIELDS + FOLDED
 _INT_FIELDS = ("count", "sorted_count", "fold_count")
 #: What the fold hash of an example is taken of (docs/method.md §6).
@@ -331,10 +330,6 @@ class LayerSums:
     @property
     def naps(self) -> bool:
         return self.sorted_sum is not None
-
-    @property
-    def has_totals(self) -> bool:
-        return self.act_sum is not None
 
     @property
     def shape(self) -> tuple[int, int]:
