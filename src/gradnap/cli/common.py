@@ -41,9 +41,12 @@ def result_model(result: Any, name: str | None, path: Path) -> Any:
 
     if name == "none":
         return None
+    from gradnap.analysis import optimal_input_unsupported
+
     model = load_model(name or "default")
-    if getattr(model.features, "input", "log_mel") != "log_mel":
-        log.info("%s: optimal inputs are drawn for spectrogram models only: none", name)
+    reason = optimal_input_unsupported(model)
+    if reason is not None:
+        log.info("%s: no optimal inputs: %s", name, reason)
         return None
     if same_model(result, model):
         return model
