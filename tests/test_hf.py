@@ -366,7 +366,9 @@ def test_collect_and_report_cli(checkpoints, tmp_path):
     assert meta.options.frame_seconds == 1 / 16000 and meta.options.engine == "AutogradEngine"
     assert meta.model.source == model
     groups = ["--input-groups", "HH,AH,L,OW"]  # the phones of the corpus
-    assert main(["report", str(out), "--out", str(tmp_path / "rep"), "--model", model, *groups]) == 0
+    assert (
+        main(["report", str(out), "--out", str(tmp_path / "rep"), "--model", model, *groups]) == 0
+    )
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "Input spectrum (waveform model)" in html and "25 ms Hann frames every 10 ms" in html
     assert (tmp_path / "rep" / "input_spectrum.png").stat().st_size > 10_000
@@ -485,7 +487,9 @@ def test_the_spectrum_merges_and_resumes_like_any_layer(waveform_run, tmp_path):
 
     ckpt = tmp_path / "run.ckpt.npz"
     with pytest.raises(KeyboardInterrupt):
-        _waveform_gradnap(model).collect(crashing(), checkpoint=ckpt, checkpoint_every=1, progress=False)
+        _waveform_gradnap(model).collect(
+            crashing(), checkpoint=ckpt, checkpoint_every=1, progress=False
+        )
     assert Result.load(ckpt).meta.progress.items_done >= 1
     resumed = _waveform_gradnap(model).collect(data, checkpoint=ckpt, resume=True, progress=False)
     for key, value in whole.arrays.items():

@@ -100,7 +100,9 @@ def test_frames_past_the_utterance_are_not_data():
     valid[0] = True
     valid[1, WIDTH // 2 - 100 :] = True  # the utterance starts 100 samples before t*
     g = torch.Generator().manual_seed(2)
-    spec = spectrum_aligned(aligned(torch.randn(2, WIDTH, generator=g), torch.randn(2, WIDTH, generator=g), valid), lay)
+    spec = spectrum_aligned(
+        aligned(torch.randn(2, WIDTH, generator=g), torch.randn(2, WIDTH, generator=g), valid), lay
+    )
     assert bool(spec.valid[0].all())
     # frame k starts at column first + k * hop: data when it starts at or after the start
     starts = lay.first + torch.arange(lay.frames) * lay.hop
@@ -157,5 +159,7 @@ def test_a_chirp_group_against_a_noise_group():
 
 def test_relative_magnitude_is_zero_without_data():
     grad_sum = np.array([[2.0, 0.0, 4.0]])
-    out = relative_magnitude_db(grad_sum, np.array([1, 0, 2]), np.array([[4.0, 1.0, 4.0]]), np.array([4, 1, 2]))
+    out = relative_magnitude_db(
+        grad_sum, np.array([1, 0, 2]), np.array([[4.0, 1.0, 4.0]]), np.array([4, 1, 2])
+    )
     np.testing.assert_allclose(out, [[20 * np.log10(2.0), 0.0, 0.0]])

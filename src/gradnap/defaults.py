@@ -113,6 +113,7 @@ class MethodConfig:
 
 METHOD = MethodConfig()
 
+
 @dataclass(frozen=True)
 class SpectrumConfig:
     """The input spectrum of waveform models (docs/method.md §1.10): short-time power

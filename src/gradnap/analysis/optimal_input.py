@@ -23,7 +23,12 @@ from gradnap.defaults import FEATURES, OPTIMAL_INPUT, OptimalInputConfig
 from gradnap.errors import GradnapError
 from gradnap.geometry import ConvSpec, Geometry
 
-__all__ = ["OptimalInput", "optimal_input", "optimal_input_for_profile", "optimal_input_unsupported"]
+__all__ = [
+    "OptimalInput",
+    "optimal_input",
+    "optimal_input_for_profile",
+    "optimal_input_unsupported",
+]
 
 log = logging.getLogger(__name__)
 

@@ -141,7 +141,9 @@ def plot_input_spectra(
     panels = list(rows[groups[0]])
     for g in groups:
         if list(rows[g]) != panels:
-            raise GradnapError(f"plot_input_spectra: group {g!r} has panels {list(rows[g])}, not {panels}")
+            raise GradnapError(
+                f"plot_input_spectra: group {g!r} has panels {list(rows[g])}, not {panels}"
+            )
     units = dict(units or {})
     if axes is None:
         fig = new_figure(4.6 * len(panels), 2.9 * len(groups))

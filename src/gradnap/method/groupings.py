@@ -137,9 +137,7 @@ class GraphemeGrouping:
     def labels(self, utterance, frames, classes, clock) -> list[str | None]:
         extra = self.class_labels
         return [
-            class_label(k)
-            if 0 <= k < NUM_CLASSES
-            else (extra[k] if k < len(extra) else str(k))
+            class_label(k) if 0 <= k < NUM_CLASSES else (extra[k] if k < len(extra) else str(k))
             for k in classes.tolist()
         ]
 

@@ -69,7 +69,9 @@ class SpectrumLayout:
         return np.fft.rfftfreq(self.frame, 1.0 / self.sample_rate)
 
 
-def spectrum_layout(width: int, sample_rate: int, config: SpectrumConfig = SPECTRUM) -> SpectrumLayout:
+def spectrum_layout(
+    width: int, sample_rate: int, config: SpectrumConfig = SPECTRUM
+) -> SpectrumLayout:
     """The frames of an input window of ``width`` samples (module doc). Raises
     :class:`GradnapError` when the window is shorter than one frame."""
     n = int(round(config.frame_ms * sample_rate / 1000.0))

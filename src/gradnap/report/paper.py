@@ -103,7 +103,10 @@ def input_figure(result, groups, grouping: str):
         axes = result.axes(SPECTRUM_LAYER)
         return plot_input_spectra(
             {
-                g: {title: result.profile(SPECTRUM_LAYER, g, grouping, kind) for title, kind, _ in SPECTRUM_PANELS}
+                g: {
+                    title: result.profile(SPECTRUM_LAYER, g, grouping, kind)
+                    for title, kind, _ in SPECTRUM_PANELS
+                }
                 for g in groups
             },
             times_ms=axes.offsets_ms,
