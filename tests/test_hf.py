@@ -376,6 +376,8 @@ def test_collect_and_report_cli(checkpoints, tmp_path):
     png = tmp_path / "input.png"
     assert main(["plot", "input", str(out), "--out", str(png), "--groups", "AH,OW"]) == 0
     assert png.stat().st_size > 10_000
+    action = ["plot", "action", str(out), "--out", str(tmp_path / "a.png"), "--group", "AH"]
+    assert main([*action, "--layer", "lm_head", "--model", model]) == 0  # no optimal input
     # gradnap's own evaluation is for its Wav2Letter models
     assert main(["eval", "--model", model, "--corpus", str(corpus)]) == 2
     # the default layers, grapheme only

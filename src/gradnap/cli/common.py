@@ -41,13 +41,7 @@ def result_model(result: Any, name: str | None, path: Path) -> Any:
 
     if name == "none":
         return None
-    from gradnap.analysis import optimal_input_unsupported
-
-    model = load_model(name or "default")
-    reason = optimal_input_unsupported(model)
-    if reason is not None:
-        log.info("%s: no optimal inputs: %s", name, reason)
-        return None
+    model = load_model(name or "default")  # a waveform model's are skipped where drawn
     if same_model(result, model):
         return model
     if name is None:

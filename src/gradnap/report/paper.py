@@ -128,11 +128,20 @@ def action_figure(
 ):
     """Action potentials of ``group`` in ``layer``, its ``k`` most responsive neurons
     (docs/method.md §1.6) coloured, beside the optimal input of those neurons (§1.7, paper
-    Fig. 3); no optimal input without ``model``. Returns ``(figure, optimal input or
-    None)``."""
-    from gradnap.analysis import optimal_input_for_profile, responsiveness, top_neurons
+    Fig. 3); no optimal input without ``model``, nor for a model that has none (a
+    waveform model; the reason is logged). Returns ``(figure, optimal input or None)``."""
+    from gradnap.analysis import (
+        optimal_input_for_profile,
+        optimal_input_unsupported,
+        responsiveness,
+        top_neurons,
+    )
     from gradnap.figures import plot_action_potentials
 
+    reason = None if model is None else optimal_input_unsupported(model)
+    if reason is not None:
+        log.info("no optimal input: %s", reason)
+        model = None
     profile = result.profile(layer, group, grouping)
     optimal = None if model is None else optimal_input_for_profile(model, layer, profile, k=k)
     fig = plot_action_potentials(
