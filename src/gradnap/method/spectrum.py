@@ -102,7 +102,7 @@ def short_time_power(x: torch.Tensor, layout: SpectrumLayout) -> torch.Tensor:
 
     Each frame is multiplied by a (periodic) Hann window ``w``; the power of bin ``f`` is
     ``|Σ_m w[m] x[m] e^{−2πi f m / n}|² / Σ_m w[m]²``, so white noise of variance ``σ²``
-    has expected power ``σ²`` in every bin (except 0 and Nyquist)."""
+    has expected power ``σ²`` in every bin."""
     window = torch.hann_window(layout.frame, periodic=True, dtype=torch.float64)
     frames = _frames(x.to(torch.float64), layout) * window
     power = torch.fft.rfft(frames, dim=-1).abs().square() / window.square().sum()
