@@ -7,7 +7,12 @@ from PIL import Image
 
 from gradnap.errors import GradnapError
 from gradnap.features import mel_frequencies
-from gradnap.figures import plot_input_gradnap, plot_input_gradnaps, save_figure
+from gradnap.figures import (
+    plot_input_gradnap,
+    plot_input_gradnaps,
+    plot_input_spectra,
+    save_figure,
+)
 from test_figures_save import assert_png
 
 RNG = np.random.default_rng(0)
@@ -60,3 +65,30 @@ def test_input_gradnap_grid_and_errors(tmp_path):
         plot_input_gradnaps({"IY": input_profile()}, {})
     with pytest.raises(GradnapError):
         plot_input_gradnap(input_profile(), times_ms=TIMES[:-1], freqs=FREQS)
+
+
+def test_input_spectra_in_hz_and_ms(tmp_path):
+    freqs = np.arange(201) * 40.0  # 25 ms frames at 16 kHz
+    times = np.arange(-24, 25) * 10.0
+    panels = ("sensitivity", "GradNAP", "input power")
+    rows = {g: {p: RNG.normal(size=(201, 49)) for p in panels} for g in ("a", "s")}
+    rows["s"]["sensitivity"][150, 24] = 30.0
+    fig = plot_input_spectra(
+        rows, times_ms=times, freqs=freqs, units={"sensitivity": "dB re dataset"}
+    )
+    heat = fig.axes[:6]  # then the colour bars
+    assert [ax.get_title() for ax in heat[:3]] == [f"{p}, a" for p in panels]
+    assert all(ax.get_ylabel() == "frequency (Hz)" for ax in heat)
+    assert heat[-1].get_xlabel() == "time relative to alignment (ms)" and heat[0].get_xlabel() == ""
+    labels = [t.get_text() for t in heat[0].get_yticklabels()]
+    assert labels == [str(k * 1000) for k in range(9)]  # a linear axis, every kHz
+    assert heat[0].get_yticks()[labels.index("6000")] == pytest.approx(150.0)
+    assert heat[3].images[0].get_clim() == (-30.0, 30.0)
+    assert fig.axes[6].get_ylabel() == "dB re dataset"
+    assert_png(save_figure(fig, tmp_path / "spectra.png"))
+    with pytest.raises(GradnapError, match="panels"):
+        plot_input_spectra(
+            {"a": rows["a"], "b": {"x": rows["a"]["GradNAP"]}}, times_ms=times, freqs=freqs
+        )
+    with pytest.raises(GradnapError, match="freqs has 200 entries"):
+        plot_input_spectra(rows, times_ms=times, freqs=freqs[:-1])

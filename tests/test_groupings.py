@@ -44,6 +44,11 @@ def test_grapheme_labels():
     frames = np.arange(4)
     labels = GraphemeGrouping().labels(utt(), frames, np.array([0, 26, 28, 39]), CLOCK)
     assert labels == ["a", "_", "<b>", "39"]  # a class beyond gradnap's alphabet: its index
+    # the model's labels name the classes beyond the alphabet (a vocabulary's tokens)
+    model_labels = [*(str(k) for k in range(29)), "<unk>", "1"]
+    (grapheme,) = make_groupings("grapheme", class_labels=model_labels)
+    labels = grapheme.labels(utt(), np.arange(5), np.array([0, 28, 29, 30, 31]), CLOCK)
+    assert labels == ["a", "<b>", "<unk>", "1", "31"]
 
 
 def test_phoneme_at_the_frame_centre_time():

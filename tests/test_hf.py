@@ -9,6 +9,7 @@ import json
 import logging
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +18,12 @@ transformers = pytest.importorskip(
     "transformers", reason="transformers is not installed (the 'hf' extra)"
 )
 
-from gradnap.asr.hf import MISSING_LOGIT, HFCTCModel, load_hf_model  # noqa: E402
+from gradnap.asr.hf import (  # noqa: E402
+    MISSING_LOGIT,
+    HFCTCModel,
+    load_hf_model,
+    vocabulary_from_tokens,
+)
 from gradnap.asr.modelfile import load_model  # noqa: E402
 from gradnap.defaults import ALPHABET, BLANK_INDEX, FeatureConfig  # noqa: E402
 from gradnap.engine import (  # noqa: E402
@@ -29,6 +35,9 @@ from gradnap.engine import (  # noqa: E402
 )
 from gradnap.errors import GradnapError  # noqa: E402
 from gradnap.features import waveform_input  # noqa: E402
+from gradnap.method import GradNAP, Result, merge_results  # noqa: E402
+from gradnap.method.spectrum import SPECTRUM_LAYER, spectrum_aligned, spectrum_layout  # noqa: E402
+from gradnap.method.windows import Aligned  # noqa: E402
 from helpers import assert_engines_agree, write_corpus  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -349,15 +358,26 @@ def test_collect_and_report_cli(checkpoints, tmp_path):
     widths = {d.name: (d.width, d.jump, d.width_source) for d in meta.layers}
     assert widths == {
         "input": (RF + 100 * STRIDE, 1.0, "model"),
+        SPECTRUM_LAYER: (49, 160.0, "spectrum"),  # ±240 ms of 10 ms hops
         "wav2vec2.feature_extractor.conv_layers.2": (101, 80.0, "model"),
         "wav2vec2.encoder.layers.1": (1, 80.0, "model"),
         "lm_head": (1, 80.0, "model"),
     }
     assert meta.options.frame_seconds == 1 / 16000 and meta.options.engine == "AutogradEngine"
     assert meta.model.source == model
-    assert main(["report", str(out), "--out", str(tmp_path / "rep"), "--model", model]) == 0
+    groups = ["--input-groups", "HH,AH,L,OW"]  # the phones of the corpus
+    assert (
+        main(["report", str(out), "--out", str(tmp_path / "rep"), "--model", model, *groups]) == 0
+    )
     html = (tmp_path / "rep" / "index.html").read_text()
-    assert "Input-layer GradNAPs" in html or "input GradNAP of" in html
+    assert "Input spectrum (waveform model)" in html and "25 ms Hann frames every 10 ms" in html
+    assert (tmp_path / "rep" / "input_spectrum.png").stat().st_size > 10_000
+    assert "optimal inputs are spectrogram windows" in html  # named, not drawn
+    png = tmp_path / "input.png"
+    assert main(["plot", "input", str(out), "--out", str(png), "--groups", "AH,OW"]) == 0
+    assert png.stat().st_size > 10_000
+    action = ["plot", "action", str(out), "--out", str(tmp_path / "a.png"), "--group", "AH"]
+    assert main([*action, "--layer", "lm_head", "--model", model]) == 0  # no optimal input
     # gradnap's own evaluation is for its Wav2Letter models
     assert main(["eval", "--model", model, "--corpus", str(corpus)]) == 2
     # the default layers, grapheme only
@@ -365,3 +385,144 @@ def test_collect_and_report_cli(checkpoints, tmp_path):
     args = ["collect", "--model", model, "--corpus", str(corpus), "--out", str(out2)]
     assert main([*args, "--no-progress", "--min-count", "1"]) == 0
     assert Result.load(out2).layers == default_layers(load_model(model))
+
+
+def test_extra_tokens_have_distinct_labels():
+    vocab = {"<pad>": 0, "|": 1, "a": 2, "A": 3, "_": 4, "": 5, "<unk>": 6, "7": 7}
+    labels = vocabulary_from_tokens(vocab, 8).labels()
+    assert labels[BLANK_INDEX + 1 :] == ("A", "_#30", "#31", "<unk>", "7")
+    assert len(set(labels)) == len(labels)
+
+
+@pytest.fixture(scope="module")
+def waveform_run(checkpoints):
+    """The tiny wav2vec 2.0 model, three utterances of noise as its input and a
+    collection with the waveform input layer: ``(model, data, result)``; a function
+    grouping ``one`` holds a single example."""
+    model = load_model(checkpoints["wav2vec2"])
+    rng = np.random.default_rng(0)
+    data = [
+        (f"u{i}", waveform_input(rng.normal(0, 0.1, n).astype("float32"), model.features))
+        for i, n in enumerate((8000, 4800, 6400))
+    ]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tests that compare with it (a module fixture runs first)
+    try:
+        result = _waveform_gradnap(model).collect(data, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return model, data, result
+
+
+def _one(utterance, frame, cls):
+    return "x" if (utterance, frame) == ("u1", 20) else None
+
+
+def _waveform_gradnap(model):
+    layers = ["input", "wav2vec2.encoder.layers.1", "lm_head"]
+    # one fixed strategy: "auto" picks by timing, and the strategies round differently
+    engine = AutogradEngine(model, layers, strategy="per_frame")
+    return GradNAP(
+        model, layers, engine=engine, groupings=["grapheme", ("one", _one)], examples="all",
+        min_count=1, folds=2,
+    )  # fmt: skip
+
+
+def test_waveform_input_is_summed_as_a_spectrum(waveform_run):
+    model, _, result = waveform_run
+    assert result.layers == ["input", SPECTRUM_LAYER, "wav2vec2.encoder.layers.1", "lm_head"]
+    info = result.layer_info(SPECTRUM_LAYER)
+    assert (info.channels, info.width, info.jump, info.width_source) == (201, 49, 160.0, "spectrum")
+    axes = result.axes(SPECTRUM_LAYER)
+    np.testing.assert_allclose(axes.offsets_ms, np.arange(-240.0, 241.0, 10.0))
+    np.testing.assert_allclose(axes.frequencies_hz, np.arange(201) * 40.0)
+    # the single example of grouping "one": its spectrum sums are the spectra of its
+    # aligned input window (the input layer's sums of a group of one)
+    counts = result.counts("one")
+    assert counts == {"x": 1}
+    arrays = result.arrays
+    act, grad = (arrays[f"sums/one/input/{f}"][:1] for f in ("act_sum", "grad_sum"))
+    valid = torch.from_numpy(arrays["sums/one/input/count"][:1] > 0)
+    width = result.layer_info("input").width
+    one = Aligned(
+        torch.from_numpy(act).float(),
+        torch.from_numpy(grad).float(),
+        valid,
+        torch.tensor([width // 2]),
+        torch.zeros(1, 1, dtype=torch.float64),
+        False,
+    )
+    want = spectrum_aligned(one, spectrum_layout(width, 16000))
+    got = {f: arrays[f"sums/one/{SPECTRUM_LAYER}/{f}"][0] for f in ("act_sum", "grad_sum", "count")}
+    np.testing.assert_allclose(got["act_sum"], want.act[0].numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got["grad_sum"], want.grad[0].numpy(), rtol=1e-5, atol=1e-12)
+    assert np.array_equal(got["count"], want.valid[0].numpy())
+    assert float(np.abs(got["grad_sum"]).max()) > 0
+    # profiles: the dataset against itself is 0 dB; NAvAI and the dB view on this layer
+    group = max(result.groups("grapheme"), key=result.counts("grapheme").get)
+    rel = result.profile(SPECTRUM_LAYER, group, "grapheme", kind="sensitivity_db")
+    assert rel.shape == (201, 49) and np.isfinite(rel).all() and np.abs(rel).max() > 0
+    assert np.abs(result.profile(SPECTRUM_LAYER, "all", kind="sensitivity_db")).max() < 1e-9
+    assert result.profile(SPECTRUM_LAYER, group, "grapheme", kind="navai").shape == (201, 49)
+    with pytest.raises(GradnapError, match="sensitivity_db is defined for the 'input.spectrum'"):
+        result.profile("input", group, "grapheme", kind="sensitivity_db")
+    # extra tokens of the vocabulary are labelled by their text, not the class index
+    labels = result.labels("grapheme")
+    assert {"<s>", "</s>"} & set(labels) and not any(label.isdigit() for label in labels)
+
+
+def test_the_spectrum_merges_and_resumes_like_any_layer(waveform_run, tmp_path):
+    model, data, whole = waveform_run
+    shards = [_waveform_gradnap(model).collect(data, shard=(i, 2), progress=False) for i in (0, 1)]
+    merged = merge_results(shards)
+    for g in ("grapheme", "all"):
+        rows = [merged.labels(g).index(label) for label in whole.labels(g)]  # by label
+        for key, value in whole.arrays.items():
+            if key.startswith(f"sums/{g}/") and not key.endswith("/labels"):
+                np.testing.assert_allclose(merged.arrays[key][rows], value, rtol=1e-12, err_msg=key)
+
+    def crashing():
+        for i, item in enumerate(data):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    ckpt = tmp_path / "run.ckpt.npz"
+    with pytest.raises(KeyboardInterrupt):
+        _waveform_gradnap(model).collect(
+            crashing(), checkpoint=ckpt, checkpoint_every=1, progress=False
+        )
+    assert Result.load(ckpt).meta.progress.items_done >= 1
+    resumed = _waveform_gradnap(model).collect(data, checkpoint=ckpt, resume=True, progress=False)
+    for key, value in whole.arrays.items():
+        assert np.array_equal(resumed.arrays[key], value), key  # bit for bit
+
+
+def test_report_of_a_waveform_model_in_python(waveform_run, tmp_path, caplog):
+    from gradnap.defaults import ReportConfig
+    from gradnap.report import build_report
+    from gradnap.report.paper import input_figure
+
+    model, _, result = waveform_run
+    counts = result.counts("grapheme")
+    groups = tuple(sorted(counts, key=counts.get, reverse=True)[:2])
+    fig = input_figure(result, groups, "grapheme")
+    axes = fig.axes[:6]  # the heatmaps, then their colour bars
+    assert len(axes) == 6  # 2 groups x (sensitivity, GradNAP, input)
+    assert all(ax.get_ylabel() == "frequency (Hz)" for ax in axes)
+    assert axes[-1].get_xlabel() == "time relative to alignment (ms)"
+    ticks = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert ticks[:3] == ["0", "1000", "2000"] and ticks[-1] == "8000"
+    assert axes[0].get_xlim() == pytest.approx((-245.0, 245.0))
+    # build_report with the HF model: the optimal inputs are skipped with the reason
+    config = ReportConfig(
+        input_groups=groups, input_grouping="grapheme", action_groups=groups[:1],
+        action_grouping="grapheme", dendrogram_grouping="grapheme",
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="gradnap.report.paper"):
+        index = build_report(result, tmp_path / "rep", model=model, config=config)
+    assert "no optimal inputs: optimal inputs are spectrogram windows" in caplog.text
+    html = index.read_text()
+    assert "optimal inputs: optimal inputs are spectrogram windows" in html
+    assert (tmp_path / "rep" / "input_spectrum.png").is_file()
+    assert (tmp_path / "rep" / f"action_potentials_lm_head_{groups[0]}.png").is_file()

@@ -34,6 +34,7 @@ METHOD_ORDER = [
     "examples",
     "groupings",
     "windows",
+    "spectrum",
     "accumulators",
     "metadata",
     "profiles",

@@ -5,7 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from gradnap.analysis.optimal_input import optimal_input, optimal_input_for_profile
+from gradnap.analysis.optimal_input import (
+    optimal_input,
+    optimal_input_for_profile,
+    optimal_input_unsupported,
+)
 from gradnap.defaults import OPTIMAL_INPUT
 from gradnap.errors import GradnapError
 from gradnap.geometry import ConvSpec, Geometry
@@ -95,6 +99,18 @@ def test_optimal_input_layer_errors():
         optimal_input(model, "layer2", [8])
     with pytest.raises(GradnapError, match="signs"):
         optimal_input(model, "layer2", [0, 1], [1])
+
+
+def test_no_optimal_input_for_a_waveform_model():
+    from gradnap.defaults import FeatureConfig
+
+    model = tiny_model(n_features=N_FEATURES)
+    assert optimal_input_unsupported(model) is None
+    model.features = FeatureConfig(input="waveform")
+    reason = optimal_input_unsupported(model)
+    assert reason is not None and "the model takes the waveform" in reason
+    with pytest.raises(GradnapError, match="optimal inputs are spectrogram windows"):
+        optimal_input(model, "layer2", [0])
 
 
 def test_optimal_input_general_model_without_geometry():

@@ -113,6 +113,25 @@ class MethodConfig:
 
 METHOD = MethodConfig()
 
+
+@dataclass(frozen=True)
+class SpectrumConfig:
+    """The input spectrum of waveform models (docs/method.md §1.10): short-time power
+    spectra of each example's aligned input window, in Hz and ms."""
+
+    #: Length of one analysis frame (Hann window), ms: 25 ms = 400 samples at 16 kHz, a
+    #: frequency bin every 40 Hz.
+    frame_ms: float = 25.0
+    #: Frame hop, ms (frames are centred on t* and every hop around it).
+    hop_ms: float = 10.0
+    #: Floor of the input's log power, dB re unit power of the model input (the
+    #: normalised waveform has unit variance): about the noise floor of 16-bit audio at
+    #: speech level, so that digital silence does not dominate the mean.
+    floor_db: float = -80.0
+
+
+SPECTRUM = SpectrumConfig()
+
 #: Definitions of the time at which a phoneme label is read (docs/method.md §1.5).
 #: Also accepted: "centre+MS" / "centre-MS", the centre shifted by a fixed offset in ms.
 LABEL_TIMES: tuple[str, ...] = ("median", "peak", "centroid", "mass", "centre")

@@ -11,7 +11,12 @@ from gradnap.analysis.clustering import (
     silhouette_table,
 )
 from gradnap.analysis.listening import ListeningSummary, listening_summary
-from gradnap.analysis.optimal_input import OptimalInput, optimal_input, optimal_input_for_profile
+from gradnap.analysis.optimal_input import (
+    OptimalInput,
+    optimal_input,
+    optimal_input_for_profile,
+    optimal_input_unsupported,
+)
 from gradnap.analysis.responsiveness import responsiveness, top_neurons
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "listening_summary",
     "optimal_input",
     "optimal_input_for_profile",
+    "optimal_input_unsupported",
     "responsiveness",
     "silhouette",
     "silhouette_table",

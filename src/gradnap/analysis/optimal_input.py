@@ -23,7 +23,12 @@ from gradnap.defaults import FEATURES, OPTIMAL_INPUT, OptimalInputConfig
 from gradnap.errors import GradnapError
 from gradnap.geometry import ConvSpec, Geometry
 
-__all__ = ["OptimalInput", "optimal_input", "optimal_input_for_profile"]
+__all__ = [
+    "OptimalInput",
+    "optimal_input",
+    "optimal_input_for_profile",
+    "optimal_input_unsupported",
+]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +122,20 @@ def _model_geometry(model: nn.Module, index: int) -> Geometry:
     return Geometry(tuple(specs))
 
 
+def optimal_input_unsupported(model: nn.Module) -> str | None:
+    """Why no optimal input (docs/method.md §1.7) can be searched for ``model``, or
+    ``None`` when one can: the search space is a spectrogram window, so a model that
+    takes the waveform (``model.features.input``) has none."""
+    features = getattr(model, "features", FEATURES)
+    kind = getattr(features, "input", "log_mel")
+    if kind != "log_mel":
+        return (
+            f"optimal inputs are spectrogram windows (docs/method.md §1.7); the model "
+            f"takes the {kind}"
+        )
+    return None
+
+
 def optimal_input(
     model: nn.Module,
     layer: str,
@@ -156,6 +175,9 @@ def optimal_input(
 
     The model's parameters are not changed and get no gradients.
     """
+    reason = optimal_input_unsupported(model)
+    if reason is not None:
+        raise GradnapError(reason)
     conv, index = _resolve_layer(model, layer)
     geom = geometry if geometry is not None else _model_geometry(model, index)
     if geom.num_layers < index:

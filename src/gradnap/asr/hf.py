@@ -21,7 +21,8 @@ says) and whose output is logits ``(B, K, T')`` in gradnap's class order:
 * every other output of the checkpoint (``<s>``, ``<unk>``, digits, other scripts ...)
   follows as class 29, 30, ... in the order of its token id, so no probability mass is
   dropped; these tokens are listed in a warning when the model is loaded and in
-  ``model.metadata["unknown_tokens"]``, and groupings label them by class index.
+  ``model.metadata["unknown_tokens"]``, and the grapheme grouping labels them by their
+  token (:meth:`Vocabulary.labels`).
 
 What the engines and the collector need to know about the model's layers is computed
 once, on two short probe inputs, when it is built (:class:`LayerInfo`): which modules
@@ -125,12 +126,16 @@ class Vocabulary:
         return [(-1 if i is None else i) for i in self.letters] + [i for i, _ in self.extra]
 
     def labels(self) -> tuple[str, ...]:
-        """A printable label per class: gradnap's for 0..28, the token for the others."""
+        """A distinct printable label per class: gradnap's for 0..28, the token for the
+        others (``token#k`` when the token is empty or another class's label, ``k`` the
+        class index)."""
         from gradnap.alphabet import class_label
 
-        return tuple(class_label(k) for k in range(len(self.letters))) + tuple(
-            t for _, t in self.extra
-        )
+        out = [class_label(k) for k in range(len(self.letters))]
+        for j, (_, tok) in enumerate(self.extra):
+            k = len(self.letters) + j
+            out.append(tok if tok and tok not in out else f"{tok}#{k}")
+        return tuple(out)
 
 
 def read_vocabulary(directory: str | Path, num_outputs: int) -> Vocabulary:
@@ -623,7 +628,7 @@ def load_hf_model(directory: str | Path) -> HFCTCModel:
     if unknown:
         log.warning(
             "%s: %d output(s) outside gradnap's alphabet are kept as extra classes "
-            "(labelled by class index in groupings): %s",
+            "(labelled by their token in the grapheme grouping): %s",
             directory,
             len(unknown),
             ", ".join(unknown),

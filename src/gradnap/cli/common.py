@@ -41,10 +41,7 @@ def result_model(result: Any, name: str | None, path: Path) -> Any:
 
     if name == "none":
         return None
-    model = load_model(name or "default")
-    if getattr(model.features, "input", "log_mel") != "log_mel":
-        log.info("%s: optimal inputs are drawn for spectrogram models only: none", name)
-        return None
+    model = load_model(name or "default")  # a waveform model's are skipped where drawn
     if same_model(result, model):
         return model
     if name is None:

@@ -30,7 +30,10 @@ def register(subparsers) -> None:
         )
         q.add_argument("--grouping", default=REPORT.input_grouping, help="grouping of --groups")
 
-    q = sub.add_parser("input", help="input-layer GradNAPs beside NAvAIs")
+    q = sub.add_parser(
+        "input",
+        help="input-layer GradNAPs beside NAvAIs (a waveform model: its input spectrum, Hz x ms)",
+    )
     common(q)
     groups(q)
     q.set_defaults(func=_input)

@@ -1,7 +1,8 @@
 """The paper's figures, drawing only: every function takes ``ax=None`` (or ``axes``) and
 returns the figure; nothing here computes an analysis or calls ``plt.show()``.
 
-- :mod:`~gradnap.figures.input` — input-layer GradNAP and NAvAI heatmaps (Fig. 2);
+- :mod:`~gradnap.figures.input` — input-layer GradNAP and NAvAI heatmaps (Fig. 2), and
+  a waveform model's input spectrum;
 - :mod:`~gradnap.figures.action` — action potentials and the optimal input (Fig. 3);
 - :mod:`~gradnap.figures.silhouettes` — silhouette scores per layer (Fig. 4);
 - :mod:`~gradnap.figures.cluster_score` — the cross-validated cluster score per layer
@@ -26,7 +27,7 @@ highlight, clusterings, silhouette tables, optimal inputs): the caller computes 
 from gradnap.figures.action import plot_action_potentials
 from gradnap.figures.cluster_score import plot_cluster_scores
 from gradnap.figures.dendrogram import plot_dendrogram
-from gradnap.figures.input import plot_input_gradnap, plot_input_gradnaps
+from gradnap.figures.input import plot_input_gradnap, plot_input_gradnaps, plot_input_spectra
 from gradnap.figures.listening import plot_listening_offsets
 from gradnap.figures.naps import plot_naps
 from gradnap.figures.save import figure_bytes, save_figure
@@ -39,6 +40,7 @@ __all__ = [
     "plot_dendrogram",
     "plot_input_gradnap",
     "plot_input_gradnaps",
+    "plot_input_spectra",
     "plot_listening_offsets",
     "plot_naps",
     "plot_silhouettes",

@@ -144,9 +144,18 @@ def symmetric_limit(a: np.ndarray) -> float:
     return m if m > 0 else 1.0
 
 
-def heatmap(ax: Axes, data: np.ndarray, t: np.ndarray, f: np.ndarray, label: str, fig: Figure):
-    """Spectrogram-like heatmap ``data`` ``(F, W)``: time ``t`` (ms) × mel bins labelled in
-    Hz at the bin centres ``f``, :data:`CMAP` with symmetric limits, and a colour bar."""
+def heatmap(
+    ax: Axes,
+    data: np.ndarray,
+    t: np.ndarray,
+    f: np.ndarray,
+    label: str,
+    fig: Figure,
+    ticks=HZ_TICKS,
+):
+    """Spectrogram-like heatmap ``data`` ``(F, W)``: time ``t`` (ms) × frequency bins
+    labelled in Hz (``ticks``, where inside the range) at the bin frequencies ``f``,
+    :data:`CMAP` with symmetric limits, and a colour bar."""
     lim = symmetric_limit(data)
     dt = float(t[1] - t[0]) if len(t) > 1 else 1.0
     extent = (t[0] - dt / 2, t[-1] + dt / 2, -0.5, data.shape[0] - 0.5)
@@ -160,8 +169,8 @@ def heatmap(ax: Axes, data: np.ndarray, t: np.ndarray, f: np.ndarray, label: str
         extent=extent,
         interpolation="nearest",
     )
-    ticks = [hz for hz in HZ_TICKS if f[0] <= hz <= f[-1]]
-    ax.set_yticks(np.interp(ticks, f, np.arange(len(f))), [str(hz) for hz in ticks])
+    ticks = [hz for hz in ticks if f[0] <= hz <= f[-1]]
+    ax.set_yticks(np.interp(ticks, f, np.arange(len(f))), [f"{hz:g}" for hz in ticks])
     ax.set_ylabel("frequency (Hz)")
     fig.colorbar(im, ax=ax, label=label or None, shrink=0.9)
     return im

@@ -7,6 +7,8 @@ Data flows through the modules in this order:
 - :mod:`~gradnap.method.groupings` — a label per example (grapheme, phoneme, speaker,
   any function, seeded random labels for the chance level);
 - :mod:`~gradnap.method.windows` — the alignment centre ``t*`` and the windows around it;
+- :mod:`~gradnap.method.spectrum` — a waveform input's aligned windows as short-time
+  power spectra (one more layer, in Hz and ms);
 - :mod:`~gradnap.method.accumulators` — sums and counts per group, with one array codec;
 - :mod:`~gradnap.method.metadata` — the run's metadata (one frozen dataclass, one codec,
   one compatibility rule for resume and merge);

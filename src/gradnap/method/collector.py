@@ -74,6 +74,12 @@ from gradnap.method.metadata import (
     add_counts,
 )
 from gradnap.method.result import FREQUENCIES_KEY, Result
+from gradnap.method.spectrum import (
+    SPECTRUM_LAYER,
+    SpectrumLayout,
+    spectrum_aligned,
+    spectrum_layout,
+)
 from gradnap.method.windows import Aligned, Positions, align, recrop
 from gradnap.threads import WorkerPool, one_thread
 
@@ -243,9 +249,9 @@ class Collector:
         self.target = target
         self.examples = examples
         self.label_time = label_time
-        self.groupings: list[Grouping] = make_groupings(groupings, label_time=label_time) + [
-            AllGrouping()
-        ]
+        self.groupings: list[Grouping] = make_groupings(
+            groupings, label_time=label_time, class_labels=getattr(model, "labels", None)
+        ) + [AllGrouping()]
         #: Groupings whose labels are read where the model listens (the input alignment).
         self._need_evidence: list[Any] = [
             g for g in self.groupings if getattr(g, "needs_evidence", False)
@@ -264,6 +270,12 @@ class Collector:
         self.blank = int(blank)
         self.features = features if features is not None else getattr(model, "features", FEATURES)
         self.windows = self._check_windows(window)
+        #: The layers summed: the engine's, and after a waveform input its spectrum
+        #: (docs/method.md §1.10; derived from the input layer's windows).
+        self.sum_layers: list[str] = list(self.layers)
+        if INPUT_LAYER in self.layers and self.features.input == "waveform":
+            self.sum_layers.insert(self.layers.index(INPUT_LAYER) + 1, SPECTRUM_LAYER)
+        self._spectrum: SpectrumLayout | None = None
         self.chain = model_geometry(engine, self.layers)
         self.threads = max(1, min(len(self.layers), threads or torch.get_num_threads()))
         self._workers = WorkerPool("gradnap-collect")
@@ -358,10 +370,24 @@ class Collector:
             if name in self.windows:
                 d = dataclasses.replace(d, width=self.windows[name], width_source="user")
             info[name] = d
+        self._set_layers(info)
+
+    def _set_layers(self, info: dict[str, LayerMeta]) -> None:
+        """Take the layers' metadata (the spectrum layer's added when it is summed) and
+        make the accumulators."""
+        if SPECTRUM_LAYER in self.sum_layers:
+            self._spectrum = layout = spectrum_layout(
+                info[INPUT_LAYER].width, self.features.sample_rate
+            )
+            info[SPECTRUM_LAYER] = LayerMeta(
+                SPECTRUM_LAYER, layout.channels, layout.frames, None, float(layout.hop), "spectrum"
+            )
+        info = {name: info[name] for name in self.sum_layers}
         self._layer_meta = info
         # the largest windows first, so that the threads finish together
         self._layer_order = sorted(self.layers, key=lambda n: -info[n].channels * info[n].width)
-        self.sums = Accumulators.zeros(self._specs(), {name: d.shape for name, d in info.items()})
+        if self.sums is None:
+            self.sums = Accumulators.zeros(self._specs(), {n: d.shape for n, d in info.items()})
 
     def _estimate(self, n_features: int) -> tuple[dict[str, tuple[int, float]], FrameClock]:
         """Window width and jump of every layer, and the output clock, from the engine
@@ -550,6 +576,8 @@ class Collector:
         if name not in done:
             windows(name)
         self._accumulate(name, plan, done[name])
+        if name == INPUT_LAYER and self._spectrum is not None:
+            self._accumulate(SPECTRUM_LAYER, plan, done[SPECTRUM_LAYER])
 
     def _window_step(
         self,
@@ -562,11 +590,15 @@ class Collector:
         ties: dict[str, tuple[int, int]],
     ) -> None:
         """The windows at ``t*`` of one layer and what they add to the sums, into ``done``
-        (the input layer's alignment also into ``inputs``; the examples whose ``t*`` the
-        tie rule chose, and the flat ones among them, into ``ties``)."""
+        (the input layer's alignment also into ``inputs``, and a waveform's spectra into
+        ``done``; the examples whose ``t*`` the tie rule chose, and the flat ones among
+        them, into ``ties``)."""
         aligned = self._align(name, positions[name], wins[name], frames)
         if name == INPUT_LAYER:
             inputs[name] = aligned
+            if self._spectrum is not None:
+                spectra = spectrum_aligned(aligned, self._spectrum)
+                done[SPECTRUM_LAYER] = chunk_stats(spectra, self.naps)
         if aligned.ties:
             ties[name] = (aligned.ties, aligned.flat)
         done[name] = chunk_stats(aligned, self.naps)
@@ -699,7 +731,7 @@ class Collector:
         others follow from the model, which is compared by its weights)."""
         known = {d.name: d for d in like.layers}
         layers = []
-        for name in self.layers:
+        for name in self.sum_layers:
             d = known.get(name, LayerMeta(name, 0, 0))
             if name in self.windows:
                 d = dataclasses.replace(d, width=self.windows[name])
@@ -717,7 +749,7 @@ class Collector:
         assert self.sums is not None and self._layer_meta is not None
         unlabelled = self.sums.unlabelled()
         return RunMeta(
-            layers=tuple(self._layer_meta[n] for n in self.layers),
+            layers=tuple(self._layer_meta[n] for n in self.sum_layers),
             groupings=tuple(
                 GroupingMeta(g.name, g.kind, getattr(g, "qualname", None), unlabelled[g.name])
                 for g in self.groupings
@@ -740,13 +772,15 @@ class Collector:
         arrays = self.sums.to_arrays()
         if INPUT_LAYER in self.layers and self._n_features == self.features.n_mels:
             arrays[FREQUENCIES_KEY] = mel_frequencies(self.features)
+        if self._spectrum is not None:
+            arrays[f"axes/{SPECTRUM_LAYER}/frequencies_hz"] = self._spectrum.frequencies_hz
         return Result(self.meta(complete, corpus or CorpusMeta()), arrays)
 
     def restore(self, checkpoint: Result) -> None:
         """Continue from ``checkpoint`` (its compatibility is the caller's to check)."""
         m = checkpoint.meta
         self.sums = checkpoint.accumulators(copy=True)
-        self._layer_meta = {d.name: d for d in m.layers}
+        self._set_layers({d.name: d for d in m.layers})
         clock = m.clock or Clock()
         self._clock = FrameClock(clock.stride, clock.offset, self.features)
         self._n_features = m.options.n_features
@@ -756,8 +790,8 @@ class Collector:
 
     def adopt_layout(self, meta: RunMeta) -> None:
         """Empty accumulators laid out as ``meta``'s (a rank that saw no utterance)."""
-        self._layer_meta = {d.name: d for d in meta.layers}
+        self.sums = None
+        self._set_layers({d.name: d for d in meta.layers})
         clock = meta.clock or Clock()
         self._clock = FrameClock(clock.stride, clock.offset, self.features)
         self._n_features = meta.options.n_features
-        self.sums = Accumulators.zeros(self._specs(), {d.name: d.shape for d in meta.layers})

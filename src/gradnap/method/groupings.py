@@ -121,16 +121,25 @@ class Grouping(Protocol):
 
 
 class GraphemeGrouping:
-    """The predicted grapheme (:func:`gradnap.alphabet.class_label`; a model with more
-    classes than gradnap's alphabet gets the class index as label for the others)."""
+    """The predicted grapheme (:func:`gradnap.alphabet.class_label`). A model with more
+    classes than gradnap's alphabet labels the others by ``class_labels[k]`` (the model's
+    ``labels``, e.g. the tokens ``<unk>``, ``1`` of a Hugging Face vocabulary), else by
+    the class index."""
 
     name = "grapheme"
     kind = "builtin"
     #: Expected number of groups (accumulators are allocated for them up front).
     size_hint = NUM_CLASSES
 
+    def __init__(self, class_labels: Sequence[str] | None = None) -> None:
+        self.class_labels = tuple(class_labels or ())
+
     def labels(self, utterance, frames, classes, clock) -> list[str | None]:
-        return [class_label(k) if 0 <= k < NUM_CLASSES else str(k) for k in classes.tolist()]
+        extra = self.class_labels
+        return [
+            class_label(k) if 0 <= k < NUM_CLASSES else (extra[k] if k < len(extra) else str(k))
+            for k in classes.tolist()
+        ]
 
 
 @dataclass(frozen=True)
@@ -316,6 +325,7 @@ def _check_name(name: str) -> str:
 def make_groupings(
     spec: str | LabelFunction | Grouping | Iterable | Mapping[str, LabelFunction],
     label_time: str = METHOD.label_time,
+    class_labels: Sequence[str] | None = None,
 ) -> list[Grouping]:
     """Groupings from a specification.
 
@@ -324,7 +334,8 @@ def make_groupings(
     ``(name, callable)`` pairs). Unknown names raise :class:`GradnapError` listing the
     built-in ones. The dataset-wide ``all`` grouping is not part of the list (the
     collector always adds it). ``label_time``: of the built-in ``phoneme`` grouping
-    (:class:`PhonemeGrouping`).
+    (:class:`PhonemeGrouping`); ``class_labels``: a label per model class for the built-in
+    ``grapheme`` grouping's classes beyond gradnap's alphabet (:class:`GraphemeGrouping`).
     """
     items: list = []
     if isinstance(spec, str):
@@ -347,9 +358,12 @@ def make_groupings(
                     f"groups: unknown grouping {item!r}; built-in: {', '.join(BUILTIN_GROUPINGS)}"
                     " (or pass a function f(utterance, frame, predicted_class) -> label)"
                 )
-            out.append(
-                PhonemeGrouping(label_time) if item == "phoneme" else BUILTIN_GROUPINGS[item]()
-            )
+            if item == "phoneme":
+                out.append(PhonemeGrouping(label_time))
+            elif item == "grapheme":
+                out.append(GraphemeGrouping(class_labels))
+            else:
+                out.append(BUILTIN_GROUPINGS[item]())
         elif isinstance(item, Sequence) and len(item) == 2 and callable(item[1]):
             out.append(FunctionGrouping(_check_name(item[0]), item[1]))
         elif hasattr(item, "labels") and hasattr(item, "name"):

@@ -1,4 +1,5 @@
-"""Profile formulas on accumulated sums: GradNAP, NAvAI, NAP and means (docs/method.md §1.4, §1.9).
+"""Profile formulas on accumulated sums: GradNAP, NAvAI, NAP, means and relative magnitudes
+(docs/method.md §1.4, §1.9, §1.10).
 
 Plain numpy on arrays from :mod:`gradnap.method.accumulators`.
 """
@@ -16,6 +17,7 @@ __all__ = [
     "navai_profile",
     "nap_profile",
     "neuron_std",
+    "relative_magnitude_db",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,3 +89,23 @@ def nap_profile(
     a = _per_position_mean(sorted_sum, sorted_count, sorted_mean)
     scale = np.where(std > 0, std, np.inf)[:, None]
     return (a - sorted_mean) / scale
+
+
+def relative_magnitude_db(
+    magnitude_sum: np.ndarray, count: np.ndarray, total_sum: np.ndarray, total_count: np.ndarray
+) -> np.ndarray:
+    """A group's mean spectral magnitude against the dataset's, in dB: ``(F, T)``
+    (docs/method.md §1.10).
+
+    ``magnitude_sum`` ``(F, T)`` and ``count`` ``(T,)``: the group's sums; ``total_sum``,
+    ``total_count``: those of every group of the grouping. ``20·log10(Ḡ_g / Ḡ)`` per bin
+    and frame, 0 where the group (or the dataset) has no data or no magnitude there."""
+    count = np.asarray(count, dtype=np.float64)
+    total_count = np.asarray(total_count, dtype=np.float64)
+    group = np.asarray(magnitude_sum, dtype=np.float64) / np.maximum(count, 1.0)
+    total = np.asarray(total_sum, dtype=np.float64) / np.maximum(total_count, 1.0)
+    ok = ((count > 0) & (total_count > 0))[None, :] & (group > 0) & (total > 0)
+    out = np.zeros_like(group)
+    np.divide(group, total, out=out, where=ok)
+    np.log10(out, out=out, where=ok)
+    return 20.0 * out

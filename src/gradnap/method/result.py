@@ -49,14 +49,19 @@ from gradnap.method.profiles import (
     nap_profile,
     navai_profile,
     neuron_std,
+    relative_magnitude_db,
 )
+from gradnap.method.spectrum import SPECTRUM_LAYER
 
 __all__ = ["Axes", "Result", "merge_results", "PROFILE_KINDS"]
 
 log = logging.getLogger(__name__)
 
 #: Kinds of profile :meth:`Result.profile` computes.
-PROFILE_KINDS = ("gradnap", "navai", "nap", "activation", "gradient")
+PROFILE_KINDS = ("gradnap", "navai", "nap", "activation", "gradient", "sensitivity_db")
+#: Layers whose NAvAI (mean input minus the dataset mean, no mask) is defined: the input
+#: and a waveform input's spectrum (docs/method.md §1.9, §1.10).
+INPUT_VIEWS = (INPUT_LAYER, SPECTRUM_LAYER)
 #: Why a result without NAP sums cannot give NAPs (the error and the report say this).
 NO_NAPS = (
     "this result holds no NAP sums (collected with naps=False / 'gradnap collect --no-naps'); "
@@ -77,7 +82,8 @@ class Axes:
     offsets: np.ndarray
     #: ``(W,)`` float: the same offsets in milliseconds (``offset * jump * frame ms``).
     offsets_ms: np.ndarray
-    #: ``(F,)`` mel-bin centre frequencies in Hz for the input layer, else ``None``.
+    #: ``(F,)`` frequencies in Hz of the rows: mel-bin centres for a log-mel input, the
+    #: frequency bins of a waveform input's spectrum (:data:`SPECTRUM_LAYER`); else ``None``.
     frequencies_hz: np.ndarray | None = None
 
 
@@ -321,9 +327,11 @@ class Result:
     ) -> np.ndarray:
         """Profile ``(C, W)`` of ``group`` in ``layer`` (axes: :meth:`axes`).
 
-        ``kind``: ``"gradnap"`` (default, docs/method.md §1.4), ``"navai"`` (input layer only),
-        ``"nap"`` (sorted activations; columns are ranks, not time), ``"activation"``
-        (``Ā``) or ``"gradient"`` (``Ḡ``). ``grouping`` may be omitted when exactly one
+        ``kind``: ``"gradnap"`` (default, docs/method.md §1.4), ``"navai"`` (input layer and
+        a waveform's spectrum only), ``"nap"`` (sorted activations; columns are ranks, not
+        time), ``"activation"`` (``Ā``), ``"gradient"`` (``Ḡ``) or ``"sensitivity_db"``
+        (the spectrum layer only: the group's mean sensitivity magnitude against
+        the dataset's, in dB, §1.10). ``grouping`` may be omitted when exactly one
         grouping has the label, not counting random-label groupings (chance levels, which
         reuse the real labels) when a real one has it. Groups below ``min_count`` raise
         :class:`GradnapError`.
@@ -333,8 +341,13 @@ class Result:
                 f"unknown profile kind {kind!r}; choose from {', '.join(PROFILE_KINDS)}"
             )
         self._check_layer(layer)
-        if kind == "navai" and layer != INPUT:
+        if kind == "navai" and layer not in INPUT_VIEWS:
             raise GradnapError(f"NAvAI is defined for the input layer, not {layer!r}")
+        if kind == "sensitivity_db" and layer != SPECTRUM_LAYER:
+            raise GradnapError(
+                f"sensitivity_db is defined for the {SPECTRUM_LAYER!r} layer of a waveform "
+                f"model (docs/method.md §1.10), not {layer!r}"
+            )
         grouping = self._find_grouping(group, grouping)
         gi = self.labels(grouping).index(group)
         n = int(self.arrays[array_key(grouping, "examples")][gi])
@@ -371,6 +384,10 @@ class Result:
         count = self._sums(layer, grouping, "count")
         if kind == "gradient":
             return mean_profile(self._sums(layer, grouping, "grad_sum")[gi], count[gi])
+        if kind == "sensitivity_db":
+            grad_sum = self._sums(layer, grouping, "grad_sum")
+            totals = self._cached(("grad_total", layer, grouping), lambda: grad_sum.sum(axis=0))
+            return relative_magnitude_db(grad_sum[gi], count[gi], totals, count.sum(axis=0))
         mean = self._cached(("mean", layer, grouping), lambda: dataset_mean(act_sum, count))
         if kind == "activation":
             return mean_profile(act_sum[gi], count[gi], mean)

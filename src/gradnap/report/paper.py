@@ -21,7 +21,8 @@ from gradnap.defaults import CLUSTER_PERCENTILES, OPTIMAL_INPUT, REPORT, ReportC
 from gradnap.errors import GradnapError
 from gradnap.fileio import atomic_write_text
 from gradnap.method.groupings import is_random_label
-from gradnap.method.result import INPUT, NO_NAPS
+from gradnap.method.result import INPUT, INPUT_VIEWS, NO_NAPS
+from gradnap.method.spectrum import SPECTRUM_LAYER
 from gradnap.report.page import Report
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,15 @@ FOLDS_COMMAND = "gradnap collect --folds 5"
 def _default_layer(result) -> str | None:
     """The default hidden layer: "layer2" when the result has it, else the second hidden
     layer (the first if there is only one; ``None`` without hidden layers)."""
-    hidden = [name for name in result.layers if name != INPUT]
+    hidden = _hidden(result)
     if not hidden:
         return None
     return "layer2" if "layer2" in hidden else hidden[min(1, len(hidden) - 1)]
+
+
+def _hidden(result) -> list[str]:
+    """The result's layers of the model (not the input, nor a waveform's spectrum)."""
+    return [name for name in result.layers if name not in INPUT_VIEWS]
 
 
 def same_model(result, model) -> bool:
@@ -78,10 +84,36 @@ def _check_layer(result, name: str | None) -> None:
 # Figures of a result (shared with `gradnap plot`)
 
 
-def input_figure(result, groups, grouping: str):
-    """Input-layer GradNAPs of ``groups`` beside their NAvAIs (paper Fig. 2)."""
-    from gradnap.figures import plot_input_gradnaps
+#: The panels of a waveform model's input figure: (title, profile kind, colour-bar label).
+SPECTRUM_PANELS = (
+    ("sensitivity", "sensitivity_db", "dB re dataset"),
+    ("GradNAP", "gradnap", "dB × mask"),
+    ("input power (NAvAI)", "navai", "dB re dataset"),
+)
 
+
+def input_figure(result, groups, grouping: str):
+    """Input-layer GradNAPs of ``groups`` beside their NAvAIs (paper Fig. 2); for a
+    waveform model, its input spectrum (docs/method.md §1.10): per group the sensitivity's
+    spectral magnitude and the input's power against the dataset's, in dB, and the
+    GradNAP between them, over frequency (Hz) and time (ms)."""
+    from gradnap.figures import plot_input_gradnaps, plot_input_spectra
+
+    if SPECTRUM_LAYER in result.layers:
+        axes = result.axes(SPECTRUM_LAYER)
+        return plot_input_spectra(
+            {
+                g: {
+                    title: result.profile(SPECTRUM_LAYER, g, grouping, kind)
+                    for title, kind, _ in SPECTRUM_PANELS
+                }
+                for g in groups
+            },
+            times_ms=axes.offsets_ms,
+            freqs=axes.frequencies_hz,
+            units={title: unit for title, _, unit in SPECTRUM_PANELS},
+            title="Input spectrum (waveform model)",
+        )
     axes = result.axes(INPUT)
     return plot_input_gradnaps(
         {g: result.profile(INPUT, g, grouping) for g in groups},
@@ -96,11 +128,20 @@ def action_figure(
 ):
     """Action potentials of ``group`` in ``layer``, its ``k`` most responsive neurons
     (docs/method.md §1.6) coloured, beside the optimal input of those neurons (§1.7, paper
-    Fig. 3); no optimal input without ``model``. Returns ``(figure, optimal input or
-    None)``."""
-    from gradnap.analysis import optimal_input_for_profile, responsiveness, top_neurons
+    Fig. 3); no optimal input without ``model``, nor for a model that has none (a
+    waveform model; the reason is logged). Returns ``(figure, optimal input or None)``."""
+    from gradnap.analysis import (
+        optimal_input_for_profile,
+        optimal_input_unsupported,
+        responsiveness,
+        top_neurons,
+    )
     from gradnap.figures import plot_action_potentials
 
+    reason = None if model is None else optimal_input_unsupported(model)
+    if reason is not None:
+        log.info("no optimal input: %s", reason)
+        model = None
     profile = result.profile(layer, group, grouping)
     optimal = None if model is None else optimal_input_for_profile(model, layer, profile, k=k)
     fig = plot_action_potentials(
@@ -292,7 +333,7 @@ def cluster_score_findings(table, real, chance, sigmas: float) -> list[str]:
 
 def _pick_layers(result, config: ReportConfig) -> tuple[str | None, str | None]:
     """(action-potential layer, dendrogram layer) by the rules of :class:`ReportConfig`."""
-    hidden = [name for name in result.layers if name != INPUT]
+    hidden = _hidden(result)
     action = config.action_layer
     if action is None:
         action = _default_layer(result)
@@ -455,6 +496,9 @@ def _input_section(report: Report, result, config: ReportConfig, skipped: list[s
     ]
     if not groups:
         return
+    if SPECTRUM_LAYER in result.layers:
+        _spectrum_figure(report, result, config, groups)
+        return
     report.heading("Input-layer GradNAPs")
     report.figure(
         "input_gradnaps",
@@ -471,6 +515,34 @@ def _input_section(report: Report, result, config: ReportConfig, skipped: list[s
         "yet the model is about 4 times more sensitive there than elsewhere: values there "
         "follow the overall level of the sound (e.g. the closure and burst of /T/), not "
         "content at those frequencies (docs/analyses.md).",
+    )
+
+
+def _spectrum_figure(report: Report, result, config: ReportConfig, groups) -> None:
+    """A waveform model's input figure (docs/method.md §1.10) with its caption."""
+    axes = result.axes(SPECTRUM_LAYER)
+    freqs, t = axes.frequencies_hz, axes.offsets_ms
+    step = float(freqs[1] - freqs[0])  # = 1 / frame length
+    report.heading("Input spectrum (waveform model)")
+    report.figure(
+        "input_spectrum",
+        input_figure(result, groups, config.input_grouping),
+        f"The input of a waveform model as short-time spectra of each example's "
+        f"aligned input window ({1000.0 / step:g} ms Hann frames every "
+        f"{float(t[1] - t[0]) if len(t) > 1 else 0.0:g} ms, the centre frame on the "
+        f"alignment centre t*; frequency bins every {step:g} Hz up to {freqs[-1]:g} Hz; "
+        f"{t[0]:g} to "
+        f"{t[-1]:g} ms), for {config.input_grouping}s {', '.join(groups)}. Left: the "
+        "group's mean spectral magnitude of the input sensitivity (the gradient of the "
+        "predicted class's output with respect to the waveform) against the dataset's "
+        "mean, in dB: "
+        "where in time and frequency this group's predictions depend on the sound more "
+        "(red) or less (blue) than the average example's. Right (NAvAI): the group's mean "
+        "log power of the input itself minus the dataset mean, in dB. Middle: the GradNAP "
+        "of the spectrum, the right panel masked by the normalised mean sensitivity "
+        "magnitude (docs/method.md §1.10). Spectra do not depend on the phase, so they do not "
+        "cancel in the mean as the waveform's signed values do. Examples: "
+        f"{_examples(result, config.input_grouping, groups)}.",
     )
 
 
@@ -712,6 +784,7 @@ def build_report(
     beside the GradNAP ones (``silhouettes_nap.json``); without NAPs the section says so.
     Returns the path of index.html.
     """
+    from gradnap.analysis import optimal_input_unsupported
     from gradnap.method.result import Result
 
     t0 = time.perf_counter()
@@ -731,6 +804,11 @@ def build_report(
     if model is not None and not same_model(result, model):
         log.warning("report: not the model of the result (other weights): no optimal inputs")
         skipped.append("optimal inputs: the model given is not the one of the result")
+        model = None
+    reason = None if model is None else optimal_input_unsupported(model)
+    if reason is not None:
+        log.info("report: no optimal inputs: %s", reason)
+        skipped.append(f"optimal inputs: {reason}")
         model = None
 
     real = [g for g in config.cluster_groupings if g in result.groupings]
