@@ -43,6 +43,10 @@ def test_explicit_kinds_and_errors():
         make_engine(model, ["layer99"])
     with pytest.raises(GradnapError, match="workers"):
         make_engine(model, workers=-1)
+    eng = make_engine(Residual(), ["input"], strategy="per_frame")
+    assert isinstance(eng, AutogradEngine) and eng.strategy == "per_frame"
+    with pytest.raises(GradnapError, match="strategy: 'fast'; choose from auto, batch"):
+        make_engine(Residual(), ["input"], strategy="fast")
 
 
 def test_engines_agree_with_each_other_through_the_factory():

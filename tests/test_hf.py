@@ -406,7 +406,7 @@ def waveform_run(checkpoints):
         for i, n in enumerate((8000, 4800, 6400))
     ]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the tests that compare with it (a module fixture runs first)
+    torch.set_num_threads(1)
     try:
         result = _waveform_gradnap(model).collect(data, progress=False)
     finally:
@@ -420,12 +420,27 @@ def _one(utterance, frame, cls):
 
 def _waveform_gradnap(model):
     layers = ["input", "wav2vec2.encoder.layers.1", "lm_head"]
-    # one fixed strategy: "auto" picks by timing, and the strategies round differently
+    # a fixed strategy: "auto" picks by timing, and the strategies round differently
     engine = AutogradEngine(model, layers, strategy="per_frame")
     return GradNAP(
         model, layers, engine=engine, groupings=["grapheme", ("one", _one)], examples="all",
         min_count=1, folds=2,
     )  # fmt: skip
+
+
+def test_a_fixed_strategy_is_the_same_for_any_thread_count(waveform_run):
+    """The forward pass on one thread, the backward passes on single-threaded workers:
+    two threads (and two workers) give the one-thread run's sums bit for bit."""
+    model, data, one = waveform_run
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = _waveform_gradnap(model).collect(data, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert one.arrays.keys() == two.arrays.keys()
+    for key, value in one.arrays.items():
+        assert np.array_equal(two.arrays[key], value), key
 
 
 def test_waveform_input_is_summed_as_a_spectrum(waveform_run):

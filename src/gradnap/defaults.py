@@ -136,6 +136,10 @@ SPECTRUM = SpectrumConfig()
 #: Also accepted: "centre+MS" / "centre-MS", the centre shifted by a fixed offset in ms.
 LABEL_TIMES: tuple[str, ...] = ("median", "peak", "centroid", "mass", "centre")
 
+#: Strategies of the autograd engine (``gradnap.engine.AutogradEngine``): ``auto`` times
+#: the others on the first utterance of each length and keeps the fastest.
+AUTOGRAD_STRATEGIES: tuple[str, ...] = ("auto", "batch", "per_frame", "vjp")
+
 
 @dataclass(frozen=True)
 class OptimalInputConfig:

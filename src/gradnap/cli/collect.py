@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from gradnap.cli.common import HF_MODEL_HELP, MODEL_HELP, NO_PROGRESS_HELP
-from gradnap.defaults import COLLECT, LABEL_TIMES, METHOD
+from gradnap.defaults import AUTOGRAD_STRATEGIES, COLLECT, LABEL_TIMES, METHOD
 from gradnap.errors import GradnapError
 
 
@@ -100,6 +100,15 @@ def register(subparsers) -> None:
         "intra-op threads)",
     )
     p.add_argument(
+        "--autograd-strategy",
+        default="auto",
+        choices=AUTOGRAD_STRATEGIES,
+        help="how the autograd engine runs its backward passes: auto times them on the "
+        "first utterance of each length (fastest, but processes that time differently "
+        "may round differently); a fixed one makes shards and resumed runs equal a whole "
+        "run bit for bit",
+    )
+    p.add_argument(
         "--window",
         default=None,
         metavar="W|LAYER=W,...",
@@ -176,7 +185,14 @@ def run(args: argparse.Namespace) -> int:
     if not corpus.utterances:
         raise GradnapError(f"{args.corpus}: no readable utterance")
     layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
-    engine = make_engine(model, layers, target=args.target, kind=args.engine, workers=args.workers)
+    engine = make_engine(
+        model,
+        layers,
+        target=args.target,
+        kind=args.engine,
+        workers=args.workers,
+        strategy=args.autograd_strategy,
+    )
     nap = GradNAP(
         model,
         layers,

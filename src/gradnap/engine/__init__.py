@@ -59,6 +59,7 @@ def make_engine(
     kind: str = "auto",
     output: str | None = None,
     workers: int | None = None,
+    strategy: str = "auto",
 ) -> SensitivityEngine:
     """A sensitivity engine for ``model``.
 
@@ -70,7 +71,9 @@ def make_engine(
     autograd engine (the reason is logged). ``output``: what ``model(x)`` returns,
     ``"logits"``, ``"log_probs"`` or ``"probs"`` (default ``model.output_kind``, else
     logits). ``workers``: threads for the cone and autograd engines (see
-    :class:`ConeEngine`, :class:`AutogradEngine`).
+    :class:`ConeEngine`, :class:`AutogradEngine`). ``strategy``: the autograd engine's
+    (``"auto"``, ``"per_frame"``, ``"vjp"`` or ``"batch"``; a fixed one makes its
+    results the same bit for bit in every process); the other engines ignore it.
     """
     if kind not in ENGINE_KINDS:
         raise GradnapError(f"kind: unknown engine {kind!r}; choose from {', '.join(ENGINE_KINDS)}")
@@ -93,7 +96,9 @@ def make_engine(
     # the other engines keep the chain for its geometry (cone widths, t* search ranges)
     if kind == "reference":
         return ReferenceEngine(model, names, target, output, chain=chain)
-    return AutogradEngine(model, names, target, output, chain=chain, workers=workers)
+    return AutogradEngine(
+        model, names, target, output, chain=chain, workers=workers, strategy=strategy
+    )
 
 
 def default_layers(model: nn.Module) -> list[str]:

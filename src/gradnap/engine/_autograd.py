@@ -33,8 +33,17 @@ passes. It also times the per-frame backward pass with oneDNN (``torch.backends.
 switched off, and keeps it off for the backward passes over the graph when that is
 faster (measured on a wav2vec 2.0 model: its grouped positional convolution's backward
 pass took 13 ms instead of 43 ms without oneDNN, and the whole per-frame backward pass
-10-30% less CPU time). The switch is process-wide while the backward passes run. The
-choice changes speed, never results.
+10-30% less CPU time). The switch is process-wide while the backward passes run.
+
+**Reproducibility.** The forward pass runs on one thread and the per-frame and vjp
+backward passes on single-threaded workers, each frame alone (per-frame) or in batches
+fixed by ``batch_frames`` (vjp), so a fixed ``"per_frame"`` or ``"vjp"`` strategy gives
+bit for bit the same sensitivities for any thread and worker count, in any process (and
+so shards and resumed runs equal a whole run, docs/method.md §5). ``"auto"`` chooses by
+timing, and the strategies (and oneDNN on or off) round differently, by about 1e-7 of a
+layer's largest value: two processes that time differently may differ by that much.
+``"batch"`` runs on torch's intra-op threads, whose GEMMs may add in a thread-dependent
+order.
 
 **Position-wise heads.** A model may declare ``pointwise_after`` (see
 :mod:`gradnap.engine._hooked`): modules (for a transformer CTC model, the last encoder
@@ -64,13 +73,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from gradnap.defaults import METHOD
+from gradnap.defaults import AUTOGRAD_STRATEGIES, METHOD
 from gradnap.engine._chain import Chain
 from gradnap.engine._hooked import HookedEngine
 from gradnap.engine._layers import capture, target_values
 from gradnap.engine.base import INPUT_LAYER, ForwardPass, Window
 from gradnap.errors import GradnapError
-from gradnap.threads import WorkerPool
+from gradnap.threads import WorkerPool, one_thread
 
 __all__ = ["AutogradEngine", "output_seeds"]
 
@@ -112,7 +121,7 @@ def output_seeds(
     return g
 
 
-STRATEGIES = ("auto", "batch", "per_frame", "vjp")
+STRATEGIES = AUTOGRAD_STRATEGIES
 
 #: Frames a call must have for the "auto" strategy to calibrate on it.
 CALIBRATION_FRAMES = 8
@@ -275,13 +284,16 @@ class AutogradEngine(HookedEngine):
             raise GradnapError(f"input: expected a (features, frames) tensor, got {tuple(x.shape)}")
         x = x.to(self._device, self._dtype)
         t0 = time.perf_counter()
-        if self._planned(x.shape[1]) == "batch":
-            with torch.no_grad():
-                y, acts = self._run(x[None])
-            state = _AutogradState(x, y[0])
-            activations = {name: a[0] for name, a in acts.items()}
-        else:
-            state, activations = self._graph_forward(x)
+        # on one thread: a parallel GEMM may add in an order that depends on the thread
+        # count, and the activations (and every sensitivity below them) would follow it
+        with one_thread():
+            if self._planned(x.shape[1]) == "batch":
+                with torch.no_grad():
+                    y, acts = self._run(x[None])
+                state = _AutogradState(x, y[0])
+                activations = {name: a[0] for name, a in acts.items()}
+            else:
+                state, activations = self._graph_forward(x)
         self._forward_seconds = time.perf_counter() - t0
         probs = target_values(state.y, self.output, "prob")
         return ForwardPass(activations, probs, state)
@@ -450,7 +462,8 @@ class AutogradEngine(HookedEngine):
     def _graph(self, state: _AutogradState) -> _Graph:
         """The utterance's graph (made now when its forward pass had none)."""
         if state.graph is None:
-            state.graph = self._graph_forward(state.x)[0].graph
+            with one_thread():
+                state.graph = self._graph_forward(state.x)[0].graph
         assert state.graph is not None
         return state.graph
 
