@@ -1,23 +1,26 @@
 """Cross-validated cluster score vs the time resolution of the per-fold sums.
 
-Works on a result collected once with **full-resolution** per-fold sums (``fold_bins``
-at least the widest window, so every bin is one column) and re-represents the per-fold
-sums afterwards, in the analysis: each representation maps a layer's ``W`` window columns
-to bins (a column may be dropped), the sums are pooled into them and the score table of
-docs/method.md §6 is computed from the pooled sums (``cluster_score``,
+Works on a result collected once with **full-resolution** per-fold sums
+(``fold_span=1``) and re-represents the per-fold sums afterwards, in the analysis: each
+representation maps a layer's ``W`` window columns to bins (a column may be dropped,
+:class:`gradnap.method.accumulators.FoldLayout`), the sums are pooled into them and the
+score table of docs/method.md §6 is computed from the pooled sums (``cluster_score``,
 ``score_difference``). Representations (``--reps``):
 
-- ``binsN``: :func:`gradnap.method.accumulators.fold_bins` ``(W, N)`` (``bins6`` is the
-  format-3 default);
+- ``binsN``: ``N`` equal time bins centred on t* (``bins6`` is the format-3 layout);
 - ``full``: one bin per column;
-- ``halfN``: full resolution for the central half of the window (offsets
-  ``-W//4 .. W//4``), each side outside pooled into ``N`` bins (``half0``: dropped);
-- ``stored``: the representation this gradnap stores (``fold_span`` of the defaults);
-- ``<rep>@f16``: the same, with the per-fold *means* rounded to float16 (the counts
-  exact), to measure the error of float16 storage.
+- ``spanF_N``: the central fraction ``F`` of the window at full resolution, the rest in
+  the bins of ``binsN`` (``N = 0``: dropped); ``halfN`` = ``span0.5_N``;
+- ``timeT``: ``+-T`` input frames at full resolution (``2 round(T / jump) + 1``
+  columns of the layer), the rest dropped;
+- ``stored``: the layout this gradnap stores (``fold_span``, ``fold_bins`` of the
+  defaults);
+- ``<rep>@f16``: the same through the result file's float16 codec (per-fold means
+  rounded to float16, scaled per array), to measure its error.
 
-Collect the study result (about 2 GB in memory, 0.9 GB on disk; 10-20 min on 2 busy
-cores) and print the tables::
+Collect the study result (about 2 GB in memory, 0.5 GB on disk, 15 min on 2 busy cores;
+the numbers in docs/analyses.md come from a float32 file of an earlier version, the
+float16 codec changes them by less than 0.002) and print the tables::
 
     PYTHONPATH=src .venv/bin/python benchmarks/fold_resolution.py collect /tmp/full.npz
     PYTHONPATH=src .venv/bin/python benchmarks/fold_resolution.py table /tmp/full.npz \\
@@ -42,49 +45,33 @@ from collections.abc import Callable
 import numpy as np
 
 from gradnap.analysis.crossval import cluster_score, fold_profiles_from_sums, score_difference
-from gradnap.method.accumulators import fold_bins
+from gradnap.method.accumulators import FoldLayout, decode_fold_arrays, encode_fold_arrays
 
 #: Maps a window width to the bin of each column, ``-1`` = dropped.
 Rep = Callable[[int], np.ndarray]
 DEMO_GROUPINGS = ("grapheme", "phoneme", "chance_grapheme", "chance_phoneme")
 
 
-def half(width: int, side_bins: int) -> np.ndarray:
-    """Full resolution for offsets ``-W//4 .. W//4``, ``side_bins`` bins per side outside
-    (0: dropped)."""
-    off = np.arange(width) - width // 2
-    q = width // 4
-    inner = np.abs(off) <= q
-    out = np.full(width, -1, dtype=np.int64)
-    n_in = int(inner.sum())
-    left, right = off < -q, off > q
-    nb = side_bins
-    if nb:
-        lo = np.flatnonzero(left)
-        if lo.size:
-            out[lo] = np.arange(lo.size) * nb // lo.size
-    out[inner] = (nb if left.any() and nb else 0) + np.arange(n_in)
-    if nb:
-        hi = np.flatnonzero(right)
-        if hi.size:
-            out[hi] = out[inner].max() + 1 + np.arange(hi.size) * nb // hi.size
-    return out
-
-
 def representation(name: str) -> Rep:
+    """The column map of a representation name (see the module doc)."""
     if name == "full":
-        return lambda w: np.arange(w, dtype=np.int64)
-    if name.startswith("bins"):
-        n = int(name[4:])
-        return lambda w: fold_bins(w, n)
-    if name.startswith("half"):
-        n = int(name[4:])
-        return lambda w: half(w, n)
+        return FoldLayout(0, 1.0).columns
     if name == "stored":
-        from gradnap.method.accumulators import fold_columns
-
-        return fold_columns
+        return FoldLayout().columns
+    if name.startswith("bins"):
+        return FoldLayout(int(name[4:]), 0.0).columns
+    if name.startswith("half"):
+        return FoldLayout(int(name[4:]), 0.5).columns
+    if name.startswith("span"):
+        f, n = name[4:].split("_")
+        return FoldLayout(int(n), float(f)).columns
     raise SystemExit(f"unknown representation {name!r}")
+
+
+def time_span(t: float, width: int, jump: float) -> np.ndarray:
+    """``timeT``: ``2 round(T / jump) + 1`` columns (``+-T`` input frames) at full
+    resolution, the rest dropped."""
+    return FoldLayout(0, min(1.0, (2 * round(t / jump) + 1) / width)).columns(width)
 
 
 def pool(a: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -96,23 +83,23 @@ def pool(a: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 
 def f16_means(act: np.ndarray, grad: np.ndarray, cnt: np.ndarray):
-    """The sums as float16 means times the exact counts."""
-    c = cnt[..., None, :].astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = [
-            np.where(c > 0, np.nan_to_num(s / c).astype(np.float16).astype(np.float64) * c, 0.0)
-            for s in (act, grad)
-        ]
-    return out[0], out[1], cnt
+    """The sums through the result file's float16 codec (:func:`encode_fold_arrays`)."""
+    keys = {"sums/g/L/fold_act": act, "sums/g/L/fold_grad": grad, "sums/g/L/fold_count": cnt}
+    back = decode_fold_arrays(encode_fold_arrays(keys))
+    return back["sums/g/L/fold_act"], back["sums/g/L/fold_grad"], cnt
 
 
 def scores(result, rep_name: str, groupings, kind: str) -> dict:
     f16 = rep_name.endswith("@f16")
-    rep = representation(rep_name.removesuffix("@f16"))
+    base = rep_name.removesuffix("@f16")
+    rep = None if base.startswith("time") else representation(base)
     out: dict = {}
     for layer in result.layers:
         w = result.layer_info(layer).width
-        index = rep(w)
+        if rep is None:
+            index = time_span(float(base[4:]), w, float(result.layer_info(layer).jump))
+        else:
+            index = rep(w)
         for g in groupings:
             labels = result.labels(g)
             kept = set(result.groups(g))
@@ -177,7 +164,7 @@ def collect(args) -> None:
         groups += [dataclasses.replace(g, name=f"{g.name}_s{s}")
                    for g in chance_groupings(corpus, seed=s)]
     nap = GradNAP(model, groupings=groups, min_count=DEMO.min_count, folds=DEMO.folds,
-                  fold_bins=100_000)
+                  fold_bins=0, fold_span=1.0)
     nap.model_source = DEMO.model
     nap.collect(corpus, progress=False).save(args.out)
 

@@ -48,6 +48,7 @@ from gradnap.method.accumulators import (
     Accumulators,
     ChunkRows,
     ChunkStats,
+    FoldLayout,
     GroupingSums,
     SumsSpec,
     chunk_parts,
@@ -211,6 +212,7 @@ class Collector:
         folds: int = METHOD.folds,
         fold_key: str = METHOD.fold_key,
         fold_bins: int = METHOD.fold_bins,
+        fold_span: float = METHOD.fold_span,
     ) -> None:
         if target not in TARGETS:
             raise GradnapError(f"target {target!r}: choose from {', '.join(TARGETS)}")
@@ -220,8 +222,6 @@ class Collector:
             raise GradnapError(f"min_count {min_count}: must be >= 0")
         if int(folds) < 1:
             raise GradnapError(f"folds {folds}: must be >= 1")
-        if int(fold_bins) < 1:
-            raise GradnapError(f"fold_bins {fold_bins}: must be >= 1")
         if fold_key not in FOLD_KEYS:
             raise GradnapError(f"fold_key {fold_key!r}: choose from {', '.join(FOLD_KEYS)}")
         if int(chunk_frames) < 1:
@@ -260,7 +260,7 @@ class Collector:
         self.chunk_frames = int(chunk_frames)
         self.folds = int(folds)
         self.fold_key = fold_key
-        self.fold_bins = int(fold_bins)
+        self.fold_layout = FoldLayout(int(fold_bins), float(fold_span))
         self.blank = int(blank)
         self.features = features if features is not None else getattr(model, "features", FEATURES)
         self.windows = self._check_windows(window)
@@ -630,7 +630,7 @@ class Collector:
                 naps=self.naps and not random,
                 folds=self.folds,
                 totals=not (random and self.folds >= 2),
-                bins=self.fold_bins,
+                layout=self.fold_layout,
             )
             out[g.name] = (getattr(g, "size_hint", 0), spec)
         return out
@@ -690,7 +690,8 @@ class Collector:
             label_time=self.label_time,
             folds=self.folds,
             fold_key=self.fold_key,
-            fold_bins=self.fold_bins,
+            fold_bins=self.fold_layout.bins,
+            fold_span=self.fold_layout.span,
         )
 
     def planned_meta(self, like: RunMeta, corpus: CorpusMeta) -> RunMeta:
