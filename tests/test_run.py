@@ -140,9 +140,12 @@ def test_reading_problems_are_skipped_utterances_once_per_result(tmp_path, capsy
     model_path = save_model(tmp_path / "tiny.pt", model)
     out = tmp_path / "r.npz"
     args = ["collect", "--model", str(model_path), "--corpus", str(root), "--out", str(out)]
-    assert main([*args, "--layers", "layer9", "--no-progress"]) == 0
+    layout = ["--fold-span", "0.5", "--fold-bins", "2"]
+    assert main([*args, "--layers", "layer9", "--no-progress", *layout]) == 0
     assert "4 utterances, 1 skipped" in capsys.readouterr().out
-    assert Result.load(out).meta.problems == (problem,)
+    back = Result.load(out)
+    assert back.meta.problems == (problem,)
+    assert (back.meta.options.fold_span, back.meta.options.fold_bins) == (0.5, 2)
 
 
 def test_phoneme_grouping_without_any_timings(tmp_path, capsys, caplog):
