@@ -103,7 +103,9 @@ def scores(result, rep_name: str, groupings, kind: str) -> dict:
         for g in groupings:
             labels = result.labels(g)
             kept = set(result.groups(g))
-            keep = sorted((i for i, lab in enumerate(labels) if lab in kept), key=lambda i: labels[i])
+            keep = sorted(
+                (i for i, lab in enumerate(labels) if lab in kept), key=lambda i: labels[i]
+            )
             act, grad, cnt = (
                 pool(result.fold_sums(layer, g, f).astype(np.float64), index)
                 for f in ("act_sum", "grad_sum", "count")
@@ -122,19 +124,34 @@ def table(args) -> None:
     t = time.perf_counter()
     result = Result.load(args.result)
     groupings = args.groupings.split(",")
-    print(f"# loaded in {time.perf_counter() - t:.0f} s; widths "
-          + ", ".join(f"{la}={result.layer_info(la).width}" for la in result.layers),
-          file=sys.stderr)
+    print(
+        f"# loaded in {time.perf_counter() - t:.0f} s; widths "
+        + ", ".join(f"{la}={result.layer_info(la).width}" for la in result.layers),
+        file=sys.stderr,
+    )
     for rep in args.reps.split(","):
         t = time.perf_counter()
         s = scores(result, rep, groupings, args.kind)
         for (g, layer), cs in s.items():
-            print(json.dumps({"rep": rep, "kind": args.kind, "grouping": g, "layer": layer,
-                              "score": cs.score, "se": cs.uncertainty,
-                              "jackknife": list(cs.jackknife)}), flush=True)
-        rows = [f"\n### {rep} ({args.kind}, {time.perf_counter() - t:.0f} s)\n",
-                "| layer | " + " | ".join(groupings) + " | grapheme − phoneme |",
-                "|---" * (len(groupings) + 2) + "|"]
+            print(
+                json.dumps(
+                    {
+                        "rep": rep,
+                        "kind": args.kind,
+                        "grouping": g,
+                        "layer": layer,
+                        "score": cs.score,
+                        "se": cs.uncertainty,
+                        "jackknife": list(cs.jackknife),
+                    }
+                ),
+                flush=True,
+            )
+        rows = [
+            f"\n### {rep} ({args.kind}, {time.perf_counter() - t:.0f} s)\n",
+            "| layer | " + " | ".join(groupings) + " | grapheme − phoneme |",
+            "|---" * (len(groupings) + 2) + "|",
+        ]
         for layer in result.layers:
             cells = [f"{s[g, layer].score:+.3f} ± {s[g, layer].uncertainty:.3f}" for g in groupings]
             if "grapheme" in groupings and "phoneme" in groupings:
@@ -161,10 +178,17 @@ def collect(args) -> None:
     model = load_model(DEMO.model)
     groups = ["grapheme", "phoneme", *chance_groupings(corpus, seed=DEMO.chance_seed)]
     for s in (1, 2, 3):
-        groups += [dataclasses.replace(g, name=f"{g.name}_s{s}")
-                   for g in chance_groupings(corpus, seed=s)]
-    nap = GradNAP(model, groupings=groups, min_count=DEMO.min_count, folds=DEMO.folds,
-                  fold_bins=0, fold_span=1.0)
+        groups += [
+            dataclasses.replace(g, name=f"{g.name}_s{s}") for g in chance_groupings(corpus, seed=s)
+        ]
+    nap = GradNAP(
+        model,
+        groupings=groups,
+        min_count=DEMO.min_count,
+        folds=DEMO.folds,
+        fold_bins=0,
+        fold_span=1.0,
+    )
     nap.model_source = DEMO.model
     nap.collect(corpus, progress=False).save(args.out)
 

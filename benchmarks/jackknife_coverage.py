@@ -90,14 +90,20 @@ def main() -> None:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\nnominal (t, {k - 1} d.o.f.): beyond 2 SE "
-          f"{2 * stats.t.sf(2, k - 1):.3f}, beyond {q_t:.3f} SE 0.050")
-    print("| scenario | kind | mean score | sd of score | rms SE | beyond 2 SE | beyond t·SE | above 2 SE | above t·SE |")
+    print(
+        f"\nnominal (t, {k - 1} d.o.f.): beyond 2 SE "
+        f"{2 * stats.t.sf(2, k - 1):.3f}, beyond {q_t:.3f} SE 0.050"
+    )
+    print(
+        "| scenario | kind | mean score | sd of score | rms SE | beyond 2 SE | beyond t·SE | above 2 SE | above t·SE |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['scenario']} | {r['kind']} | {r['mean_score']:+.3f} | {r['sd_score']:.3f} | "
-              f"{r['rms_se']:.3f} | {r['miss_2se']:.1%} | {r['miss_t']:.1%} | "
-              f"{r['above_2se']:.1%} | {r['above_t']:.1%} |")
+        print(
+            f"| {r['scenario']} | {r['kind']} | {r['mean_score']:+.3f} | {r['sd_score']:.3f} | "
+            f"{r['rms_se']:.3f} | {r['miss_2se']:.1%} | {r['miss_t']:.1%} | "
+            f"{r['above_2se']:.1%} | {r['above_t']:.1%} |"
+        )
 
 
 if __name__ == "__main__":

@@ -283,7 +283,9 @@ def test_version_2_files_are_upgraded_to_totals_and_pooled_folds():
     np.testing.assert_allclose(
         up["sums/g/L/fold_act"], pool_columns(v2["sums/g/L/act_sum"], layout.columns(7))
     )
-    np.testing.assert_allclose(up["sums/g/L/fold_act"], v2["sums/g/L/act_sum"][..., 1:5])  # offsets -2..1
+    np.testing.assert_allclose(
+        up["sums/g/L/fold_act"], v2["sums/g/L/act_sum"][..., 1:5]
+    )  # offsets -2..1
     assert up["sums/g/L/fold_count"].shape == (3, 4, 4)
     assert "sums/g/L/fold_act" not in upgrade_arrays(
         {k: v[:, :1] if v.ndim > 1 else v for k, v in v2.items()}, 2

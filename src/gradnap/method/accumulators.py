@@ -14,9 +14,11 @@ result file (``sums/<grouping>/labels``, ``sums/<grouping>/examples``,
 
 Folds (docs/method.md §6): every example belongs to one of ``K`` folds, by a hash of its
 utterance id (:func:`fold_of`). With ``K >= 2`` each layer also keeps per-fold sums of
-activations, sensitivities and counts at a coarser time resolution: the window's columns
-pooled into bins centred on the alignment column (:func:`fold_bins`). They feed the
-cross-validated statistics only; every profile and figure uses the full-resolution totals.
+activations, sensitivities and counts of the window's central columns at full
+resolution, the other columns pooled into time bins or not kept (:class:`FoldLayout`).
+They feed the cross-validated statistics only; every profile and figure uses the
+full-resolution totals. A complete result file stores them as float16 means
+(:func:`encode_fold_arrays`).
 A grouping may keep the per-fold sums alone (``totals=False``: random-label groupings,
 which exist to check the statistics' zero).
 """

@@ -190,6 +190,11 @@ class Collector:
         Threads for the windows and sums of a chunk (layers run in parallel, each with one
         intra-op thread; the result does not depend on it); default: torch's intra-op
         thread count.
+    folds, fold_key, fold_span, fold_bins:
+        ``K`` per-fold sums, by a hash of the utterance (or speaker) id, and which window
+        columns they keep (:class:`~gradnap.method.accumulators.FoldLayout`: the central
+        ``fold_span`` of the window at full resolution, the rest in time bins of
+        ``ceil(W / fold_bins)`` columns or, with 0, not kept); docs/method.md §6.
     """
 
     def __init__(

@@ -279,9 +279,9 @@ class Result:
 
     def fold_sums(self, layer: str, grouping: str, field: str) -> np.ndarray:
         """The per-fold sums of ``field`` (``act_sum``, ``grad_sum`` ``(G, K, C, B)``,
-        ``count`` ``(G, K, B)``), window columns pooled into time bins
-        (:func:`~gradnap.method.accumulators.fold_bins`), groups in :meth:`labels` order
-        (docs/method.md §6)."""
+        ``count`` ``(G, K, B)``) of the window columns the run's
+        :class:`~gradnap.method.accumulators.FoldLayout` keeps (:func:`fold_layout`),
+        groups in :meth:`labels` order (docs/method.md §6)."""
         self._check_layer(layer)
         self._check_grouping(grouping)
         names = {v: k for k, v in FOLD_SOURCE.items()}

@@ -375,8 +375,8 @@ def _score_section(
         f"degrees of freedom: were it unbiased, a score of expectation 0 would lie beyond "
         f"± {n:g} SE in about {100 * rate:.0f} % of layers (Student's t). The jackknife "
         "overestimates the variance on average, so fewer do: 5–11 % for ± 2 SE on random "
-        "labels of the demo and on simulated noise (docs/analyses.md, \"Jackknife "
-        "coverage\")."
+        'labels of the demo and on simulated noise (docs/analyses.md, "Jackknife '
+        'coverage").'
     )
     counts = ", ".join(f"{g} {len(result.groups(g))}" for g in groupings)
     report.figure(
