@@ -1,4 +1,5 @@
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -291,7 +292,12 @@ def _result_file_variants(result, tmp_path):
     make("array.npy", lambda p: np.save(p, np.zeros(3)), "a single .npy array")
     make("truncated.npz", lambda p: p.write_bytes(data[: len(data) // 2]), "truncated or corrupt")
     flipped = bytearray(data)
-    flipped[len(data) // 2] ^= 0xFF  # one bad byte inside an array: a CRC error
+    with zipfile.ZipFile(good) as z:  # one bad byte inside the largest array: a CRC error
+        big = max(z.infolist(), key=lambda i: i.compress_size)
+    head = big.header_offset  # local header: 30 bytes, the name, the extra field
+    names = int.from_bytes(data[head + 26 : head + 28], "little")
+    extra = int.from_bytes(data[head + 28 : head + 30], "little")
+    flipped[head + 30 + names + extra + big.compress_size // 2] ^= 0xFF
     make("corrupt.npz", lambda p: p.write_bytes(bytes(flipped)), "truncated or corrupt")
     make(
         "objects.npz",
