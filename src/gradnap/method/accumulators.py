@@ -281,7 +281,8 @@ def upgrade_arrays(
     float sums as float64.
 
     Version 4 stores the per-fold sums as float16 means (:func:`decode_fold_arrays`).
-    Versions 1 and 3 kept totals and (3) per-fold sums as today. Version 2 kept
+    Versions 1 and 3 kept totals and (3) per-fold sums as float sums, in the layout their
+    metadata names (:data:`FORMAT3_LAYOUT`). Version 2 kept
     full-resolution per-fold sums (a fold axis 1 on ``act_sum``, ``grad_sum``,
     ``count``, ``act_sqsum``): their sums over the folds are the totals, and with more
     than one fold they are pooled into today's per-fold sums by ``layout`` (the run's).
@@ -398,8 +399,8 @@ class LayerSums:
     sorted activations and ``sorted_count`` ``(G, W)`` int64 examples with data at each rank.
     Per fold (``None`` without folds): ``fold_act``, ``fold_grad`` ``(G, K, C, B)`` and
     ``fold_count`` ``(G, K, B)``: the same sums per fold, columns pooled into the bins
-    ``bins`` ``(W,)`` (:meth:`FoldLayout.columns`; ``-1``: not kept). ``G`` may exceed the number of labels (room
-    made up front).
+    ``bins`` ``(W,)`` (:meth:`FoldLayout.columns`; ``-1``: not kept). ``G`` may exceed
+    the number of labels (room made up front).
     """
 
     channels: int
@@ -676,8 +677,8 @@ class GroupingSums:
         copy: bool = False,
     ) -> GroupingSums:
         """Inverse of :meth:`to_arrays`; ``layer_shapes``: layer -> ``(C, W)`` and
-        ``layout`` (the run's :class:`FoldLayout`) from the result's metadata (``copy=False``: the sums are
-        the given arrays)."""
+        ``layout`` (the run's :class:`FoldLayout`) from the result's metadata
+        (``copy=False``: the sums are the given arrays)."""
         layers: dict[str, dict[str, np.ndarray]] = {layer: {} for layer in layer_shapes}
         for key, value in arrays.items():
             if "/" in key:
