@@ -140,15 +140,59 @@ def test_fold_bins_are_centred_on_the_alignment_column():
     assert fold_bins(194, 6).max() + 1 == 7
 
 
-def test_per_fold_sums_are_the_binned_totals():
-    from gradnap.method.accumulators import SumsSpec, fold_bins, pool_columns
+@pytest.mark.parametrize("bins", [0, 1, 6])
+@pytest.mark.parametrize("span", [0.0, 0.1, 0.25, 0.5, 1.0])
+def test_fold_layout_keeps_the_central_span_at_full_resolution(bins, span):
+    from gradnap.errors import GradnapError
+    from gradnap.method.accumulators import FORMAT3_LAYOUT, FoldLayout, fold_bins
 
+    if bins == 0 and span == 0:
+        with pytest.raises(GradnapError, match="no column"):
+            FoldLayout(bins, span)
+        return
+    layout = FoldLayout(bins, span)
+    for width in (1, 2, 7, 32, 74, 194):
+        idx = layout.columns(width)
+        kept = idx[idx >= 0]
+        # bins numbered 0..B-1 in column order, every bin contiguous
+        assert kept[0] == 0 and np.all(np.diff(kept) >= 0) and np.all(np.diff(kept) <= 1)
+        assert np.all(np.diff(np.flatnonzero(idx >= 0)) == 1) or bins > 0
+        n = min(width, max(1, round(span * width))) if span else 0
+        single = np.flatnonzero(np.bincount(kept) == 1)
+        fine = np.flatnonzero(np.isin(idx, single))
+        if n:  # the span: n single columns around t* (offsets -(n//2) .. n-1-n//2)
+            lo = width // 2 - n // 2
+            assert set(range(lo, lo + n)) <= set(fine.tolist())
+        if bins == 0:
+            assert (idx >= 0).sum() == n
+        else:
+            assert (idx >= 0).all()
+        assert layout.size(width) == kept.max() + 1
+    assert np.array_equal(FoldLayout(bins or 1, 1.0).columns(50), np.arange(50))
+    np.testing.assert_array_equal(FORMAT3_LAYOUT.columns(194), fold_bins(194, 6))
+
+
+def test_fold_layout_rejects_bad_settings():
+    from gradnap.errors import GradnapError
+    from gradnap.method.accumulators import FoldLayout
+
+    for bins, span in ((-1, 0.5), (6, 1.5), (6, -0.1)):
+        with pytest.raises(GradnapError, match="layout"):
+            FoldLayout(bins, span)
+
+
+@pytest.mark.parametrize("layout", [(3, 0.0), (0, 0.45), (1, 0.3)])
+def test_per_fold_sums_are_the_pooled_totals(layout):
+    from gradnap.method.accumulators import FoldLayout, SumsSpec, pool_columns
+
+    layout = FoldLayout(*layout)
     totals = _fold_run(SumsSpec(naps=False)).layers["L"]
-    folded = _fold_run(SumsSpec(naps=False, folds=3, bins=3)).layers["L"]
-    assert totals.fold_act is None and folded.fold_act.shape == (8, 3, 2, 3)
+    folded = _fold_run(SumsSpec(naps=False, folds=3, layout=layout)).layers["L"]
+    idx = layout.columns(7)
+    assert totals.fold_act is None
+    assert folded.fold_act.shape == (8, 3, 2, idx.max() + 1)
     for name in ("act_sum", "grad_sum", "count", "act_sqsum"):
         np.testing.assert_array_equal(getattr(folded, name), getattr(totals, name))
-    idx = fold_bins(7, 3)
     for fold_field, total in (
         ("fold_act", "act_sum"),
         ("fold_grad", "grad_sum"),
@@ -162,12 +206,13 @@ def test_per_fold_sums_are_the_binned_totals():
 
 def test_per_fold_sums_alone_and_their_round_trip():
     from gradnap.errors import GradnapError
-    from gradnap.method.accumulators import GroupingSums, SumsSpec
+    from gradnap.method.accumulators import FoldLayout, GroupingSums, SumsSpec
 
     with pytest.raises(GradnapError, match="folds >= 2"):
         SumsSpec(totals=False)
-    alone = _fold_run(SumsSpec(naps=False, folds=3, totals=False, bins=3))
-    both = _fold_run(SumsSpec(naps=False, folds=3, bins=3))
+    layout = FoldLayout(3, 0.0)
+    alone = _fold_run(SumsSpec(naps=False, folds=3, totals=False, layout=layout))
+    both = _fold_run(SumsSpec(naps=False, folds=3, layout=layout))
     arrays = alone.to_arrays()
     assert sorted(k for k in arrays if k.startswith("L/")) == [
         "L/fold_act",
@@ -175,18 +220,54 @@ def test_per_fold_sums_alone_and_their_round_trip():
         "L/fold_grad",
     ]
     np.testing.assert_array_equal(arrays["L/fold_act"], both.to_arrays()["L/fold_act"])
-    back = GroupingSums.from_arrays("g", arrays, {"L": (2, 7)}, bins=3, copy=True)
+    back = GroupingSums.from_arrays("g", arrays, {"L": (2, 7)}, layout=layout, copy=True)
     assert back.spec == alone.spec
     back.merge(alone)
     np.testing.assert_array_equal(back.to_arrays()["L/fold_act"], 2 * arrays["L/fold_act"])
     with pytest.raises(GradnapError, match="bins"):
-        GroupingSums.from_arrays("g", arrays, {"L": (2, 7)}, bins=6)
+        GroupingSums.from_arrays("g", arrays, {"L": (2, 7)}, layout=FoldLayout(6, 0.0))
     with pytest.raises(GradnapError, match="different sums"):
         both.merge(alone)
 
 
-def test_version_2_files_are_upgraded_to_totals_and_binned_folds():
-    from gradnap.method.accumulators import fold_bins, pool_columns, upgrade_arrays
+def test_float16_fold_means_round_trip_within_their_precision():
+    from gradnap.method.accumulators import decode_fold_arrays, encode_fold_arrays
+
+    rng = np.random.default_rng(3)
+    count = rng.integers(0, 300, (4, 5, 6))
+    count[0, 0] = 0
+    c = count[:, :, None, :]
+    act = rng.normal(2.0, 3.0, (4, 5, 3, 6)) * c
+    grad = rng.normal(0.0, 1e-5, (4, 5, 3, 6)) * c * 10.0 ** rng.integers(-4, 1, (4, 5, 3, 6))
+    arrays = {
+        "sums/g/L/fold_act": act,
+        "sums/g/L/fold_grad": grad,
+        "sums/g/L/fold_count": count,
+        "sums/g/L/act_sum": act.sum(1),
+        "sums/g/labels": np.array(["a", "b", "c", "d"]),
+    }
+    enc = encode_fold_arrays(arrays)
+    assert enc["sums/g/L/fold_act"].dtype == np.float16
+    assert enc["sums/g/L/fold_grad"].dtype == np.float16
+    assert enc["sums/g/L/act_sum"] is arrays["sums/g/L/act_sum"]
+    dec = decode_fold_arrays(enc)
+    assert set(dec) == set(arrays)
+    np.testing.assert_array_equal(dec["sums/g/L/fold_count"], count)
+    for field, exact in (("fold_act", act), ("fold_grad", grad)):
+        back = dec[f"sums/g/L/{field}"]
+        assert back.dtype == np.float64
+        np.testing.assert_array_equal(back[count[:, :, None, :].repeat(3, 2) == 0], 0.0)
+        # every mean to float16's relative precision, even means of 1e-9 (subnormal
+        # in plain float16), down to 2**-24 of its channel's largest
+        top = np.abs(exact / np.maximum(c, 1)).max(axis=(0, 1, 3))[:, None]
+        tol = 2.0**-11 * np.abs(exact) + 2.0**-24 * top * c
+        assert np.all(np.abs(back - exact) <= tol)
+    # sums (float32, float64) pass unchanged
+    assert decode_fold_arrays(arrays)["sums/g/L/fold_act"] is act
+
+
+def test_version_2_files_are_upgraded_to_totals_and_pooled_folds():
+    from gradnap.method.accumulators import FoldLayout, pool_columns, upgrade_arrays
 
     rng = np.random.default_rng(1)
     v2 = {
@@ -195,13 +276,17 @@ def test_version_2_files_are_upgraded_to_totals_and_binned_folds():
         "sums/g/L/act_sqsum": rng.random((3, 4, 2)),
         "sums/g/labels": np.array(["a", "b", "c"]),
     }
-    up = upgrade_arrays(v2, 2, bins=3)
+    layout = FoldLayout(0, 0.5)
+    up = upgrade_arrays(v2, 2, layout)
     np.testing.assert_allclose(up["sums/g/L/act_sum"], v2["sums/g/L/act_sum"].sum(1))
     np.testing.assert_allclose(up["sums/g/L/act_sqsum"], v2["sums/g/L/act_sqsum"].sum(1))
     np.testing.assert_allclose(
-        up["sums/g/L/fold_act"], pool_columns(v2["sums/g/L/act_sum"], fold_bins(7, 3))
+        up["sums/g/L/fold_act"], pool_columns(v2["sums/g/L/act_sum"], layout.columns(7))
     )
-    assert up["sums/g/L/fold_count"].shape == (3, 4, 3)
+    np.testing.assert_allclose(
+        up["sums/g/L/fold_act"], v2["sums/g/L/act_sum"][..., 1:5]
+    )  # offsets -2..1
+    assert up["sums/g/L/fold_count"].shape == (3, 4, 4)
     assert "sums/g/L/fold_act" not in upgrade_arrays(
         {k: v[:, :1] if v.ndim > 1 else v for k, v in v2.items()}, 2
     )

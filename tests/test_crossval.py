@@ -154,3 +154,55 @@ def test_result_without_folds_is_refused():
 
     with pytest.raises(GradnapError, match="collect again"):
         fold_profiles(R(), "1", "grapheme")
+
+
+def _windowed_sums(rng, sizes, width, inside, offsets):
+    """Per-fold sums ``(G, K, C, width)`` of Gaussian examples whose sensitivity is 0
+    outside the columns ``inside``: their GradNAPs are 0 there."""
+    g = len(sizes)
+    act = np.zeros((g, K, C, width))
+    grad = np.zeros((g, K, C, width))
+    count = np.zeros((g, K, width), dtype=np.int64)
+    for i, n in enumerate(sizes):
+        for f, m in enumerate(rng.multinomial(n, np.full(K, 1.0 / K))):
+            act[i, f] = m * offsets[i] + np.sqrt(m) * rng.standard_normal((C, width))
+            grad[i, f] = (m + 0.3 * np.sqrt(m) * rng.standard_normal((C, width))) * inside
+            count[i, f] = m
+    return act, grad, count
+
+
+def test_stored_layout_scores_like_full_resolution_where_the_gradnaps_live():
+    """The default layout keeps the window's central span at full resolution: when the
+    GradNAPs are 0 outside it (no sensitivity there), its score is the full-resolution
+    score exactly (the per-element normalisation D cancels), also through the result
+    file's float16 codec to 1e-3; equal time bins (format 3) give another score."""
+    from gradnap.method.accumulators import (
+        FORMAT3_LAYOUT,
+        FoldLayout,
+        decode_fold_arrays,
+        encode_fold_arrays,
+        pool_columns,
+    )
+
+    rng = np.random.default_rng(11)
+    width, sizes = 40, [40, 300, 80, 1000, 60, 500, 30, 200]
+    idx = FoldLayout().columns(width)
+    inside = np.isin(idx, np.flatnonzero(np.bincount(idx[idx >= 0]) == 1))  # single columns
+    assert 4 <= inside.sum() < width
+    offsets = np.zeros((len(sizes), C, width))
+    offsets[::2] += 0.3 * rng.standard_normal((C, width))  # two clusters, varying in time
+    sums = _windowed_sums(rng, sizes, width, inside, offsets)
+    labels = _labels(len(sizes))
+    full = cluster_score(fold_profiles_from_sums(labels, *sums))
+    assert full.score > 2 * full.uncertainty
+    stored = [pool_columns(s, idx) for s in sums]
+    span = cluster_score(fold_profiles_from_sums(labels, *stored))
+    assert span.score == pytest.approx(full.score, rel=1e-9)
+    np.testing.assert_allclose(span.jackknife, full.jackknife, rtol=1e-9)
+    keys = ("sums/g/L/fold_act", "sums/g/L/fold_grad", "sums/g/L/fold_count")
+    back = decode_fold_arrays(encode_fold_arrays(dict(zip(keys, stored, strict=True))))
+    f16 = cluster_score(fold_profiles_from_sums(labels, *(back[k] for k in keys)))
+    assert f16.score == pytest.approx(full.score, abs=1e-3)
+    binned = [pool_columns(s, FORMAT3_LAYOUT.columns(width)) for s in sums]
+    other = cluster_score(fold_profiles_from_sums(labels, *binned))
+    assert abs(other.score - full.score) > 0.01

@@ -114,4 +114,5 @@ def test_two_gloo_ranks(corpus, reference, tmp_path):
     mp.spawn(_rank, args=(2, port, str(corpus), str(out)), nprocs=2, join=True)
     r = Result.load(out)
     assert r.meta.corpus.world_size == 2
-    assert_same(reference, r)
+    # a result file holds float16 per-fold means: compare with the reference's file
+    assert_same(Result.load(reference.save(tmp_path / "reference.npz")), r)

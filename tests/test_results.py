@@ -1,4 +1,5 @@
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def test_round_trip_with_numpy_alone(result, tmp_path):
     # a GradNAP from the raw arrays with plain numpy, as docs/results.md describes it
     layer, grouping = "1", "parity"
     labels = arrays[f"sums/{grouping}/labels"].tolist()
-    # format 3: totals (G, C, W), (G, W), stored as float32 in a complete result
+    # format 4: totals (G, C, W), (G, W), stored as float32 in a complete result
     act = arrays[f"sums/{grouping}/{layer}/act_sum"].astype(np.float64)  # (G, C, W)
     assert arrays[f"sums/{grouping}/{layer}/act_sum"].dtype == np.float32
     grad = arrays[f"sums/{grouping}/{layer}/grad_sum"].astype(np.float64)
@@ -53,6 +54,14 @@ def test_round_trip_with_numpy_alone(result, tmp_path):
     assert set(back.arrays) == set(result.arrays)
     for k, v in result.arrays.items():
         assert back.arrays[k].dtype == v.dtype, k
+        if k.endswith(("/fold_act", "/fold_grad")):
+            # per-fold sums: float16 means (scaled per array) times the exact counts
+            assert arrays[k].dtype == np.float16 and arrays[k + "_scale"].shape == v.shape[2:3]
+            count = result.arrays[k.rpartition("/")[0] + "/fold_count"][..., None, :]
+            top = np.abs(v / np.maximum(count, 1)).max(axis=(0, 1, 3))[:, None]
+            tol = 2.0**-11 * np.abs(v) + 2.0**-24 * top * count + 1e-12
+            assert np.all(np.abs(back.arrays[k] - v) <= tol), k
+            continue
         stored = v.astype(np.float32) if v.dtype == np.float64 and k.startswith("sums/") else v
         assert np.array_equal(back.arrays[k], stored), k
     # a checkpoint (incomplete result) keeps float64: a resumed run equals an uninterrupted one
@@ -209,7 +218,8 @@ def test_version_1_files_load_as_one_fold(result, tmp_path):
         arrays = {k: z[k] for k in z.files}
     meta = _json.loads(arrays.pop("meta").item())
     meta["format_version"] = 1
-    del meta["options"]["folds"], meta["options"]["fold_key"], meta["options"]["fold_bins"]
+    for key in ("folds", "fold_key", "fold_bins", "fold_span"):
+        del meta["options"][key]
     # version 1: the totals alone
     v1 = {k: v for k, v in arrays.items() if not k.rsplit("/", 1)[-1].startswith("fold_")}
     np.savez(tmp_path / "v1.npz", meta=np.array(_json.dumps(meta)), **v1)
@@ -221,9 +231,46 @@ def test_version_1_files_load_as_one_fold(result, tmp_path):
                 np.testing.assert_allclose(old.profile(layer, label, g), p, rtol=1e-5, atol=1e-6)
     with pytest.raises(GradnapError, match="collect again"):
         fold_profiles(old, result.layers[-1], result.groupings[0])
-    # saved again, it is a version-3 file of one fold
+    # saved again, it is a version-4 file of one fold
     again = Result.load(old.save(tmp_path / "again.npz"))
-    assert again.folds == 1 and again.meta.format_version == 3
+    assert again.folds == 1 and again.meta.format_version == 4
+
+
+def test_version_3_files_keep_their_time_bins(tmp_path):
+    """Format 3: per-fold sums in 6 equal time bins as float32 sums, no ``fold_span``."""
+    from gradnap.analysis.crossval import fold_profiles
+    from gradnap.method.accumulators import FORMAT3_LAYOUT, decode_fold_arrays
+
+    torch.set_num_threads(1)
+    model = small_model()
+    binned = gradnap_of(
+        model, FrameEngine(model, LAYERS), min_count=3, fold_bins=6, fold_span=0.0
+    ).collect(small_data(), progress=False)
+    path = binned.save(tmp_path / "v4.npz")
+    with np.load(path) as z:
+        arrays = decode_fold_arrays({k: z[k] for k in z.files if k != "meta"})
+        meta = json.loads(z["meta"].item())
+    meta["format_version"] = 3
+    del meta["options"]["fold_span"]
+    v3 = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in arrays.items()}
+    np.savez(tmp_path / "v3.npz", meta=np.array(json.dumps(meta)), **v3)
+    old = Result.load(tmp_path / "v3.npz")
+    assert (old.meta.options.fold_bins, old.meta.options.fold_span) == (6, 0.0)
+    assert old.meta.format_version == 4 and old.folds == binned.folds
+    layer = LAYERS[0]
+    width = old.layer_info(layer).width
+    fold_act = old.fold_sums(layer, "parity", "act_sum")
+    assert fold_act.shape[-1] == FORMAT3_LAYOUT.size(width)
+    np.testing.assert_allclose(fold_act, binned.fold_sums(layer, "parity", "act_sum"), rtol=1e-3)
+    np.testing.assert_allclose(
+        fold_profiles(old, layer, "parity").profiles,
+        fold_profiles(Result.load(path), layer, "parity").profiles,
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    # and written again (format 4), it keeps its layout
+    again = Result.load(old.save(tmp_path / "again.npz"))
+    assert again.meta.options == old.meta.options
 
 
 def _result_file_variants(result, tmp_path):
@@ -245,7 +292,12 @@ def _result_file_variants(result, tmp_path):
     make("array.npy", lambda p: np.save(p, np.zeros(3)), "a single .npy array")
     make("truncated.npz", lambda p: p.write_bytes(data[: len(data) // 2]), "truncated or corrupt")
     flipped = bytearray(data)
-    flipped[len(data) // 2] ^= 0xFF  # one bad byte inside an array: a CRC error
+    with zipfile.ZipFile(good) as z:  # one bad byte inside the largest array: a CRC error
+        big = max(z.infolist(), key=lambda i: i.compress_size)
+    head = big.header_offset  # local header: 30 bytes, the name, the extra field
+    names = int.from_bytes(data[head + 26 : head + 28], "little")
+    extra = int.from_bytes(data[head + 28 : head + 30], "little")
+    flipped[head + 30 + names + extra + big.compress_size // 2] ^= 0xFF
     make("corrupt.npz", lambda p: p.write_bytes(bytes(flipped)), "truncated or corrupt")
     make(
         "objects.npz",
@@ -257,7 +309,7 @@ def _result_file_variants(result, tmp_path):
     make(
         "newer.npz",
         lambda p: np.savez(p, meta=np.array(newer), **arrays),
-        "result format version 99 is newer than this gradnap reads (3); upgrade gradnap",
+        "result format version 99 is newer than this gradnap reads (4); upgrade gradnap",
     )
     fewer = {k: v for k, v in arrays.items() if not k.endswith("/grad_sum")}
     make(

@@ -19,6 +19,7 @@ from gradnap.errors import GradnapError
 from gradnap.method.result import Result, merge_results
 from gradnap.method.run import GradNAP, collect
 from helpers import (
+    FILE_FOLD_RTOL,
     FILE_RTOL,
     LAYERS,
     FrameEngine,
@@ -140,9 +141,12 @@ def test_reading_problems_are_skipped_utterances_once_per_result(tmp_path, capsy
     model_path = save_model(tmp_path / "tiny.pt", model)
     out = tmp_path / "r.npz"
     args = ["collect", "--model", str(model_path), "--corpus", str(root), "--out", str(out)]
-    assert main([*args, "--layers", "layer9", "--no-progress"]) == 0
+    layout = ["--fold-span", "0.5", "--fold-bins", "2"]
+    assert main([*args, "--layers", "layer9", "--no-progress", *layout]) == 0
     assert "4 utterances, 1 skipped" in capsys.readouterr().out
-    assert Result.load(out).meta.problems == (problem,)
+    back = Result.load(out)
+    assert back.meta.problems == (problem,)
+    assert (back.meta.options.fold_span, back.meta.options.fold_bins) == (0.5, 2)
 
 
 def test_phoneme_grouping_without_any_timings(tmp_path, capsys, caplog):
@@ -228,7 +232,8 @@ def test_cli_collect_shards_and_resume(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "x.npz.partial").exists()
     y = tmp_path / "y.npz"
     assert main(["collect", *common, "--shard", "1/2", "--out", str(y)]) == 0
-    assert_same_sums(merge_results([x, y]), whole, rtol=FILE_RTOL)  # files: float32
+    # files: float32 sums, float16 per-fold means
+    assert_same_sums(merge_results([x, y]), whole, rtol=FILE_RTOL, fold_rtol=FILE_FOLD_RTOL)
     capsys.readouterr()
     assert main(["collect", *common, "--layers", "layer99", "--out", str(out)]) == 2
     assert "layer99" in capsys.readouterr().err
@@ -260,7 +265,7 @@ def test_torch_distributed_all_reduce_equals_one_process(tmp_path):
     model = small_model()
     single = gradnap_of(model, FrameEngine(model, LAYERS)).collect(small_data(), progress=False)
     r = Result.load(out)
-    assert_same_sums(r, single, rtol=FILE_RTOL)  # the file holds float32
+    assert_same_sums(r, single, rtol=FILE_RTOL, fold_rtol=FILE_FOLD_RTOL)
     assert r.meta.corpus.world_size == 2 and r.meta.corpus.shards == ((0, 1),)
     assert r.meta.progress.utterances == single.meta.progress.utterances
 

@@ -142,6 +142,22 @@ def register(subparsers) -> None:
         choices=("utterance", "speaker"),
         help="what the fold hash is taken of",
     )
+    p.add_argument(
+        "--fold-span",
+        type=float,
+        default=METHOD.fold_span,
+        metavar="F",
+        help=f"the central fraction of each window kept per fold at full resolution "
+        f"(default {METHOD.fold_span:g}; 1: the whole window); docs/method.md §6",
+    )
+    p.add_argument(
+        "--fold-bins",
+        type=int,
+        default=METHOD.fold_bins,
+        metavar="N",
+        help=f"the window columns outside that span, per fold, in time bins of ceil(W / N) "
+        f"columns (default {METHOD.fold_bins}: not kept)",
+    )
     p.add_argument("--no-naps", action="store_true", help="do not accumulate NAP sums")
     p.add_argument(
         "--limit",
@@ -207,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
         label_time=args.label_time,
         folds=args.folds,
         fold_key=args.fold_key,
+        fold_span=args.fold_span,
+        fold_bins=args.fold_bins,
     )
     nap.model_source = str(args.model)
     try:

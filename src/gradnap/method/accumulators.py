@@ -14,9 +14,11 @@ result file (``sums/<grouping>/labels``, ``sums/<grouping>/examples``,
 
 Folds (docs/method.md §6): every example belongs to one of ``K`` folds, by a hash of its
 utterance id (:func:`fold_of`). With ``K >= 2`` each layer also keeps per-fold sums of
-activations, sensitivities and counts at a coarser time resolution: the window's columns
-pooled into bins centred on the alignment column (:func:`fold_bins`). They feed the
-cross-validated statistics only; every profile and figure uses the full-resolution totals.
+activations, sensitivities and counts of the window's central columns at full
+resolution, the other columns pooled into time bins or not kept (:class:`FoldLayout`).
+They feed the cross-validated statistics only; every profile and figure uses the
+full-resolution totals. A complete result file stores them as float16 means
+(:func:`encode_fold_arrays`).
 A grouping may keep the per-fold sums alone (``totals=False``: random-label groupings,
 which exist to check the statistics' zero).
 """
@@ -47,6 +49,9 @@ __all__ = [
     "chunk_parts",
     "chunk_rows",
     "chunk_stats",
+    "FoldLayout",
+    "decode_fold_arrays",
+    "encode_fold_arrays",
     "fold_bins",
     "fold_of",
     "upgrade_arrays",
@@ -132,9 +137,10 @@ def fold_of(key: str, folds: int) -> int:
     return int.from_bytes(digest[:8], "big") % folds
 
 
-def fold_bins(width: int, bins: int = METHOD.fold_bins) -> np.ndarray:
-    """The bin of each of ``width`` window columns for the per-fold sums: ``(W,)`` int64,
-    bins ``0 .. B-1`` (docs/method.md §6).
+def fold_bins(width: int, bins: int = 6) -> np.ndarray:
+    """Equal time bins: the bin of each of ``width`` window columns, ``(W,)`` int64, bins
+    ``0 .. B-1`` (the whole layout of format-3 files; outside the full-resolution span of
+    :class:`FoldLayout` today).
 
     Bins are ``b = ceil(W / bins)`` columns wide and centred on the alignment column
     ``W // 2`` (its bin covers offsets ``-(b//2) .. b - 1 - b//2``); the outermost bins
@@ -153,25 +159,137 @@ def fold_bins(width: int, bins: int = METHOD.fold_bins) -> np.ndarray:
     return (idx - idx.min()).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class FoldLayout:
+    """Which window columns the per-fold sums keep, and how (docs/method.md §6).
+
+    ``span``: the fraction of the ``W`` window columns kept at full resolution, centred
+    on the alignment column: ``n = round(span * W)`` columns (at least 1 when
+    ``span > 0``), offsets ``-(n//2) .. n - 1 - n//2``. ``bins``: the columns outside
+    that span are pooled into the equal bins of :func:`fold_bins` ``(W, bins)``, cut at
+    the span (a bin never mixes columns of both sides); ``bins = 0`` keeps none of them.
+    ``FoldLayout(bins=6, span=0)`` is the layout of format-3 files, ``span=1`` full
+    resolution.
+    """
+
+    bins: int = METHOD.fold_bins
+    span: float = METHOD.fold_span
+
+    def __post_init__(self) -> None:
+        if self.bins < 0 or not 0.0 <= self.span <= 1.0:
+            raise GradnapError(
+                f"per-fold layout: bins {self.bins} must be >= 0 and span {self.span} in [0, 1]"
+            )
+        if self.bins == 0 and self.span == 0:
+            raise GradnapError("per-fold layout: bins 0 and span 0 keep no column")
+
+    def columns(self, width: int) -> np.ndarray:
+        """The bin of each of ``width`` window columns, ``(W,)`` int64, bins ``0 .. B-1``
+        in column order, ``-1`` for a column not kept.
+
+        >>> FoldLayout(bins=1, span=0.4).columns(10).tolist()
+        [0, 0, 0, 1, 2, 3, 4, 5, 5, 5]
+        >>> FoldLayout(bins=0, span=0.25).columns(8).tolist()
+        [-1, -1, -1, 0, 1, -1, -1, -1]
+        """
+        if width < 1:
+            raise GradnapError(f"per-fold layout: width {width} must be >= 1")
+        n = min(width, max(1, round(self.span * width))) if self.span > 0 else 0
+        lo = width // 2 - n // 2
+        col = np.arange(width)
+        fine = (col >= lo) & (col < lo + n)
+        coarse = fold_bins(width, self.bins) if self.bins else np.full(width, -1)
+        # keys in column order: a fine column is its own bin; a coarse bin is split at
+        # the span (side 0 left of it, 2 right of it)
+        side = np.where(col < lo, 0, np.where(fine, 1, 2)) if n else np.zeros(width, int)
+        key = np.where(fine, col, coarse)
+        out = np.full(width, -1, dtype=np.int64)
+        keep = fine | (coarse >= 0)
+        pairs = list(zip(side[keep].tolist(), key[keep].tolist(), strict=True))
+        order = {p: i for i, p in enumerate(dict.fromkeys(pairs))}
+        out[keep] = [order[p] for p in pairs]
+        return out
+
+    def size(self, width: int) -> int:
+        """``B``: the number of bins of a window of ``width`` columns."""
+        return int(self.columns(width).max()) + 1
+
+
+#: The layout of format-3 result files (before ``fold_span``).
+FORMAT3_LAYOUT = FoldLayout(bins=6, span=0.0)
+
+
 def pool_columns(a: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Sum the last axis of ``a`` ``(..., W)`` into bins ``index`` ``(W,)``: ``(..., B)``."""
+    """Sum the last axis of ``a`` ``(..., W)`` into bins ``index`` ``(W,)``: ``(..., B)``;
+    columns of bin ``-1`` are left out."""
+    keep = index >= 0
     out = np.zeros((int(index.max()) + 1,) + a.shape[:-1], dtype=a.dtype)
-    np.add.at(out, index, np.moveaxis(a, -1, 0))
+    np.add.at(out, index[keep], np.moveaxis(a[..., keep], -1, 0))
     return np.moveaxis(out, 0, -1)
 
 
-def upgrade_arrays(
-    arrays: Mapping[str, np.ndarray], version: int, bins: int = METHOD.fold_bins
-) -> dict[str, np.ndarray]:
-    """The arrays of a result file of format ``version`` in today's layout (version 3).
+#: Float16 per-fold means: each channel's scale maps its largest ``|mean|`` to at most
+#: ``2**15`` (float16 holds up to 65504), by a power of two (at least ``2**-120``, exact in
+#: float32).
+_F16_TOP = 15
+_SCALED = ("/fold_act_scale", "/fold_grad_scale")
 
-    Version 1 kept totals only, as today. Version 2 kept full-resolution per-fold sums
-    (a fold axis 1 on ``act_sum``, ``grad_sum``, ``count``, ``act_sqsum``): their sums over
-    the folds are the totals, and with more than one fold they are binned into today's
-    per-fold sums (``bins``: the run's ``fold_bins``)."""
+
+def encode_fold_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The per-fold sums of a complete result file as float16 *means* (docs/results.md,
+    "Size"): ``fold_act`` and ``fold_grad`` ``(G, K, C, B)`` divided by ``fold_count``
+    (0 where the count is 0) and by a power of two per channel, ``<field>_scale``
+    ``(C,)`` beside them, chosen so that the channel's largest mean sits just below
+    float16's top: every mean keeps float16's relative precision ``2**-11`` down to
+    ``2**-24`` of its channel's largest (sensitivities of 1e-5 would otherwise fall
+    below float16's normal range). The other arrays are returned unchanged."""
+    out = dict(arrays)
+    for key, value in arrays.items():
+        head, _, field = key.rpartition("/")
+        if field not in ("fold_act", "fold_grad") or not key.startswith(PREFIX + "/"):
+            continue
+        count = arrays[f"{head}/fold_count"][..., None, :].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count > 0, value / np.where(count > 0, count, 1.0), 0.0)
+        top = np.abs(mean).max(axis=(0, 1, 3)) if mean.size else np.zeros(value.shape[2])
+        with np.errstate(divide="ignore"):
+            e = np.where(top > 0, np.ceil(np.log2(np.where(top > 0, top, 1.0))) - _F16_TOP, 0)
+        e = np.maximum(e, -120).astype(np.int64)
+        out[key] = np.ldexp(mean, -e[:, None]).astype(np.float16)
+        out[f"{key}_scale"] = np.ldexp(1.0, e)
+    return out
+
+
+def decode_fold_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inverse of :func:`encode_fold_arrays` (float64 sums; the ``_scale`` entries
+    removed); arrays of sums (float32, float64) pass unchanged."""
+    out = {k: v for k, v in arrays.items() if not k.endswith(_SCALED)}
+    for key, value in arrays.items():
+        if value.dtype != np.float16 or not key.startswith(PREFIX + "/"):
+            continue
+        head = key.rpartition("/")[0]
+        scale = np.asarray(arrays[f"{key}_scale"], dtype=np.float64)[:, None]
+        count = arrays[f"{head}/fold_count"][..., None, :].astype(np.float64)
+        out[key] = value.astype(np.float64) * scale * count
+    return out
+
+
+def upgrade_arrays(
+    arrays: Mapping[str, np.ndarray], version: int, layout: FoldLayout = FORMAT3_LAYOUT
+) -> dict[str, np.ndarray]:
+    """The arrays of a result file of format ``version`` in today's layout (version 4),
+    float sums as float64.
+
+    Version 4 stores the per-fold sums as float16 means (:func:`decode_fold_arrays`).
+    Versions 1 and 3 kept totals and (3) per-fold sums as float sums, in the layout their
+    metadata names (:data:`FORMAT3_LAYOUT`). Version 2 kept
+    full-resolution per-fold sums (a fold axis 1 on ``act_sum``, ``grad_sum``,
+    ``count``, ``act_sqsum``): their sums over the folds are the totals, and with more
+    than one fold they are pooled into today's per-fold sums by ``layout`` (the run's).
+    """
     out = {
         k: np.asarray(v, dtype=np.float64) if v.dtype == np.float32 else v
-        for k, v in arrays.items()
+        for k, v in decode_fold_arrays(arrays).items()
     }
     if version != 2:
         return out
@@ -184,7 +302,7 @@ def upgrade_arrays(
         out[key] = value.sum(axis=1)
         if value.shape[1] > 1 and field != "act_sqsum":
             name = {v: k for k, v in FOLD_SOURCE.items()}[field]
-            out[f"{head}/{name}"] = pool_columns(value, fold_bins(value.shape[-1], bins))
+            out[f"{head}/{name}"] = pool_columns(value, layout.columns(value.shape[-1]))
     return out
 
 
@@ -259,8 +377,8 @@ class SumsSpec:
     folds: int = 1
     #: Full-resolution totals; ``False`` keeps per-fold sums only (needs ``folds >= 2``).
     totals: bool = True
-    #: The ``bins`` argument of :func:`fold_bins` for the per-fold sums.
-    bins: int = METHOD.fold_bins
+    #: Which window columns the per-fold sums keep (:class:`FoldLayout`).
+    layout: FoldLayout = dataclasses.field(default_factory=FoldLayout)
 
     def __post_init__(self) -> None:
         if self.folds < 1:
@@ -281,8 +399,8 @@ class LayerSums:
     sorted activations and ``sorted_count`` ``(G, W)`` int64 examples with data at each rank.
     Per fold (``None`` without folds): ``fold_act``, ``fold_grad`` ``(G, K, C, B)`` and
     ``fold_count`` ``(G, K, B)``: the same sums per fold, columns pooled into the bins
-    ``bins`` ``(W,)`` (:func:`fold_bins`). ``G`` may exceed the number of labels (room
-    made up front).
+    ``bins`` ``(W,)`` (:meth:`FoldLayout.columns`; ``-1``: not kept). ``G`` may exceed
+    the number of labels (room made up front).
     """
 
     channels: int
@@ -320,7 +438,7 @@ class LayerSums:
                 out.sorted_sum = np.zeros((g, c, w), dtype=f64)
                 out.sorted_count = np.zeros((g, w), dtype=i64)
         if spec.folds >= 2:
-            out.bins = fold_bins(w, spec.bins)
+            out.bins = spec.layout.columns(w)
             nb = int(out.bins.max()) + 1
             out.fold_act = np.zeros((g, spec.folds, c, nb), dtype=f64)
             out.fold_grad = np.zeros((g, spec.folds, c, nb), dtype=f64)
@@ -396,13 +514,15 @@ class LayerSums:
             target.index_add_(0, rows, _rounded(name, pooled).to(target.dtype))
 
     def _pooling(self) -> torch.Tensor:
-        """``(W, B)`` float64, 1 where column ``w`` lies in bin ``b`` (:attr:`bins`): the
-        per-fold sums pool the columns as one matrix product."""
+        """``(W, B)`` float64, 1 where column ``w`` lies in bin ``b`` (:attr:`bins`; a
+        row of zeros for a column not kept): the per-fold sums pool the columns as one
+        matrix product."""
         assert self.bins is not None
         if self._pool is None or self._pool.shape[0] != self.bins.shape[0]:
             index = torch.from_numpy(self.bins)
             pool = torch.zeros(index.shape[0], int(index.max()) + 1, dtype=torch.float64)
-            pool[torch.arange(index.shape[0]), index] = 1.0
+            kept = (index >= 0).nonzero().flatten()
+            pool[kept, index[kept]] = 1.0
             self._pool = pool
         return self._pool
 
@@ -553,12 +673,12 @@ class GroupingSums:
         arrays: Mapping[str, np.ndarray],
         layer_shapes: Mapping[str, tuple[int, int]],
         unlabelled: int = 0,
-        bins: int = METHOD.fold_bins,
+        layout: FoldLayout = FORMAT3_LAYOUT,
         copy: bool = False,
     ) -> GroupingSums:
-        """Inverse of :meth:`to_arrays`; ``layer_shapes``: layer -> ``(C, W)`` and ``bins``
-        (the run's ``fold_bins``) from the result's metadata (``copy=False``: the sums are
-        the given arrays)."""
+        """Inverse of :meth:`to_arrays`; ``layer_shapes``: layer -> ``(C, W)`` and
+        ``layout`` (the run's :class:`FoldLayout`) from the result's metadata
+        (``copy=False``: the sums are the given arrays)."""
         layers: dict[str, dict[str, np.ndarray]] = {layer: {} for layer in layer_shapes}
         for key, value in arrays.items():
             if "/" in key:
@@ -573,7 +693,7 @@ class GroupingSums:
             naps=bool(kept) and all("sorted_sum" in f for f in kept),
             folds=folds.pop() if folds else 1,
             totals=not kept or all("act_sum" in f for f in kept),
-            bins=bins,
+            layout=layout,
         )
         self = cls(name, {}, spec)
         self.labels = [str(s) for s in arrays["labels"].tolist()]
@@ -584,11 +704,12 @@ class GroupingSums:
             c, w = layer_shapes[layer]
             sums = LayerSums(c, w, **fields)
             if sums.fold_act is not None:
-                sums.bins = fold_bins(w, bins)
+                sums.bins = layout.columns(w)
                 if int(sums.bins.max()) + 1 != sums.fold_act.shape[-1]:
                     raise GradnapError(
                         f"grouping {name!r}, layer {layer!r}: per-fold sums have "
-                        f"{sums.fold_act.shape[-1]} bins, the metadata says {bins} for width {w}"
+                        f"{sums.fold_act.shape[-1]} bins, the metadata's layout ({layout}) "
+                        f"gives {int(sums.bins.max()) + 1} for width {w}"
                     )
             self.layers[layer] = sums
         return self
@@ -638,7 +759,7 @@ class Accumulators:
         arrays: Mapping[str, np.ndarray],
         unlabelled: Mapping[str, int],
         layer_shapes: Mapping[str, tuple[int, int]],
-        bins: int = METHOD.fold_bins,
+        layout: FoldLayout = FORMAT3_LAYOUT,
         copy: bool = False,
     ) -> Accumulators:
         """The accumulators of the groupings ``unlabelled`` names (name -> examples
@@ -650,7 +771,7 @@ class Accumulators:
             mine = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
             if "labels" not in mine:
                 raise GradnapError(f"result lacks the sums of grouping {name!r}")
-            out[name] = GroupingSums.from_arrays(name, mine, layer_shapes, n, bins, copy)
+            out[name] = GroupingSums.from_arrays(name, mine, layer_shapes, n, layout, copy)
         return cls(out)
 
     def merge(self, other: Accumulators) -> None:

@@ -48,6 +48,7 @@ from gradnap.method.accumulators import (
     Accumulators,
     ChunkRows,
     ChunkStats,
+    FoldLayout,
     GroupingSums,
     SumsSpec,
     chunk_parts,
@@ -195,6 +196,11 @@ class Collector:
         Threads for the windows and sums of a chunk (layers run in parallel, each with one
         intra-op thread; the result does not depend on it); default: torch's intra-op
         thread count.
+    folds, fold_key, fold_span, fold_bins:
+        ``K`` per-fold sums, by a hash of the utterance (or speaker) id, and which window
+        columns they keep (:class:`~gradnap.method.accumulators.FoldLayout`: the central
+        ``fold_span`` of the window at full resolution, the rest in time bins of
+        ``ceil(W / fold_bins)`` columns or, with 0, not kept); docs/method.md §6.
     """
 
     def __init__(
@@ -217,6 +223,7 @@ class Collector:
         folds: int = METHOD.folds,
         fold_key: str = METHOD.fold_key,
         fold_bins: int = METHOD.fold_bins,
+        fold_span: float = METHOD.fold_span,
     ) -> None:
         if target not in TARGETS:
             raise GradnapError(f"target {target!r}: choose from {', '.join(TARGETS)}")
@@ -226,8 +233,6 @@ class Collector:
             raise GradnapError(f"min_count {min_count}: must be >= 0")
         if int(folds) < 1:
             raise GradnapError(f"folds {folds}: must be >= 1")
-        if int(fold_bins) < 1:
-            raise GradnapError(f"fold_bins {fold_bins}: must be >= 1")
         if fold_key not in FOLD_KEYS:
             raise GradnapError(f"fold_key {fold_key!r}: choose from {', '.join(FOLD_KEYS)}")
         if int(chunk_frames) < 1:
@@ -266,7 +271,7 @@ class Collector:
         self.chunk_frames = int(chunk_frames)
         self.folds = int(folds)
         self.fold_key = fold_key
-        self.fold_bins = int(fold_bins)
+        self.fold_layout = FoldLayout(int(fold_bins), float(fold_span))
         self.blank = int(blank)
         self.features = features if features is not None else getattr(model, "features", FEATURES)
         self.windows = self._check_windows(window)
@@ -662,7 +667,7 @@ class Collector:
                 naps=self.naps and not random,
                 folds=self.folds,
                 totals=not (random and self.folds >= 2),
-                bins=self.fold_bins,
+                layout=self.fold_layout,
             )
             out[g.name] = (getattr(g, "size_hint", 0), spec)
         return out
@@ -722,7 +727,8 @@ class Collector:
             label_time=self.label_time,
             folds=self.folds,
             fold_key=self.fold_key,
-            fold_bins=self.fold_bins,
+            fold_bins=self.fold_layout.bins,
+            fold_span=self.fold_layout.span,
         )
 
     def planned_meta(self, like: RunMeta, corpus: CorpusMeta) -> RunMeta:

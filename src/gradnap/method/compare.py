@@ -5,7 +5,8 @@ work was split (threads, workers, shards, ranks; docs/method.md §5). The groups
 result are numbered in order of first appearance, which differs between such runs, so
 arrays are matched by label, never by row. Each difference is relative to the largest
 absolute value of the array (of either result), so one number per array says how far
-apart the runs are.
+apart the runs are. A result file holds its per-fold sums as float16 means (relative
+rounding up to ``2**-11``): compare a file with a file, not with a result in memory.
 
 >>> report = compare_results("a.npz", "b.npz")
 >>> report.worst.relative            # the largest relative difference of any array

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from gradnap._version import __version__
-from gradnap.defaults import METHOD
 from gradnap.errors import GradnapError
 
 __all__ = [
@@ -42,9 +41,11 @@ _K = TypeVar("_K", int, str)
 #: The ``format`` field of every result file.
 FORMAT = "gradnap-result"
 #: The newest format version this package writes and reads.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Version 1: totals only. Version 2: full-resolution per-fold sums in place of the totals.
 #: Version 3: totals, and time-binned per-fold sums beside them (docs/results.md).
+#: Version 4: per-fold sums at full resolution in the window's central span
+#: (``options.fold_span``), stored as float16 means.
 
 
 def _pick(cls: type, data: Mapping[str, Any], **renamed: str) -> dict[str, Any]:
@@ -116,8 +117,12 @@ class Options:
     folds: int = 1
     #: What the fold hash is taken of: ``"utterance"`` (id) or ``"speaker"``.
     fold_key: str = "utterance"
-    #: The per-fold sums' time bins (``bins`` of :func:`gradnap.method.accumulators.fold_bins`).
-    fold_bins: int = METHOD.fold_bins
+    #: Which window columns the per-fold sums keep
+    #: (:class:`gradnap.method.accumulators.FoldLayout`): the equal time bins outside the
+    #: full-resolution span (6 in format-3 files, which have no span) ...
+    fold_bins: int = 6
+    #: ... and the fraction of the window at full resolution (0 in files before format 4).
+    fold_span: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -331,7 +336,7 @@ class RunMeta:
         }
         for opt in (
             "target", "examples", "naps", "blank", "frame_seconds", "label_time", "folds", "fold_key",
-            "fold_bins",
+            "fold_bins", "fold_span",
         ):  # fmt: skip
             checks[opt] = (getattr(self.options, opt), getattr(other.options, opt))
         if purpose == "resume":
@@ -349,7 +354,9 @@ class RunMeta:
     def to_json(self) -> dict[str, Any]:
         """The JSON object written into result files (layout: ``docs/results.md``)."""
         options = dataclasses.asdict(self.options)
-        if self.format_version < 3:  # older versions: written back unchanged
+        if self.format_version < 4:  # older versions: written back unchanged
+            options.pop("fold_span")
+        if self.format_version < 3:
             options.pop("fold_bins")
         if self.format_version < 2:
             options.pop("folds")
