@@ -39,7 +39,7 @@ def test_grouping_sums_chunking_and_merge_are_additive():
     two = GroupingSums("g", {"L": (3, 4)})
     part = {
         k: getattr(s, k)
-        for k in ("act", "grad", "count", "sq", "sorted", "sorted_count")  # rows 0..2, 3..6
+        for k in ("act", "grad", "count", "sq", "ascending", "sorted_count")  # rows 0..2, 3..6
     }
     for rows in (slice(0, 3), slice(3, 7)):
         sub = type(s)(**{k: v[rows] for k, v in part.items()})

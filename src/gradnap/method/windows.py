@@ -182,8 +182,10 @@ def _score(
         gc, ac = grads.transpose(0, 1), acts
     total = gc.new_zeros(gc.shape[1:])
     block = max(1, _SCORE_BLOCK // max(1, n * We))
+    buf = gc.new_empty((min(block, C),) + tuple(gc.shape[1:]))  # one block, reused
     for c0 in range(0, C, block):
-        part = gc[c0 : c0 + block].abs()
+        part = buf[: min(block, C - c0)]
+        torch.abs(gc[c0 : c0 + block], out=part)
         if ac is not None:
             part.mul_(ac[c0 : c0 + block])
         total += part.sum(dim=0)
