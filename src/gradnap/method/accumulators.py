@@ -53,6 +53,7 @@ __all__ = [
     "decode_fold_arrays",
     "encode_fold_arrays",
     "fold_bins",
+    "sort_windows",
     "fold_of",
     "upgrade_arrays",
 ]
@@ -86,41 +87,48 @@ class ChunkStats:
 
 
 def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
-    """What one aligned batch adds to the sums.
-
-    NAPs: each neuron's activations at the valid positions of the window, sorted in
-    descending order (rank ``j`` = ``j``-th largest); ranks beyond the number of valid
-    positions are not data (count 0). They are kept sorted ascending
-    (:attr:`ChunkStats.ascending`): the sums reverse the columns of their ``(m, C, W)``
-    partial sums instead of every example's ``(C, W)`` (one pass over the chunk less).
-    """
+    """What one aligned batch adds to the sums (NAPs: :func:`sort_windows` of a copy of
+    the activations)."""
     act, grad, valid = aligned.act, aligned.grad, aligned.valid
     count = valid.to(act.dtype)
     ascending = sorted_count = None
     if naps:
-        width = act.shape[2]
-        nvalid = valid.sum(dim=1)  # (n,)
-        sorted_count = (torch.arange(width)[None, :] < nvalid[:, None]).to(act.dtype)
-        work = act.numpy().copy()
-        # Windows that reach past the utterance's ends (a run of invalid columns at one
-        # end, zero in ``act``): their invalid columns must sort first (lowest rank). When
-        # none of those windows holds a negative value they do (zeros sort above every
-        # valid value but equal zeros), else they are set to -inf for the sort and to 0
-        # afterwards.
-        edge = (nvalid < width).nonzero().flatten().tolist()
-        fix = bool(edge) and not aligned.nonnegative
-        if fix:
-            first = valid.to(torch.int8).argmax(dim=1).tolist()  # first valid column
-            for i in edge:
-                lo, hi = first[i], first[i] + int(nvalid[i])
-                work[i, :, :lo] = -np.inf
-                work[i, :, hi:] = -np.inf
-        work.sort(axis=2)  # numpy's SIMD sort: much faster than torch.sort on short rows
-        if fix:
-            for i in edge:
-                work[i, :, : width - int(nvalid[i])] = 0.0
-        ascending = torch.from_numpy(work)
+        ascending, sorted_count = sort_windows(aligned, act.numpy().copy())
     return ChunkStats(act, grad, count, aligned.sq, ascending, sorted_count)
+
+
+def sort_windows(aligned: Aligned, work: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NAPs of a chunk: each neuron's activations at the valid positions of the window
+    sorted in descending order (rank ``j`` = ``j``-th largest); ranks beyond the number of
+    valid positions are not data (count 0).
+
+    ``work``: ``(n, C, W)`` the activations ``aligned.act`` (a copy, or that array itself
+    when it is not needed any more), sorted in place *ascending*: column ``W - 1 - j``
+    holds rank ``j`` (the sums reverse the columns of their ``(m, C, W)`` partial sums
+    instead of every example's ``(C, W)``: one pass over the chunk less). Returns it
+    (:attr:`ChunkStats.ascending`) and the ``(n, W)`` counts per rank.
+    """
+    valid = aligned.valid
+    width = work.shape[2]
+    nvalid = valid.sum(dim=1)  # (n,)
+    sorted_count = (torch.arange(width)[None, :] < nvalid[:, None]).to(aligned.act.dtype)
+    # Windows that reach past the utterance's ends (a run of invalid columns at one end,
+    # zero in ``act``): their invalid columns must sort first (lowest rank). When none of
+    # those windows holds a negative value they do (zeros sort above every valid value
+    # but equal zeros), else they are set to -inf for the sort and to 0 afterwards.
+    edge = (nvalid < width).nonzero().flatten().tolist()
+    fix = bool(edge) and not aligned.nonnegative
+    if fix:
+        first = valid.to(torch.int8).argmax(dim=1).tolist()  # first valid column
+        for i in edge:
+            lo, hi = first[i], first[i] + int(nvalid[i])
+            work[i, :, :lo] = -np.inf
+            work[i, :, hi:] = -np.inf
+    work.sort(axis=2)  # numpy's SIMD sort: much faster than torch.sort on short rows
+    if fix:
+        for i in edge:
+            work[i, :, : width - int(nvalid[i])] = 0.0
+    return torch.from_numpy(work), sorted_count
 
 
 #: Full-resolution totals (``act_sum``, ``grad_sum`` ``(G, C, W)``, ``count`` ``(G, W)``,
