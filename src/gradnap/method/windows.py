@@ -119,6 +119,11 @@ class Positions:
         #: No activation is negative (e.g. after a ReLU).
         self.nonnegative = bool(self._ac.min(initial=0.0) >= 0)
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The numpy dtype of the windows (float32 or float64)."""
+        return self._ac.dtype
+
     def _rows(self, start: torch.Tensor, width: int) -> np.ndarray:
         """Indices into the padded positions of ``start`` (the padding grown to cover
         windows of ``width``)."""
@@ -309,7 +314,7 @@ def align(
     first = centre - width // 2  # position of column 0
     q = first[:, None] + torch.arange(width)  # (n, W) positions
     valid = (q >= 0) & (q < T)
-    act_out = None if buffers is None else buffers.get("act", (n, C, width))
+    act_out = None if buffers is None else buffers.get("act", (n, C, width), positions.dtype)
     act_crop = positions.windows(first, width, act_out)  # (n, C, W); 0 outside the utterance
     grad_crop = _crop(grads, start, first, width, T, buffers)
     sq = positions.square_sums(first, width)
