@@ -53,8 +53,8 @@ __all__ = [
     "decode_fold_arrays",
     "encode_fold_arrays",
     "fold_bins",
-    "sort_windows",
     "fold_of",
+    "sort_windows",
     "upgrade_arrays",
 ]
 

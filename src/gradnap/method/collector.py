@@ -284,7 +284,7 @@ class Collector:
         self.chain = model_geometry(engine, self.layers)
         self.threads = max(1, min(len(self.layers), threads or torch.get_num_threads()))
         self._workers = WorkerPool("gradnap-collect")
-        #: Per layer, the arrays its chunks are cropped and sorted into (reused).
+        #: Per layer, the arrays its chunks are cropped into (kept across chunks).
         self._buffers: dict[str, Buffers] = {}
         self._layer_order = list(self.layers)
         self._model_id: ModelMeta | None = None
