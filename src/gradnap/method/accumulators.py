@@ -522,14 +522,9 @@ class LayerSums:
                 wide[name] = _rounded(name, parts[name]).to(torch.float64)
             return wide[name]
 
-        rows_of = groups.tolist()
         for name in TOTAL_FIELDS + NAP_FIELDS:
             acc = getattr(self, name)
-            if acc is None:
-                continue
-            if acc.dtype.kind == "f":  # widened on the fly: no float64 copy of the parts
-                _add_rows(acc, rows_of, parts[name].numpy())
-            else:
+            if acc is not None:
                 target = _view(acc)
                 target.index_add_(0, groups, f64(name).to(target.dtype))
         if self.bins is None:
@@ -554,15 +549,6 @@ class LayerSums:
             pool[kept, index[kept]] = 1.0
             self._pool = pool
         return self._pool
-
-
-def _add_rows(acc: np.ndarray, groups: list[int], part: np.ndarray) -> None:
-    """``acc[groups[r]] += part[r]`` row by row: a float32 part is widened to the float64
-    accumulator inside the addition (exactly as converting it first; measured 0.8-0.9 ns
-    per element against 1.4-1.6 for a float64 copy and ``index_add_``)."""
-    for r, g in enumerate(groups):
-        row = acc[g]
-        np.add(row, part[r], out=row)
 
 
 def _rounded(name: str, part: torch.Tensor) -> torch.Tensor:
