@@ -39,7 +39,7 @@ def test_grouping_sums_chunking_and_merge_are_additive():
     two = GroupingSums("g", {"L": (3, 4)})
     part = {
         k: getattr(s, k)
-        for k in ("act", "grad", "count", "sq", "sorted", "sorted_count")  # rows 0..2, 3..6
+        for k in ("act", "grad", "count", "sq", "ascending", "sorted_count")  # rows 0..2, 3..6
     }
     for rows in (slice(0, 3), slice(3, 7)):
         sub = type(s)(**{k: v[rows] for k, v in part.items()})
@@ -307,6 +307,16 @@ def test_chunk_stats_with_negative_activations_past_the_edges():
     s = chunk_stats(align(act.abs(), *whole(g), 3, input_layer=True))
     assert s.sorted[0, 0].tolist() == [3.0, 1.0, 0.0]
     assert s.sorted[1, 0].tolist() == [2.0, 0.5, 0.0]
+    # sorted where they are (the collector, once the totals are summed): the same NAPs
+    from gradnap.method.accumulators import sort_windows
+
+    for a in (act, act.abs()):
+        aligned = align(a, *whole(g), 3, input_layer=True)
+        expected = chunk_stats(aligned)
+        ascending, counts = sort_windows(aligned, aligned.act.numpy())
+        assert ascending.data_ptr() == aligned.act.data_ptr()
+        assert torch.equal(ascending, expected.ascending)
+        assert torch.equal(counts, expected.sorted_count)
 
 
 def test_chunk_parts_are_the_sums_of_each_group():

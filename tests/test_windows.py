@@ -182,3 +182,23 @@ def test_align_squared_sums_match_the_cropped_activations():
         a = align(act, *whole(g), width, input_layer=False)
         torch.testing.assert_close(a.sq, a.act.double().square().sum(2))
         assert not a.nonnegative
+
+
+def test_align_into_kept_buffers_equals_fresh_arrays():
+    # the collector crops every chunk into the same arrays: a later, smaller chunk whose
+    # windows reach past the utterance's ends must not see the earlier chunk's values
+    from gradnap.method.windows import Buffers
+
+    gen = torch.Generator().manual_seed(3)
+    act = torch.randn(4, 30, generator=gen)
+    buffers = Buffers()
+    for n, shift in ((6, 8), (3, -6), (6, 14), (2, 30)):
+        g = torch.randn(n, 4, 9, generator=gen)
+        start = torch.arange(n) * 4 + shift - 4
+        a = align(act, g, start, 7, input_layer=False)
+        b = align(act, g, start, 7, input_layer=False, buffers=buffers)
+        for field in ("act", "grad", "valid", "centre", "sq"):
+            assert torch.equal(getattr(a, field), getattr(b, field)), (n, shift, field)
+    assert b.act.dtype == torch.float32
+    b = align(act.double(), g, start, 7, input_layer=False, buffers=buffers)
+    assert b.act.dtype == torch.float64  # the windows keep the activations' precision

@@ -54,6 +54,7 @@ __all__ = [
     "encode_fold_arrays",
     "fold_bins",
     "fold_of",
+    "sort_windows",
     "upgrade_arrays",
 ]
 
@@ -71,44 +72,63 @@ class ChunkStats:
     grad: torch.Tensor  # (n, C, W)
     count: torch.Tensor  # (n, W) 1.0 where the position is data
     sq: torch.Tensor  # (n, C) sum over valid positions of act**2 (float64 from align)
-    sorted: torch.Tensor | None  # (n, C, W) activations sorted per neuron, descending
+    #: ``(n, C, W)`` activations sorted per neuron, *ascending*: column ``W - 1 - j`` holds
+    #: rank ``j`` (the ``j``-th largest); see :attr:`sorted`.
+    ascending: torch.Tensor | None
     sorted_count: torch.Tensor | None  # (n, W) 1.0 for ranks < number of valid positions
+
+    @property
+    def sorted(self) -> torch.Tensor | None:
+        """``(n, C, W)`` activations sorted per neuron, descending (rank ``j`` in column
+        ``j``; a copy of :attr:`ascending` reversed)."""
+        if self.ascending is None:
+            return None
+        return torch.from_numpy(np.ascontiguousarray(self.ascending.numpy()[..., ::-1]))
 
 
 def chunk_stats(aligned: Aligned, naps: bool = True) -> ChunkStats:
-    """What one aligned batch adds to the sums.
-
-    NAPs: each neuron's activations at the valid positions of the window, sorted in
-    descending order (rank ``j`` = ``j``-th largest); ranks beyond the number of valid
-    positions are not data (count 0).
-    """
+    """What one aligned batch adds to the sums (NAPs: :func:`sort_windows` of a copy of
+    the activations)."""
     act, grad, valid = aligned.act, aligned.grad, aligned.valid
     count = valid.to(act.dtype)
-    sorted_act = sorted_count = None
+    ascending = sorted_count = None
     if naps:
-        width = act.shape[2]
-        nvalid = valid.sum(dim=1)  # (n,)
-        sorted_count = (torch.arange(width)[None, :] < nvalid[:, None]).to(act.dtype)
-        neg = np.negative(act.numpy())  # sort ascending of -act = descending of act
-        # Windows that reach past the utterance's ends (a run of invalid columns at one
-        # end, zero in ``act``): their invalid columns must sort last. When none of those
-        # windows holds a negative value they do (zeros sort below every valid value but
-        # equal zeros), else they are set to -inf for the sort and to 0 afterwards.
-        edge = (nvalid < width).nonzero().flatten().tolist()
-        fix = bool(edge) and not aligned.nonnegative
-        if fix:
-            first = valid.to(torch.int8).argmax(dim=1).tolist()  # first valid column
-            for i in edge:
-                lo, hi = first[i], first[i] + int(nvalid[i])
-                neg[i, :, :lo] = np.inf
-                neg[i, :, hi:] = np.inf
-        neg.sort(axis=2)  # numpy's SIMD sort: much faster than torch.sort on short rows
-        np.negative(neg, out=neg)
-        if fix:
-            for i in edge:
-                neg[i, :, int(nvalid[i]) :] = 0.0
-        sorted_act = torch.from_numpy(neg)
-    return ChunkStats(act, grad, count, aligned.sq, sorted_act, sorted_count)
+        ascending, sorted_count = sort_windows(aligned, act.numpy().copy())
+    return ChunkStats(act, grad, count, aligned.sq, ascending, sorted_count)
+
+
+def sort_windows(aligned: Aligned, work: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NAPs of a chunk: each neuron's activations at the valid positions of the window
+    sorted in descending order (rank ``j`` = ``j``-th largest); ranks beyond the number of
+    valid positions are not data (count 0).
+
+    ``work``: ``(n, C, W)`` the activations ``aligned.act`` (a copy, or that array itself
+    when it is not needed any more), sorted in place *ascending*: column ``W - 1 - j``
+    holds rank ``j`` (the sums reverse the columns of their ``(m, C, W)`` partial sums
+    instead of every example's ``(C, W)``: one pass over the chunk less). Returns it
+    (:attr:`ChunkStats.ascending`) and the ``(n, W)`` counts per rank.
+    """
+    valid = aligned.valid
+    width = work.shape[2]
+    nvalid = valid.sum(dim=1)  # (n,)
+    sorted_count = (torch.arange(width)[None, :] < nvalid[:, None]).to(aligned.act.dtype)
+    # Windows that reach past the utterance's ends (a run of invalid columns at one end,
+    # zero in ``act``): their invalid columns must sort first (lowest rank). When none of
+    # those windows holds a negative value they do (zeros sort above every valid value
+    # but equal zeros), else they are set to -inf for the sort and to 0 afterwards.
+    edge = (nvalid < width).nonzero().flatten().tolist()
+    fix = bool(edge) and not aligned.nonnegative
+    if fix:
+        first = valid.to(torch.int8).argmax(dim=1).tolist()  # first valid column
+        for i in edge:
+            lo, hi = first[i], first[i] + int(nvalid[i])
+            work[i, :, :lo] = -np.inf
+            work[i, :, hi:] = -np.inf
+    work.sort(axis=2)  # numpy's SIMD sort: much faster than torch.sort on short rows
+    if fix:
+        for i in edge:
+            work[i, :, : width - int(nvalid[i])] = 0.0
+    return torch.from_numpy(work), sorted_count
 
 
 #: Full-resolution totals (``act_sum``, ``grad_sum`` ``(G, C, W)``, ``count`` ``(G, W)``,
@@ -353,17 +373,21 @@ def chunk_parts(
         "grad_sum": stats.grad,
         "count": stats.count,
         "act_sqsum": stats.sq,
-        "sorted_sum": stats.sorted,
+        "sorted_sum": stats.ascending,
         "sorted_count": stats.sorted_count,
     }
-    mt, n = member.T, member.shape[0]
+    n = member.shape[0]
+    mt = member.T if member.T.is_contiguous() else member.T.contiguous()
     out = {}
     for name in fields or TOTAL_FIELDS + (NAP_FIELDS if naps else ()):
         src = sources[name]
         if src is None:
             raise GradnapError("accumulator: NAP sums are kept but the chunk has none")
         m = mt if src.dtype == mt.dtype else mt.to(src.dtype)
-        out[name] = torch.mm(m, src.reshape(n, -1)).view(-1, *src.shape[1:])
+        part = torch.mm(m, src.reshape(n, -1)).view(-1, *src.shape[1:])
+        if name == "sorted_sum":  # ascending ranks: reverse the partial sums' columns
+            part = part.flip(-1)
+        out[name] = part
     return out
 
 

@@ -47,13 +47,13 @@ from gradnap.method.accumulators import (
     NAP_FIELDS,
     Accumulators,
     ChunkRows,
-    ChunkStats,
     FoldLayout,
     GroupingSums,
     SumsSpec,
     chunk_parts,
     chunk_stats,
     fold_of,
+    sort_windows,
 )
 from gradnap.method.examples import EXAMPLE_MODES, select_examples
 from gradnap.method.groupings import (
@@ -81,7 +81,7 @@ from gradnap.method.spectrum import (
     spectrum_aligned,
     spectrum_layout,
 )
-from gradnap.method.windows import Aligned, Positions, align, recrop
+from gradnap.method.windows import Aligned, Buffers, Positions, align, recrop
 from gradnap.threads import WorkerPool, one_thread
 
 __all__ = ["Collector", "UtteranceError", "model_geometry", "model_identity"]
@@ -284,6 +284,8 @@ class Collector:
         self.chain = model_geometry(engine, self.layers)
         self.threads = max(1, min(len(self.layers), threads or torch.get_num_threads()))
         self._workers = WorkerPool("gradnap-collect")
+        #: Per layer, the arrays its chunks are cropped into (kept across chunks).
+        self._buffers: dict[str, Buffers] = {}
         self._layer_order = list(self.layers)
         self._model_id: ModelMeta | None = None
         #: Where the model came from (a model file), recorded in the result file.
@@ -527,7 +529,7 @@ class Collector:
             wins = self.engine.sensitivities(fwd, fr, cl, **self._window_layout)
             with torch.no_grad(), one_thread():
                 chunk_gids = {name: ids[s : s + self.chunk_frames] for name, ids in gids.items()}
-                done: dict[str, ChunkStats] = {}  # per layer, what its windows add up
+                done: dict[str, Aligned] = {}  # per layer, its windows at t*
                 inputs: dict[str, Aligned] = {}  # the input layer's alignment, when collected
                 ties: dict[str, tuple[int, int]] = {}  # per layer, where the tie rule chose
                 windows = functools.partial(
@@ -574,7 +576,7 @@ class Collector:
         name: str,
         windows: Callable[[str], None],
         plan: _Plan,
-        done: dict[str, ChunkStats],
+        done: dict[str, Aligned],
     ) -> None:
         """One layer of a chunk: its windows at ``t*`` (``windows``, unless ``done`` has
         them already), then the sums of every grouping."""
@@ -590,23 +592,21 @@ class Collector:
         positions: dict[str, Positions],
         wins: dict[str, Window],
         frames: torch.Tensor,
-        done: dict[str, ChunkStats],
+        done: dict[str, Aligned],
         inputs: dict[str, Aligned],
         ties: dict[str, tuple[int, int]],
     ) -> None:
-        """The windows at ``t*`` of one layer and what they add to the sums, into ``done``
-        (the input layer's alignment also into ``inputs``, and a waveform's spectra into
-        ``done``; the examples whose ``t*`` the tie rule chose, and the flat ones among
-        them, into ``ties``)."""
+        """The windows at ``t*`` of one layer, into ``done`` (the input layer's alignment
+        also into ``inputs``, and a waveform's spectra into ``done``; the examples whose
+        ``t*`` the tie rule chose, and the flat ones among them, into ``ties``)."""
         aligned = self._align(name, positions[name], wins[name], frames)
         if name == INPUT_LAYER:
             inputs[name] = aligned
-            if self._spectrum is not None:
-                spectra = spectrum_aligned(aligned, self._spectrum)
-                done[SPECTRUM_LAYER] = chunk_stats(spectra, self.naps)
+            if self._spectrum is not None:  # before the input's windows are sorted
+                done[SPECTRUM_LAYER] = spectrum_aligned(aligned, self._spectrum)
         if aligned.ties:
             ties[name] = (aligned.ties, aligned.flat)
-        done[name] = chunk_stats(aligned, self.naps)
+        done[name] = aligned
 
     def _count_ties(self, ties: dict[str, tuple[int, int]]) -> None:
         """Add a chunk's tie-rule counts per layer (docs/method.md §1.3) to the progress."""
@@ -644,6 +644,7 @@ class Collector:
             self._layer_meta[name].width,
             input_layer=name == INPUT_LAYER,
             search=search,
+            buffers=self._buffers.setdefault(name, Buffers()),
         )
 
     def _fold(self, uid: str, utterance: Any) -> int:
@@ -696,12 +697,16 @@ class Collector:
         return _Plan(member, naps if self.naps else 0, tuple(steps))
 
     @staticmethod
-    def _accumulate(layer: str, plan: _Plan, stats: ChunkStats) -> None:
-        """Add one layer's chunk to every grouping as :meth:`_begin_chunk` planned."""
+    def _accumulate(layer: str, plan: _Plan, aligned: Aligned) -> None:
+        """Add one layer's chunk to every grouping as :meth:`_begin_chunk` planned. The
+        NAPs are sorted after the totals, in the activation windows themselves (they are
+        not needed any more: no copy)."""
         if not plan.steps:
             return
+        stats = chunk_stats(aligned, naps=False)
         parts = chunk_parts(stats, plan.member, naps=False)
         if plan.naps:
+            stats.ascending, stats.sorted_count = sort_windows(aligned, aligned.act.numpy())
             nap_parts = chunk_parts(stats, plan.member[:, : plan.naps], True, NAP_FIELDS)
         for sums, chunk, cols in plan.steps:
             mine = {k: v[cols] for k, v in parts.items()}
