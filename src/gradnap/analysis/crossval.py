@@ -2,12 +2,16 @@
 
 Works on the per-fold sums of a result (format version 2, ``Result.fold_sums``):
 
-- :func:`fold_profiles`: the profile of every group computed from one fold's sums alone,
-  ``(K, G, C, W)``; the dataset mean ``M`` and the mask normalisation ``max|Ḡ|`` are
-  taken within the same fold, so a fold's profiles depend on that fold's examples only.
+- :func:`fold_profiles`: the per-fold pieces of every group's profile: the activation
+  deviation ``Ā^i − M^i`` of fold ``i`` (``M^i`` the mean of fold ``i``) and, for
+  GradNAPs, the per-fold sums the masks come from.
 - :func:`crossval_distances`: ``d(a, b) = mean over fold pairs i≠j of
   (P_a^i − P_b^i)·(P_a^j − P_b^j) / D``, the plain squared distance of the total profiles
-  and the signal share (mean cross-validated / mean plain distance).
+  and the signal share (mean cross-validated / mean plain distance). For GradNAPs the two
+  profiles of a fold pair share a **cross-fitted mask** ``|Ḡ^{−ij}| / max|Ḡ^{−ij}|`` from
+  the folds other than ``i`` and ``j`` (``mask="crossfit"``, the default), so neither
+  fold's activations are correlated with their mask; ``mask="same_fold"`` is the earlier
+  definition (mask from the profile's own fold), biased for groups of different sizes.
 - :func:`cluster_score`: clusters chosen on some folds, scored with cross-validated
   distances of the other folds; uncertainty from a delete-one-fold jackknife.
 - :func:`score_difference`: the difference of two scores, jackknifed over the same
@@ -45,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Profile kinds with per-fold estimates (NAP sums are totals only).
 FOLD_KINDS = ("gradnap", "activation", "gradient")
+#: Where the mask of a per-fold GradNAP comes from (docs/method.md §6).
+MASKS = ("crossfit", "same_fold")
 NO_FOLDS = (
     "this result has no folds (format version 1, or collected with folds=1); cross-validated "
     "analyses need K >= 3 folds: collect again with gradnap >= 0.3 (folds=5 by default)"
@@ -76,10 +82,16 @@ def profiles_from_sums(
     a = _means(act_sum, count, mean) - mean
     if kind == "activation":
         return a
+    return a * _mask(grad_sum, count)
+
+
+def _mask(grad_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``|Ḡ| / max|Ḡ|`` per group ``(G, C, W)`` from sums ``(G, C, W)``, counts ``(G, W)``
+    (0 for a group without sensitivity)."""
     g = np.abs(_means(grad_sum, count, 0.0))
     peak = g.reshape(g.shape[0], -1).max(axis=1) if g.size else np.zeros(g.shape[0])
     scale = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 0.0)
-    return a * g * scale[:, None, None]
+    return g * scale[:, None, None]
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,9 @@ class FoldProfiles:
     """Per-fold profiles of the kept groups of one grouping in one layer."""
 
     groups: tuple[str, ...]
-    #: ``(K, G, D)`` flattened profiles per fold.
+    #: ``(K, G, D)`` flattened profiles per fold, each from its own fold's sums alone (for
+    #: GradNAPs with the mask of the same fold; the cross-validated measures of
+    #: ``mask="crossfit"`` use :meth:`pair_profiles` instead).
     profiles: np.ndarray
     #: ``(K, G)`` the group has examples in the fold.
     present: np.ndarray
@@ -98,10 +112,36 @@ class FoldProfiles:
     #: Indices of the kept groups among all groups.
     rows: np.ndarray
     kind: str = "gradnap"
+    #: ``"crossfit"`` or ``"same_fold"``: where the GradNAP masks of :meth:`pair_profiles`
+    #: come from (other kinds have no mask).
+    mask: str = "crossfit"
+    #: ``(K, G, D)`` activation deviations ``Ā^i − M^i`` per fold (GradNAPs with
+    #: ``mask="crossfit"``; ``None`` otherwise).
+    deviations: np.ndarray | None = None
 
     @property
     def folds(self) -> int:
         return int(self.profiles.shape[0])
+
+    @property
+    def crossfit(self) -> bool:
+        """The profiles of a fold pair share a mask from the other folds."""
+        return self.deviations is not None
+
+    def pair_profiles(
+        self, i: int, j: int, exclude: Iterable[int] = ()
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(P^i, P^j)``, each ``(G, D)``, the profiles that fold pair ``(i, j)``
+        multiplies. Cross-fitted GradNAPs: ``(Ā^f − M^f) ⊙ |Ḡ^{−ij}| / max|Ḡ^{−ij}|`` for
+        ``f = i, j``, with ``Ḡ^{−ij}`` pooled over the folds other than ``i``, ``j`` and
+        ``exclude`` (a jackknife's left-out fold); otherwise ``profiles[i], profiles[j]``."""
+        if self.deviations is None:
+            return self.profiles[i], self.profiles[j]
+        rest = [f for f in range(self.folds) if f not in (i, j, *exclude)]
+        _, grad, count = self.sums
+        m = _mask(grad[rest].sum(axis=0), count[rest].sum(axis=0))[self.rows]
+        m = m.reshape(len(self.rows), -1)
+        return self.deviations[i] * m, self.deviations[j] * m
 
     def pooled(self, folds: Sequence[int]) -> np.ndarray:
         """``(G, D)`` profiles from the sums of ``folds`` added up."""
@@ -118,9 +158,14 @@ def fold_profiles_from_sums(
     count: np.ndarray,
     keep: Sequence[int] | None = None,
     kind: str = "gradnap",
+    mask: str = "crossfit",
 ) -> FoldProfiles:
     """:class:`FoldProfiles` from per-fold sums ``(G, K, C, W)``, counts ``(G, K, W)``;
-    ``keep``: indices of the groups to keep (default all)."""
+    ``keep``: indices of the groups to keep (default all); ``mask``: ``"crossfit"``
+    (default) or ``"same_fold"``, where the GradNAP masks of a fold pair come from
+    (docs/method.md §6)."""
+    if mask not in MASKS:
+        raise GradnapError(f"mask {mask!r}: choose one of {', '.join(MASKS)}")
     act = np.moveaxis(act_sum, 1, 0)
     grad = np.moveaxis(grad_sum, 1, 0)
     cnt = np.moveaxis(count, 1, 0)
@@ -129,6 +174,11 @@ def fold_profiles_from_sums(
     per = np.stack([profiles_from_sums(act[f], grad[f], cnt[f], kind)[rows] for f in range(k)])
     present = cnt[:, rows].sum(axis=2) > 0
     total = profiles_from_sums(act.sum(0), grad.sum(0), cnt.sum(0), kind)[rows]
+    dev = None
+    if kind == "gradnap" and mask == "crossfit":
+        dev = np.stack(
+            [profiles_from_sums(act[f], grad[f], cnt[f], "activation")[rows] for f in range(k)]
+        ).reshape(k, len(rows), -1)
     return FoldProfiles(
         tuple(groups[i] for i in rows),
         per.reshape(k, len(rows), -1),
@@ -137,14 +187,22 @@ def fold_profiles_from_sums(
         (act, grad, cnt),
         rows,
         kind,
+        mask,
+        dev,
     )
 
 
 def fold_profiles(
-    result: Any, layer: str, grouping: str, kind: str = "gradnap", min_count: int | None = None
+    result: Any,
+    layer: str,
+    grouping: str,
+    kind: str = "gradnap",
+    min_count: int | None = None,
+    mask: str = "crossfit",
 ) -> FoldProfiles:
     """Per-fold profiles of the groups of ``grouping`` with at least ``min_count`` examples
-    (sorted labels) in ``layer`` of a :class:`~gradnap.method.result.Result`."""
+    (sorted labels) in ``layer`` of a :class:`~gradnap.method.result.Result`; ``mask`` as
+    in :func:`fold_profiles_from_sums`."""
     if result.folds < 3:
         raise GradnapError(NO_FOLDS)
     labels = result.labels(grouping)
@@ -157,21 +215,30 @@ def fold_profiles(
         result.fold_sums(layer, grouping, "count"),
         keep,
         kind,
+        mask,
     )
 
 
-def pair_products(fp: FoldProfiles) -> tuple[np.ndarray, np.ndarray]:
+def pair_products(fp: FoldProfiles, exclude: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """For every fold pair ``i < j``: ``(P_a^i − P_b^i)·(P_a^j − P_b^j) / D`` as
-    ``(n_pairs, G, G)`` and whether both groups have data in both folds ``(n_pairs, G, G)``."""
-    k, _, d = fp.profiles.shape
-    vals, ok = [], []
-    for i, j in itertools.combinations(range(k), 2):
-        c = _gram(fp.profiles[i], fp.profiles[j])
+    ``(n_pairs, G, G)`` and whether both groups have data in both folds ``(n_pairs, G, G)``;
+    ``P^i, P^j`` from :meth:`FoldProfiles.pair_profiles`. Folds in ``exclude`` are treated
+    as absent (pairs with them are not ``ok``, masks leave them out: a jackknife
+    replicate)."""
+    k, g, d = fp.profiles.shape
+    out = tuple(exclude)
+    vals = np.zeros((k * (k - 1) // 2, g, g))
+    ok = np.zeros(vals.shape, dtype=bool)
+    for n, (i, j) in enumerate(itertools.combinations(range(k), 2)):
+        if i in out or j in out:
+            continue
+        pi, pj = fp.pair_profiles(i, j, out)
+        c = _gram(pi, pj)
         diag = np.diag(c)
-        vals.append((diag[:, None] + diag[None, :] - c - c.T) / max(d, 1))
+        vals[n] = (diag[:, None] + diag[None, :] - c - c.T) / max(d, 1)
         p = fp.present[i] & fp.present[j]
-        ok.append(p[:, None] & p[None, :])
-    return np.array(vals), np.array(ok)
+        ok[n] = p[:, None] & p[None, :]
+    return vals, ok
 
 
 def _pair_index(k: int) -> dict[tuple[int, int], int]:
@@ -320,14 +387,16 @@ def cluster_score(
     the profiles pooled over ``S``, cut at the paper's percentiles; each cut with
     2 .. G−1 clusters is scored on ``T`` as (mean between-cluster − mean within-cluster
     cross-validated distance) divided by the mean plain squared distance on ``S``; the
-    split's value is the mean over its cuts and the score the mean over splits. ``T`` is
-    independent of ``S``, so the expectation is 0 when the groups do not differ, whatever
-    their sizes. The uncertainty is the delete-one-fold jackknife standard error.
+    split's value is the mean over its cuts and the score the mean over splits. Given all
+    folds but ``i`` and ``j`` (``S`` among them, so the clusters, the normaliser and the
+    cross-fitted masks), the deviations of folds ``i`` and ``j`` are independent with
+    expectation 0 under random labels, so the expectation is 0 when the groups do not
+    differ, whatever their sizes. The uncertainty is the delete-one-fold jackknife
+    standard error (each replicate's masks pool only its ``K − 1`` folds).
     """
     k = fp.folds
     if k < 3:
         raise GradnapError(NO_FOLDS)
-    vals, ok = pair_products(fp)
     index = _pair_index(k)
     chosen: dict[tuple[int, ...], _Selection] = {}  # the jackknife reuses selection parts
 
@@ -336,7 +405,15 @@ def cluster_score(
             chosen[sel] = _select(fp, sel, percentiles)
         return chosen[sel]
 
+    products: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+
     def mean_over(folds: Sequence[int]) -> tuple[float, list[float], list]:
+        # the cross-fitted masks of a replicate pool only its folds; other products do
+        # not depend on the folds left out
+        left_out = tuple(f for f in range(k) if f not in folds) if fp.crossfit else ()
+        if left_out not in products:
+            products[left_out] = pair_products(fp, left_out)
+        vals, ok = products[left_out]
         splits = _splits(folds)
         per = [_split_value(select(s), vals, ok, index, t) for s, t in splits]
         fin = [v for v in per if np.isfinite(v)]
@@ -419,15 +496,16 @@ def cluster_score_table(
     kind: str = "gradnap",
     min_count: int | None = None,
     percentiles: Sequence[float] = CLUSTER_PERCENTILES,
+    mask: str = "crossfit",
 ) -> ClusterScoreTable:
     """:func:`cluster_score` and the signal share per grouping and layer of a result
-    (groups below ``min_count`` left out)."""
+    (groups below ``min_count`` left out; ``mask`` as in :func:`fold_profiles_from_sums`)."""
     scores: dict[str, dict[str, ClusterScore]] = {}
     share: dict[str, dict[str, float]] = {}
     for g in groupings or result.groupings:
         scores[g], share[g] = {}, {}
         for layer in layers or result.layers:
-            fp = fold_profiles(result, layer, g, kind, min_count)
+            fp = fold_profiles(result, layer, g, kind, min_count, mask)
             scores[g][layer] = cluster_score(fp, percentiles)
             share[g][layer] = crossval_distances(fp).signal_share
             log.debug("%s %s: %s", g, layer, scores[g][layer].score)
