@@ -16,6 +16,7 @@ from gradnap.errors import GradnapError
 from gradnap.method.accumulators import fold_of
 
 K, C, W = 5, 4, 3
+CROSSFIT = ("crossfit", "crossfit_shared")
 SIZES = [4, 7, 12, 30, 60, 150, 400, 1000, 3000, 5, 9, 20, 80, 250, 2000]
 
 
@@ -43,7 +44,8 @@ def _labels(n):
 
 
 @pytest.mark.parametrize(
-    "kind, mask", [("activation", "crossfit"), ("gradnap", "crossfit"), ("gradnap", "same_fold")]
+    "kind, mask",
+    [("activation", "crossfit"), *(("gradnap", m) for m in (*CROSSFIT, "same_fold"))],
 )
 def test_pure_noise_is_zero_for_any_mix_of_sizes(kind, mask):
     dists, scores = [], []
@@ -84,12 +86,13 @@ def test_crossfitted_mask_removes_the_bias_of_a_mask_correlated_with_activations
     """Random labels, group sizes 4..3000, sensitivity correlated with activation per
     example: with the mask of the profile's own fold, ``E P_a^i = E[(Ā_a^i − M^i) |Ḡ_a^i|]
     / max > 0`` shrinks with the group size, so groups of different sizes differ in
-    expectation and the score sits above 0 (measured over 16 draws: +0.090 ± 0.014, the
-    signal share +0.163 ± 0.012); with the cross-fitted mask both are at 0 (+0.008 ±
-    0.022, +0.008 ± 0.022)."""
+    expectation and the score sits above 0 (measured over 16 draws: score +0.090 ± 0.014,
+    signal share +0.163 ± 0.012); with cross-fitted masks both are at 0: −0.001 ± 0.004 and
+    −0.000 ± 0.005 (masks of two other folds, the default), +0.008 ± 0.022 and
+    +0.008 ± 0.022 (one mask shared by the pair, noisier)."""
     labels = _labels(len(SIZES))
     iu = np.triu_indices(len(SIZES), 1)
-    got: dict[str, tuple[list, list]] = {"same_fold": ([], []), "crossfit": ([], [])}
+    got: dict[str, tuple[list, list]] = {m: ([], []) for m in ("same_fold", *CROSSFIT)}
     for seed in range(16):
         sums = _correlated_sums(np.random.default_rng(seed))
         for mask, (scores, shares) in got.items():
@@ -139,18 +142,21 @@ def _drop_fold(sums, f):
     return [s[:, keep] for s in sums]
 
 
-@pytest.mark.parametrize("kind", ["activation", "gradnap"])
-def test_jackknife_replicates_are_the_scores_without_each_fold(kind):
+@pytest.mark.parametrize(
+    "kind, mask", [("activation", "crossfit"), *(("gradnap", m) for m in CROSSFIT)]
+)
+def test_jackknife_replicates_are_the_scores_without_each_fold(kind, mask):
     """Also for cross-fitted GradNAPs: a replicate's masks pool only its ``K − 1`` folds."""
     rng = np.random.default_rng(5)
     sizes = [40, 300, 80, 1000, 60, 500, 30, 200]
     offsets = np.zeros((len(sizes), C, W))
     offsets[::2] += 0.3
     sums = _sums(sizes, rng, offsets)
-    s = cluster_score(fold_profiles_from_sums(_labels(len(sizes)), *sums, kind=kind))
+    labels = _labels(len(sizes))
+    s = cluster_score(fold_profiles_from_sums(labels, *sums, kind=kind, mask=mask))
     assert len(s.jackknife) == K
     for f in range(K):
-        fp = fold_profiles_from_sums(_labels(len(sizes)), *_drop_fold(sums, f), kind=kind)
+        fp = fold_profiles_from_sums(labels, *_drop_fold(sums, f), kind=kind, mask=mask)
         assert s.jackknife[f] == pytest.approx(cluster_score(fp).score, rel=1e-12)
     r = np.array(s.jackknife)
     assert s.uncertainty == pytest.approx(np.sqrt((K - 1) / K * ((r - r.mean()) ** 2).sum()))
@@ -204,10 +210,13 @@ def test_crossval_distance_equals_brute_force_per_example():
 
 
 def test_crossfitted_gradnap_distance_equals_brute_force_per_example():
-    """d(a, b) of cross-fitted GradNAPs from the examples themselves: for the ordered fold
-    pair (i, j) the mask of a group is the |mean sensitivity| of its examples in the
-    other three folds over its maximum, and each fold's profile is (mean activation of the
-    group's examples in the fold − mean of all the fold's examples) times that mask."""
+    """d(a, b) of cross-fitted GradNAPs from the examples themselves: for folds i, j, k, l
+    all different, the profile of fold i is (mean activation of the group's examples in
+    fold i − mean of all fold i's examples) times the mask of fold k (|mean sensitivity|
+    of the group's examples in fold k over its maximum), that of fold j masked by fold l;
+    d is the mean over all such (i, j, k, l) of the product. With
+    ``mask="crossfit_shared"`` both are masked by the examples of the three folds other
+    than i and j."""
     rng = np.random.default_rng(4)
     sizes = [9, 14, 20]
     ex = []  # per group: (fold, activation (C, W), sensitivity (C, W)) per example
@@ -220,26 +229,40 @@ def test_crossfitted_gradnap_distance_equals_brute_force_per_example():
     fp = fold_profiles_from_sums(_labels(3), act, grad, count)
     assert fp.mask == "crossfit" and fp.crossfit
     cv = crossval_distances(fp).crossval
+    shared = crossval_distances(
+        fold_profiles_from_sums(_labels(3), act, grad, count, mask="crossfit_shared")
+    ).crossval
 
     def deviation(g, k):
         everyone = np.concatenate([x[f == k] for f, x, _ in ex])
         f, x, _ = ex[g]
         return x[f == k].mean(0) - everyone.mean(0)
 
-    def mask(g, i, j):
+    def mask(g, folds):
         f, _, s = ex[g]
-        m = np.abs(s[(f != i) & (f != j)].mean(0))
+        sel = np.isin(f, folds)
+        if not sel.any():
+            return np.zeros((C, W))
+        m = np.abs(s[sel].mean(0))
         return m / m.max()
 
+    def product(a, b, i, j, mi, mj):
+        pi = deviation(a, i) * mask(a, mi) - deviation(b, i) * mask(b, mi)
+        pj = deviation(a, j) * mask(a, mj) - deviation(b, j) * mask(b, mj)
+        return (pi * pj).sum() / (C * W)
+
     for a, b in itertools.combinations(range(3), 2):
-        terms = []
+        terms, shared_terms = [], []
         for i, j in itertools.permutations(range(K), 2):
-            if all(((ex[g][0] == k).any()) for g in (a, b) for k in (i, j)):
-                pi = deviation(a, i) * mask(a, i, j) - deviation(b, i) * mask(b, i, j)
-                pj = deviation(a, j) * mask(a, i, j) - deviation(b, j) * mask(b, i, j)
-                terms.append((pi * pj).sum() / (C * W))
+            if not all(((ex[g][0] == k).any()) for g in (a, b) for k in (i, j)):
+                continue
+            rest = [f for f in range(K) if f not in (i, j)]
+            shared_terms.append(product(a, b, i, j, rest, rest))
+            for k, m in itertools.permutations(rest, 2):
+                terms.append(product(a, b, i, j, [k], [m]))
         assert cv[a, b] == pytest.approx(np.mean(terms), rel=1e-10)
         assert cv[b, a] == pytest.approx(cv[a, b], rel=1e-12)
+        assert shared[a, b] == pytest.approx(np.mean(shared_terms), rel=1e-10)
 
 
 def test_result_without_folds_is_refused():

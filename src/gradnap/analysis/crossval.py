@@ -7,11 +7,15 @@ Works on the per-fold sums of a result (format version 2, ``Result.fold_sums``):
   GradNAPs, the per-fold sums the masks come from.
 - :func:`crossval_distances`: ``d(a, b) = mean over fold pairs i≠j of
   (P_a^i − P_b^i)·(P_a^j − P_b^j) / D``, the plain squared distance of the total profiles
-  and the signal share (mean cross-validated / mean plain distance). For GradNAPs the two
-  profiles of a fold pair share a **cross-fitted mask** ``|Ḡ^{−ij}| / max|Ḡ^{−ij}|`` from
-  the folds other than ``i`` and ``j`` (``mask="crossfit"``, the default), so neither
-  fold's activations are correlated with their mask; ``mask="same_fold"`` is the earlier
-  definition (mask from the profile's own fold), biased for groups of different sizes.
+  and the signal share (mean cross-validated / mean plain distance). For GradNAPs the
+  masks are **cross-fitted** (``mask="crossfit"``, the default): ``P^i`` of the pair
+  ``(i, j)`` is masked with ``|Ḡ^k| / max|Ḡ^k|`` and ``P^j`` with that of fold ``l``,
+  ``i, j, k, l`` all different, averaged over ``(k, l)``; so the four factors are
+  independent, no fold's activations are correlated with their mask, and a mask's own
+  noise does not add to the distance. ``mask="crossfit_shared"`` masks both with
+  ``|Ḡ^{−ij}|`` pooled over the other folds (zero-safe, but inflated by mask noise for
+  groups that differ); ``mask="same_fold"`` is the earlier definition (each profile masked
+  by its own fold), biased for groups of different sizes.
 - :func:`cluster_score`: clusters chosen on some folds, scored with cross-validated
   distances of the other folds; uncertainty from a delete-one-fold jackknife.
 - :func:`score_difference`: the difference of two scores, jackknifed over the same
@@ -50,7 +54,7 @@ log = logging.getLogger(__name__)
 #: Profile kinds with per-fold estimates (NAP sums are totals only).
 FOLD_KINDS = ("gradnap", "activation", "gradient")
 #: Where the mask of a per-fold GradNAP comes from (docs/method.md §6).
-MASKS = ("crossfit", "same_fold")
+MASKS = ("crossfit", "crossfit_shared", "same_fold")
 NO_FOLDS = (
     "this result has no folds (format version 1, or collected with folds=1); cross-validated "
     "analyses need K >= 3 folds: collect again with gradnap >= 0.3 (folds=5 by default)"
@@ -101,7 +105,7 @@ class FoldProfiles:
     groups: tuple[str, ...]
     #: ``(K, G, D)`` flattened profiles per fold, each from its own fold's sums alone (for
     #: GradNAPs with the mask of the same fold; the cross-validated measures of
-    #: ``mask="crossfit"`` use :meth:`pair_profiles` instead).
+    #: cross-fitted GradNAPs use :meth:`masked` instead).
     profiles: np.ndarray
     #: ``(K, G)`` the group has examples in the fold.
     present: np.ndarray
@@ -112,11 +116,11 @@ class FoldProfiles:
     #: Indices of the kept groups among all groups.
     rows: np.ndarray
     kind: str = "gradnap"
-    #: ``"crossfit"`` or ``"same_fold"``: where the GradNAP masks of :meth:`pair_profiles`
-    #: come from (other kinds have no mask).
+    #: Where the GradNAP masks of a fold pair come from (:data:`MASKS`,
+    #: :meth:`mask_folds`; other kinds have no mask).
     mask: str = "crossfit"
-    #: ``(K, G, D)`` activation deviations ``Ā^i − M^i`` per fold (GradNAPs with
-    #: ``mask="crossfit"``; ``None`` otherwise).
+    #: ``(K, G, D)`` activation deviations ``Ā^i − M^i`` per fold (cross-fitted GradNAPs;
+    #: ``None`` otherwise).
     deviations: np.ndarray | None = None
 
     @property
@@ -125,23 +129,32 @@ class FoldProfiles:
 
     @property
     def crossfit(self) -> bool:
-        """The profiles of a fold pair share a mask from the other folds."""
+        """The masks of a fold pair's profiles come from other folds."""
         return self.deviations is not None
 
-    def pair_profiles(
+    def mask_folds(
         self, i: int, j: int, exclude: Iterable[int] = ()
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(P^i, P^j)``, each ``(G, D)``, the profiles that fold pair ``(i, j)``
-        multiplies. Cross-fitted GradNAPs: ``(Ā^f − M^f) ⊙ |Ḡ^{−ij}| / max|Ḡ^{−ij}|`` for
-        ``f = i, j``, with ``Ḡ^{−ij}`` pooled over the folds other than ``i``, ``j`` and
-        ``exclude`` (a jackknife's left-out fold); otherwise ``profiles[i], profiles[j]``."""
+    ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """The folds the masks of ``P^i`` and ``P^j`` of fold pair ``(i, j)`` come from, one
+        ``(folds of P^i's mask, folds of P^j's mask)`` per term the pair's product averages
+        (docs/method.md §6), among the folds other than ``i``, ``j`` and ``exclude`` (a
+        jackknife's left-out fold): ``"crossfit"``: every ordered pair of two different
+        single folds ``(k, l)`` (the shared pooled mask when fewer than 2 are left, K = 3);
+        ``"crossfit_shared"``: one mask pooled over all of them for both."""
+        rest = tuple(f for f in range(self.folds) if f not in (i, j, *exclude))
+        if self.mask == "crossfit" and len(rest) >= 2:
+            return [((k,), (m,)) for k, m in itertools.permutations(rest, 2)]
+        return [(rest, rest)]
+
+    def masked(self, fold: int, mask_folds: Sequence[int]) -> np.ndarray:
+        """``(G, D)``: ``(Ā^fold − M^fold) ⊙ |Ḡ| / max|Ḡ|`` with ``Ḡ`` pooled over
+        ``mask_folds`` (cross-fitted GradNAPs only)."""
         if self.deviations is None:
-            return self.profiles[i], self.profiles[j]
-        rest = [f for f in range(self.folds) if f not in (i, j, *exclude)]
+            raise GradnapError(f"masked(): profiles of kind {self.kind!r}, mask {self.mask!r}")
         _, grad, count = self.sums
-        m = _mask(grad[rest].sum(axis=0), count[rest].sum(axis=0))[self.rows]
-        m = m.reshape(len(self.rows), -1)
-        return self.deviations[i] * m, self.deviations[j] * m
+        f = list(mask_folds)
+        m = _mask(grad[f].sum(axis=0), count[f].sum(axis=0))[self.rows]
+        return self.deviations[fold] * m.reshape(len(self.rows), -1)
 
     def pooled(self, folds: Sequence[int]) -> np.ndarray:
         """``(G, D)`` profiles from the sums of ``folds`` added up."""
@@ -161,9 +174,10 @@ def fold_profiles_from_sums(
     mask: str = "crossfit",
 ) -> FoldProfiles:
     """:class:`FoldProfiles` from per-fold sums ``(G, K, C, W)``, counts ``(G, K, W)``;
-    ``keep``: indices of the groups to keep (default all); ``mask``: ``"crossfit"``
-    (default) or ``"same_fold"``, where the GradNAP masks of a fold pair come from
-    (docs/method.md §6)."""
+    ``keep``: indices of the groups to keep (default all); ``mask``: where the GradNAP masks
+    of a fold pair come from (docs/method.md §6): ``"crossfit"`` (default; folds other
+    than the pair, a different one for each side), ``"crossfit_shared"`` (one mask pooled
+    over the other folds for both) or ``"same_fold"`` (each profile's own fold)."""
     if mask not in MASKS:
         raise GradnapError(f"mask {mask!r}: choose one of {', '.join(MASKS)}")
     act = np.moveaxis(act_sum, 1, 0)
@@ -175,7 +189,7 @@ def fold_profiles_from_sums(
     present = cnt[:, rows].sum(axis=2) > 0
     total = profiles_from_sums(act.sum(0), grad.sum(0), cnt.sum(0), kind)[rows]
     dev = None
-    if kind == "gradnap" and mask == "crossfit":
+    if kind == "gradnap" and mask != "same_fold":
         dev = np.stack(
             [profiles_from_sums(act[f], grad[f], cnt[f], "activation")[rows] for f in range(k)]
         ).reshape(k, len(rows), -1)
@@ -221,19 +235,29 @@ def fold_profiles(
 
 def pair_products(fp: FoldProfiles, exclude: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """For every fold pair ``i < j``: ``(P_a^i − P_b^i)·(P_a^j − P_b^j) / D`` as
-    ``(n_pairs, G, G)`` and whether both groups have data in both folds ``(n_pairs, G, G)``;
-    ``P^i, P^j`` from :meth:`FoldProfiles.pair_profiles`. Folds in ``exclude`` are treated
-    as absent (pairs with them are not ``ok``, masks leave them out: a jackknife
-    replicate)."""
+    ``(n_pairs, G, G)`` and whether both groups have data in both folds ``(n_pairs, G, G)``.
+    Cross-fitted GradNAPs: the mean of the product over the mask folds of
+    :meth:`FoldProfiles.mask_folds`. Folds in ``exclude`` are treated as absent (pairs with
+    them are not ``ok``, masks leave them out: a jackknife replicate)."""
     k, g, d = fp.profiles.shape
     out = tuple(exclude)
     vals = np.zeros((k * (k - 1) // 2, g, g))
     ok = np.zeros(vals.shape, dtype=bool)
+    masked: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+
+    def profile(f: int, mask_folds: tuple[int, ...]) -> np.ndarray:
+        if (f, mask_folds) not in masked:
+            masked[f, mask_folds] = fp.masked(f, mask_folds)
+        return masked[f, mask_folds]
+
     for n, (i, j) in enumerate(itertools.combinations(range(k), 2)):
         if i in out or j in out:
             continue
-        pi, pj = fp.pair_profiles(i, j, out)
-        c = _gram(pi, pj)
+        if fp.crossfit:
+            terms = fp.mask_folds(i, j, out)
+            c = np.mean([_gram(profile(i, mi), profile(j, mj)) for mi, mj in terms], axis=0)
+        else:
+            c = _gram(fp.profiles[i], fp.profiles[j])
         diag = np.diag(c)
         vals[n] = (diag[:, None] + diag[None, :] - c - c.T) / max(d, 1)
         p = fp.present[i] & fp.present[j]
