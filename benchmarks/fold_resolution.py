@@ -206,7 +206,9 @@ def main() -> None:
     t.add_argument("result")
     t.add_argument("--reps", default="bins6,bins12,bins24,full,half0")
     t.add_argument("--kind", default="gradnap")
-    t.add_argument("--mask", default="crossfit", choices=("crossfit", "crossfit_shared", "same_fold"))
+    t.add_argument(
+        "--mask", default="crossfit", choices=("crossfit", "crossfit_shared", "same_fold")
+    )
     t.add_argument("--groupings", default=",".join(DEMO_GROUPINGS))
     t.set_defaults(func=table)
     args = p.parse_args()
