@@ -30,9 +30,9 @@ float16 codec changes them by less than 0.002) and print the tables::
 ``K = 5``) with random-label groupings for chance seeds 0-3 (``chance_grapheme``,
 ``chance_grapheme_s1``, ...). ``table`` prints one JSON line per (representation, kind,
 grouping, layer) and markdown tables; ``--kind activation`` for activation profiles,
-``--mask same_fold`` for the GradNAP masks of the profile's own fold (the earlier definition; the
-default ``crossfit`` is docs/method.md §6), ``--groupings`` to choose groupings (default:
-the demo's four).
+``--mask`` where the GradNAP masks come from (``crossfit``, the default, docs/method.md
+§6; ``crossfit_shared``; ``same_fold``, the earlier definition), ``--groupings`` to choose
+groupings (default: the demo's four).
 """
 
 from __future__ import annotations
