@@ -30,7 +30,9 @@ float16 codec changes them by less than 0.002) and print the tables::
 ``K = 5``) with random-label groupings for chance seeds 0-3 (``chance_grapheme``,
 ``chance_grapheme_s1``, ...). ``table`` prints one JSON line per (representation, kind,
 grouping, layer) and markdown tables; ``--kind activation`` for activation profiles,
-``--groupings`` to choose groupings (default: the demo's four).
+``--mask`` where the GradNAP masks come from (``crossfit``, the default, docs/method.md
+§6; ``crossfit_shared``; ``same_fold``, the earlier definition), ``--groupings`` to choose
+groupings (default: the demo's four).
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def f16_means(act: np.ndarray, grad: np.ndarray, cnt: np.ndarray):
     return back["sums/g/L/fold_act"], back["sums/g/L/fold_grad"], cnt
 
 
-def scores(result, rep_name: str, groupings, kind: str) -> dict:
+def scores(result, rep_name: str, groupings, kind: str, mask: str = "crossfit") -> dict:
     f16 = rep_name.endswith("@f16")
     base = rep_name.removesuffix("@f16")
     rep = None if base.startswith("time") else representation(base)
@@ -113,7 +115,7 @@ def scores(result, rep_name: str, groupings, kind: str) -> dict:
             cnt = np.rint(cnt).astype(np.int64)
             if f16:
                 act, grad, cnt = f16_means(act, grad, cnt)
-            fp = fold_profiles_from_sums(labels, act, grad, cnt, keep, kind)
+            fp = fold_profiles_from_sums(labels, act, grad, cnt, keep, kind, mask)
             out[g, layer] = cluster_score(fp)
     return out
 
@@ -131,13 +133,14 @@ def table(args) -> None:
     )
     for rep in args.reps.split(","):
         t = time.perf_counter()
-        s = scores(result, rep, groupings, args.kind)
+        s = scores(result, rep, groupings, args.kind, args.mask)
         for (g, layer), cs in s.items():
             print(
                 json.dumps(
                     {
                         "rep": rep,
                         "kind": args.kind,
+                        "mask": args.mask,
                         "grouping": g,
                         "layer": layer,
                         "score": cs.score,
@@ -148,7 +151,7 @@ def table(args) -> None:
                 flush=True,
             )
         rows = [
-            f"\n### {rep} ({args.kind}, {time.perf_counter() - t:.0f} s)\n",
+            f"\n### {rep} ({args.kind}, mask {args.mask}, {time.perf_counter() - t:.0f} s)\n",
             "| layer | " + " | ".join(groupings) + " | grapheme − phoneme |",
             "|---" * (len(groupings) + 2) + "|",
         ]
@@ -203,6 +206,9 @@ def main() -> None:
     t.add_argument("result")
     t.add_argument("--reps", default="bins6,bins12,bins24,full,half0")
     t.add_argument("--kind", default="gradnap")
+    t.add_argument(
+        "--mask", default="crossfit", choices=("crossfit", "crossfit_shared", "same_fold")
+    )
     t.add_argument("--groupings", default=",".join(DEMO_GROUPINGS))
     t.set_defaults(func=table)
     args = p.parse_args()

@@ -2,12 +2,20 @@
 
 Works on the per-fold sums of a result (format version 2, ``Result.fold_sums``):
 
-- :func:`fold_profiles`: the profile of every group computed from one fold's sums alone,
-  ``(K, G, C, W)``; the dataset mean ``M`` and the mask normalisation ``max|Ḡ|`` are
-  taken within the same fold, so a fold's profiles depend on that fold's examples only.
+- :func:`fold_profiles`: the per-fold pieces of every group's profile: the activation
+  deviation ``Ā^i − M^i`` of fold ``i`` (``M^i`` the mean of fold ``i``) and, for
+  GradNAPs, the per-fold sums the masks come from.
 - :func:`crossval_distances`: ``d(a, b) = mean over fold pairs i≠j of
   (P_a^i − P_b^i)·(P_a^j − P_b^j) / D``, the plain squared distance of the total profiles
-  and the signal share (mean cross-validated / mean plain distance).
+  and the signal share (mean cross-validated / mean plain distance). For GradNAPs the
+  masks are **cross-fitted** (``mask="crossfit"``, the default): ``P^i`` of the pair
+  ``(i, j)`` is masked with ``|Ḡ^k| / max|Ḡ^k|`` and ``P^j`` with that of fold ``l``,
+  ``i, j, k, l`` all different, averaged over ``(k, l)``; so the four factors are
+  independent, no fold's activations are correlated with their mask, and a mask's own
+  noise does not add to the distance. ``mask="crossfit_shared"`` masks both with
+  ``|Ḡ^{−ij}|`` pooled over the other folds (zero-safe, but inflated by mask noise for
+  groups that differ); ``mask="same_fold"`` is the earlier definition (each profile masked
+  by its own fold), biased for groups of different sizes.
 - :func:`cluster_score`: clusters chosen on some folds, scored with cross-validated
   distances of the other folds; uncertainty from a delete-one-fold jackknife.
 - :func:`score_difference`: the difference of two scores, jackknifed over the same
@@ -45,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Profile kinds with per-fold estimates (NAP sums are totals only).
 FOLD_KINDS = ("gradnap", "activation", "gradient")
+#: Where the mask of a per-fold GradNAP comes from (docs/method.md §6).
+MASKS = ("crossfit", "crossfit_shared", "same_fold")
 NO_FOLDS = (
     "this result has no folds (format version 1, or collected with folds=1); cross-validated "
     "analyses need K >= 3 folds: collect again with gradnap >= 0.3 (folds=5 by default)"
@@ -76,10 +86,16 @@ def profiles_from_sums(
     a = _means(act_sum, count, mean) - mean
     if kind == "activation":
         return a
+    return a * _mask(grad_sum, count)
+
+
+def _mask(grad_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``|Ḡ| / max|Ḡ|`` per group ``(G, C, W)`` from sums ``(G, C, W)``, counts ``(G, W)``
+    (0 for a group without sensitivity)."""
     g = np.abs(_means(grad_sum, count, 0.0))
     peak = g.reshape(g.shape[0], -1).max(axis=1) if g.size else np.zeros(g.shape[0])
     scale = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 0.0)
-    return a * g * scale[:, None, None]
+    return g * scale[:, None, None]
 
 
 @dataclass(frozen=True)
@@ -87,7 +103,9 @@ class FoldProfiles:
     """Per-fold profiles of the kept groups of one grouping in one layer."""
 
     groups: tuple[str, ...]
-    #: ``(K, G, D)`` flattened profiles per fold.
+    #: ``(K, G, D)`` flattened profiles per fold, each from its own fold's sums alone (for
+    #: GradNAPs with the mask of the same fold; the cross-validated measures of
+    #: cross-fitted GradNAPs use :meth:`masked` instead).
     profiles: np.ndarray
     #: ``(K, G)`` the group has examples in the fold.
     present: np.ndarray
@@ -98,10 +116,45 @@ class FoldProfiles:
     #: Indices of the kept groups among all groups.
     rows: np.ndarray
     kind: str = "gradnap"
+    #: Where the GradNAP masks of a fold pair come from (:data:`MASKS`,
+    #: :meth:`mask_folds`; other kinds have no mask).
+    mask: str = "crossfit"
+    #: ``(K, G, D)`` activation deviations ``Ā^i − M^i`` per fold (cross-fitted GradNAPs;
+    #: ``None`` otherwise).
+    deviations: np.ndarray | None = None
 
     @property
     def folds(self) -> int:
         return int(self.profiles.shape[0])
+
+    @property
+    def crossfit(self) -> bool:
+        """The masks of a fold pair's profiles come from other folds."""
+        return self.deviations is not None
+
+    def mask_folds(
+        self, i: int, j: int, exclude: Iterable[int] = ()
+    ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """The folds the masks of ``P^i`` and ``P^j`` of fold pair ``(i, j)`` come from, one
+        ``(folds of P^i's mask, folds of P^j's mask)`` per term the pair's product averages
+        (docs/method.md §6), among the folds other than ``i``, ``j`` and ``exclude`` (a
+        jackknife's left-out fold): ``"crossfit"``: every ordered pair of two different
+        single folds ``(k, l)`` (the shared pooled mask when fewer than 2 are left, K = 3);
+        ``"crossfit_shared"``: one mask pooled over all of them for both."""
+        rest = tuple(f for f in range(self.folds) if f not in (i, j, *exclude))
+        if self.mask == "crossfit" and len(rest) >= 2:
+            return [((k,), (m,)) for k, m in itertools.permutations(rest, 2)]
+        return [(rest, rest)]
+
+    def masked(self, fold: int, mask_folds: Sequence[int]) -> np.ndarray:
+        """``(G, D)``: ``(Ā^fold − M^fold) ⊙ |Ḡ| / max|Ḡ|`` with ``Ḡ`` pooled over
+        ``mask_folds`` (cross-fitted GradNAPs only)."""
+        if self.deviations is None:
+            raise GradnapError(f"masked(): profiles of kind {self.kind!r}, mask {self.mask!r}")
+        _, grad, count = self.sums
+        f = list(mask_folds)
+        m = _mask(grad[f].sum(axis=0), count[f].sum(axis=0))[self.rows]
+        return self.deviations[fold] * m.reshape(len(self.rows), -1)
 
     def pooled(self, folds: Sequence[int]) -> np.ndarray:
         """``(G, D)`` profiles from the sums of ``folds`` added up."""
@@ -118,9 +171,15 @@ def fold_profiles_from_sums(
     count: np.ndarray,
     keep: Sequence[int] | None = None,
     kind: str = "gradnap",
+    mask: str = "crossfit",
 ) -> FoldProfiles:
     """:class:`FoldProfiles` from per-fold sums ``(G, K, C, W)``, counts ``(G, K, W)``;
-    ``keep``: indices of the groups to keep (default all)."""
+    ``keep``: indices of the groups to keep (default all); ``mask``: where the GradNAP masks
+    of a fold pair come from (docs/method.md §6): ``"crossfit"`` (default; folds other
+    than the pair, a different one for each side), ``"crossfit_shared"`` (one mask pooled
+    over the other folds for both) or ``"same_fold"`` (each profile's own fold)."""
+    if mask not in MASKS:
+        raise GradnapError(f"mask {mask!r}: choose one of {', '.join(MASKS)}")
     act = np.moveaxis(act_sum, 1, 0)
     grad = np.moveaxis(grad_sum, 1, 0)
     cnt = np.moveaxis(count, 1, 0)
@@ -129,6 +188,11 @@ def fold_profiles_from_sums(
     per = np.stack([profiles_from_sums(act[f], grad[f], cnt[f], kind)[rows] for f in range(k)])
     present = cnt[:, rows].sum(axis=2) > 0
     total = profiles_from_sums(act.sum(0), grad.sum(0), cnt.sum(0), kind)[rows]
+    dev = None
+    if kind == "gradnap" and mask != "same_fold":
+        dev = np.stack(
+            [profiles_from_sums(act[f], grad[f], cnt[f], "activation")[rows] for f in range(k)]
+        ).reshape(k, len(rows), -1)
     return FoldProfiles(
         tuple(groups[i] for i in rows),
         per.reshape(k, len(rows), -1),
@@ -137,14 +201,22 @@ def fold_profiles_from_sums(
         (act, grad, cnt),
         rows,
         kind,
+        mask,
+        dev,
     )
 
 
 def fold_profiles(
-    result: Any, layer: str, grouping: str, kind: str = "gradnap", min_count: int | None = None
+    result: Any,
+    layer: str,
+    grouping: str,
+    kind: str = "gradnap",
+    min_count: int | None = None,
+    mask: str = "crossfit",
 ) -> FoldProfiles:
     """Per-fold profiles of the groups of ``grouping`` with at least ``min_count`` examples
-    (sorted labels) in ``layer`` of a :class:`~gradnap.method.result.Result`."""
+    (sorted labels) in ``layer`` of a :class:`~gradnap.method.result.Result`; ``mask`` as
+    in :func:`fold_profiles_from_sums`."""
     if result.folds < 3:
         raise GradnapError(NO_FOLDS)
     labels = result.labels(grouping)
@@ -157,21 +229,40 @@ def fold_profiles(
         result.fold_sums(layer, grouping, "count"),
         keep,
         kind,
+        mask,
     )
 
 
-def pair_products(fp: FoldProfiles) -> tuple[np.ndarray, np.ndarray]:
+def pair_products(fp: FoldProfiles, exclude: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """For every fold pair ``i < j``: ``(P_a^i − P_b^i)·(P_a^j − P_b^j) / D`` as
-    ``(n_pairs, G, G)`` and whether both groups have data in both folds ``(n_pairs, G, G)``."""
-    k, _, d = fp.profiles.shape
-    vals, ok = [], []
-    for i, j in itertools.combinations(range(k), 2):
-        c = _gram(fp.profiles[i], fp.profiles[j])
+    ``(n_pairs, G, G)`` and whether both groups have data in both folds ``(n_pairs, G, G)``.
+    Cross-fitted GradNAPs: the mean of the product over the mask folds of
+    :meth:`FoldProfiles.mask_folds`. Folds in ``exclude`` are treated as absent (pairs with
+    them are not ``ok``, masks leave them out: a jackknife replicate)."""
+    k, g, d = fp.profiles.shape
+    out = tuple(exclude)
+    vals = np.zeros((k * (k - 1) // 2, g, g))
+    ok = np.zeros(vals.shape, dtype=bool)
+    masked: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+
+    def profile(f: int, mask_folds: tuple[int, ...]) -> np.ndarray:
+        if (f, mask_folds) not in masked:
+            masked[f, mask_folds] = fp.masked(f, mask_folds)
+        return masked[f, mask_folds]
+
+    for n, (i, j) in enumerate(itertools.combinations(range(k), 2)):
+        if i in out or j in out:
+            continue
+        if fp.crossfit:
+            terms = fp.mask_folds(i, j, out)
+            c = np.mean([_gram(profile(i, mi), profile(j, mj)) for mi, mj in terms], axis=0)
+        else:
+            c = _gram(fp.profiles[i], fp.profiles[j])
         diag = np.diag(c)
-        vals.append((diag[:, None] + diag[None, :] - c - c.T) / max(d, 1))
+        vals[n] = (diag[:, None] + diag[None, :] - c - c.T) / max(d, 1)
         p = fp.present[i] & fp.present[j]
-        ok.append(p[:, None] & p[None, :])
-    return np.array(vals), np.array(ok)
+        ok[n] = p[:, None] & p[None, :]
+    return vals, ok
 
 
 def _pair_index(k: int) -> dict[tuple[int, int], int]:
@@ -320,14 +411,16 @@ def cluster_score(
     the profiles pooled over ``S``, cut at the paper's percentiles; each cut with
     2 .. G−1 clusters is scored on ``T`` as (mean between-cluster − mean within-cluster
     cross-validated distance) divided by the mean plain squared distance on ``S``; the
-    split's value is the mean over its cuts and the score the mean over splits. ``T`` is
-    independent of ``S``, so the expectation is 0 when the groups do not differ, whatever
-    their sizes. The uncertainty is the delete-one-fold jackknife standard error.
+    split's value is the mean over its cuts and the score the mean over splits. Given all
+    folds but ``i`` and ``j`` (``S`` among them, so the clusters, the normaliser and the
+    cross-fitted masks), the deviations of folds ``i`` and ``j`` are independent with
+    expectation 0 under random labels, so the expectation is 0 when the groups do not
+    differ, whatever their sizes. The uncertainty is the delete-one-fold jackknife
+    standard error (each replicate's masks pool only its ``K − 1`` folds).
     """
     k = fp.folds
     if k < 3:
         raise GradnapError(NO_FOLDS)
-    vals, ok = pair_products(fp)
     index = _pair_index(k)
     chosen: dict[tuple[int, ...], _Selection] = {}  # the jackknife reuses selection parts
 
@@ -336,7 +429,15 @@ def cluster_score(
             chosen[sel] = _select(fp, sel, percentiles)
         return chosen[sel]
 
+    products: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+
     def mean_over(folds: Sequence[int]) -> tuple[float, list[float], list]:
+        # the cross-fitted masks of a replicate pool only its folds; other products do
+        # not depend on the folds left out
+        left_out = tuple(f for f in range(k) if f not in folds) if fp.crossfit else ()
+        if left_out not in products:
+            products[left_out] = pair_products(fp, left_out)
+        vals, ok = products[left_out]
         splits = _splits(folds)
         per = [_split_value(select(s), vals, ok, index, t) for s, t in splits]
         fin = [v for v in per if np.isfinite(v)]
@@ -419,15 +520,16 @@ def cluster_score_table(
     kind: str = "gradnap",
     min_count: int | None = None,
     percentiles: Sequence[float] = CLUSTER_PERCENTILES,
+    mask: str = "crossfit",
 ) -> ClusterScoreTable:
     """:func:`cluster_score` and the signal share per grouping and layer of a result
-    (groups below ``min_count`` left out)."""
+    (groups below ``min_count`` left out; ``mask`` as in :func:`fold_profiles_from_sums`)."""
     scores: dict[str, dict[str, ClusterScore]] = {}
     share: dict[str, dict[str, float]] = {}
     for g in groupings or result.groupings:
         scores[g], share[g] = {}, {}
         for layer in layers or result.layers:
-            fp = fold_profiles(result, layer, g, kind, min_count)
+            fp = fold_profiles(result, layer, g, kind, min_count, mask)
             scores[g][layer] = cluster_score(fp, percentiles)
             share[g][layer] = crossval_distances(fp).signal_share
             log.debug("%s %s: %s", g, layer, scores[g][layer].score)
