@@ -405,13 +405,17 @@ def waveform_run(checkpoints):
         (f"u{i}", waveform_input(rng.normal(0, 0.1, n).astype("float32"), model.features))
         for i, n in enumerate((8000, 4800, 6400))
     ]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    return model, data, _collect_on(model, data, threads=1)
+
+
+def _collect_on(model, data, threads):
+    """The collection of ``_waveform_gradnap`` with ``threads`` torch threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        result = _waveform_gradnap(model).collect(data, progress=False)
+        return _waveform_gradnap(model).collect(data, progress=False)
     finally:
-        torch.set_num_threads(threads)
-    return model, data, result
+        torch.set_num_threads(before)
 
 
 def _one(utterance, frame, cls):
@@ -432,12 +436,7 @@ def test_a_fixed_strategy_is_the_same_for_any_thread_count(waveform_run):
     """The forward pass on one thread, the backward passes on single-threaded workers:
     two threads (and two workers) give the one-thread run's sums bit for bit."""
     model, data, one = waveform_run
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        two = _waveform_gradnap(model).collect(data, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    two = _collect_on(model, data, threads=2)
     assert one.arrays.keys() == two.arrays.keys()
     for key, value in one.arrays.items():
         assert np.array_equal(two.arrays[key], value), key
