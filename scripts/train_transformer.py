@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--minutes", type=float, default=None, help="training time budget")
     p.add_argument("--max-utterances", type=int, default=None, help="training subset (pilot)")
+    p.add_argument(
+        "--valid-utterances", type=int, default=None, help="validation subset (default: all)"
+    )
     for f in dataclasses.fields(TRANSFORMER_TRAIN):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     for f in dataclasses.fields(TRANSFORMER):
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             minutes=args.minutes,
             max_utterances=args.max_utterances,
+            valid_utterances=args.valid_utterances,
             progress=False,
         )
     except GradnapError as exc:

@@ -358,8 +358,8 @@ def test_collect_and_report_cli(checkpoints, tmp_path):
     assert main(["report", str(out), "--out", str(tmp_path / "rep"), "--model", model]) == 0
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "Input-layer GradNAPs" in html or "input GradNAP of" in html
-    # gradnap's own evaluation is for its Wav2Letter models
-    assert main(["eval", "--model", model, "--corpus", str(corpus)]) == 2
+    # gradnap's evaluation (CER) runs on it too
+    assert main(["eval", "--model", model, "--corpus", str(corpus), "--no-progress"]) == 0
     # the default layers, grapheme only
     out2 = tmp_path / "d.npz"
     args = ["collect", "--model", model, "--corpus", str(corpus), "--out", str(out2)]

@@ -471,6 +471,13 @@ def train_transformer_examples(
     return TrainHFResult(hf, history, interrupted, step)
 
 
+def _evenly(items: list, n: int | None) -> list:
+    """``n`` evenly spaced items of ``items`` (all when ``n`` is ``None`` or larger)."""
+    if n is None or n >= len(items):
+        return items
+    return [items[int(i * len(items) / n)] for i in range(n)]
+
+
 def _plain(d: dict) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
@@ -486,6 +493,7 @@ def train_transformer(
     threads: int | None = None,
     minutes: float | None = None,
     max_utterances: int | None = None,
+    valid_utterances: int | None = None,
     feature_cache: str | Path | None = None,
     progress: bool = True,
     stop_after_steps: int | None = None,
@@ -493,7 +501,9 @@ def train_transformer(
     """Train the transformer on the corpus at ``corpus_dir`` (splits as
     :func:`gradnap.asr.data.split_corpus`); see :func:`train_transformer_examples`.
 
-    ``max_utterances``: train on an evenly spaced subset of the training split (pilots).
+    ``max_utterances``: train on an evenly spaced subset of the training split (pilots);
+    ``valid_utterances``: validate on an evenly spaced subset of the validation split
+    (each validation costs a forward pass over it).
     """
     check_writable(Path(run_dir) / "state.pt", "run state")
     torch.set_num_threads(threads or min(4, os.cpu_count() or 1))
@@ -504,10 +514,8 @@ def train_transformer(
         log.warning("%s: %d utterances skipped", corpus_dir, len(corpus.problems))
     split = split_corpus(examples, holdout_voices, cfg.heldout_fraction, corpus.speakers())
     log.info("split: %s", split.summary())
-    train_set = split.train
-    if max_utterances is not None and max_utterances < len(train_set):
-        every = len(train_set) / max_utterances
-        train_set = [train_set[int(i * every)] for i in range(max_utterances)]
+    train_set = _evenly(split.train, max_utterances)
+    valid_set = _evenly(split.valid, valid_utterances)
     metadata = {
         "corpus": str(Path(corpus_dir)),
         "corpus_utterances": len(examples),
@@ -519,7 +527,7 @@ def train_transformer(
     }
     return train_transformer_examples(
         train_set,
-        split.valid,
+        valid_set,
         out,
         run_dir,
         arch=arch,
