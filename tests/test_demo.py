@@ -93,7 +93,7 @@ def test_demo_on_a_hugging_face_model(tmp_path):
     # 20 ms frames, as the shipped model: one backward pass per frame
     arch = replace(TINY, conv_kernel=(32, 20), conv_stride=(16, 20))
     model_dir = save_transformer(tmp_path / "model", build_transformer(arch, seed=0).eval())
-    config = replace(DEMO, utterances=4, seed=5, min_count=1, folds=1, model=str(model_dir))
+    config = replace(DEMO, utterances=4, seed=5, min_count=1, folds=4, model=str(model_dir))
     out = run_demo(
         tmp_path / "report", config=config, corpus_dir=tmp_path / "corpus", progress=False
     )

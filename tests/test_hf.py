@@ -365,3 +365,18 @@ def test_collect_and_report_cli(checkpoints, tmp_path):
     args = ["collect", "--model", model, "--corpus", str(corpus), "--out", str(out2)]
     assert main([*args, "--no-progress", "--min-count", "1"]) == 0
     assert Result.load(out2).layers == default_layers(load_model(model))
+
+
+def test_forward_padded_equals_each_utterance_alone(checkpoints):
+    model = load_model(checkpoints["wav2vec2-stable"])
+    lengths = torch.tensor([RF + 40 * STRIDE, RF + 7 * STRIDE + 13])
+    torch.manual_seed(0)
+    x = torch.zeros(2, 1, int(lengths.max()))
+    for b, n in enumerate(lengths.tolist()):
+        x[b, :, :n] = torch.randn(1, n)
+    with torch.no_grad():
+        logits, out_lens = model.forward_padded(x, lengths)
+        assert out_lens.tolist() == [41, 8]
+        for b, n in enumerate(lengths.tolist()):
+            alone = model(x[b : b + 1, :, :n])
+            torch.testing.assert_close(logits[b : b + 1, :, : out_lens[b]], alone, atol=1e-4, rtol=0)

@@ -138,7 +138,8 @@ def run_demo(
     index = build_report(
         result,
         out_dir,
-        model=model,
+        # optimal inputs are drawn for spectrogram models only
+        model=model if getattr(model.features, "input", "log_mel") == "log_mel" else None,
         config=report_config,
         title=f"GradNAP demo: the {_model_name(source)} model on a synthesized corpus",
         notes=[

@@ -449,6 +449,12 @@ def _input_section(report: Report, result, config: ReportConfig, skipped: list[s
     """Input-layer GradNAPs beside NAvAI (paper Fig. 2)."""
     if INPUT not in result.layers or config.input_grouping not in result.groupings:
         return
+    if result.meta.options.features.get("input") == "waveform":
+        skipped.append(
+            "input-layer GradNAPs: the model's input is the waveform, and this figure "
+            "(paper Fig. 2) draws a spectrogram"
+        )
+        return
     groups, missing = _kept(result, config.input_grouping, config.input_groups)
     skipped += [
         f"input GradNAP of {g}: fewer than {result.min_count} examples or absent" for g in missing
