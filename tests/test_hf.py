@@ -379,4 +379,6 @@ def test_forward_padded_equals_each_utterance_alone(checkpoints):
         assert out_lens.tolist() == [41, 8]
         for b, n in enumerate(lengths.tolist()):
             alone = model(x[b : b + 1, :, :n])
-            torch.testing.assert_close(logits[b : b + 1, :, : out_lens[b]], alone, atol=1e-4, rtol=0)
+            torch.testing.assert_close(
+                logits[b : b + 1, :, : out_lens[b]], alone, atol=1e-4, rtol=0
+            )

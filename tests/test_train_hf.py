@@ -85,7 +85,9 @@ def test_resumed_run_equals_uninterrupted(corpus, tmp_path):
         corpus, tmp_path / "b" / "m", tmp_path / "b", TINY, CFG, resume=True, threads=1
     )
     assert rest.step == 3 and not rest.interrupted
-    for (k, a), b in zip(full.model.state_dict().items(), rest.model.state_dict().values()):
+    for (k, a), b in zip(
+        full.model.state_dict().items(), rest.model.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b, msg=k)
     assert [h["train_loss"] for h in rest.history] == pytest.approx(
         [h["train_loss"] for h in full.history]

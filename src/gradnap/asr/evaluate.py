@@ -18,6 +18,7 @@ from gradnap.asr.decode import BeamDecoder, greedy_decode_batch
 from gradnap.asr.hf import HFCTCModel
 from gradnap.asr.model import Wav2Letter
 from gradnap.defaults import BLANK_INDEX, FEATURES
+from gradnap.geometry import Geometry
 from gradnap.progress import progress_bar
 
 __all__ = ["edit_distance", "ErrorCount", "EvalResult", "evaluate_model", "transcribe"]
@@ -118,7 +119,7 @@ def evaluate_model(
     ctc = torch.nn.CTCLoss(blank=BLANK_INDEX, zero_infinity=True, reduction="sum")
     loss_sum = 0.0
     # a Wav2Letter's geometry, or a Hugging Face model's conv front end (HFCTCModel)
-    geometry = model.geometry if hasattr(model, "geometry") else model.frontend
+    geometry: Geometry = model.geometry if isinstance(model, Wav2Letter) else model.frontend
     if max_frames is None:
         waveform = getattr(model, "features", FEATURES).input == "waveform"
         max_frames = 16000 * (FEATURES.hop_length if waveform else 1)

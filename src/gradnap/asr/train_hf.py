@@ -76,9 +76,9 @@ RUN_FORMAT = "gradnap-hf-train-run-1"
 #: :func:`gradnap.asr.hf.read_feature_config` reads the written preprocessor config).
 WAVEFORM = FeatureConfig(input="waveform")
 #: Token -> output index: gradnap's classes in gradnap's order.
-VOCAB: dict[str, int] = {
-    ("|" if ch == " " else ch): k for k, ch in enumerate(ALPHABET)
-} | {"<pad>": BLANK_INDEX}
+VOCAB: dict[str, int] = {("|" if ch == " " else ch): k for k, ch in enumerate(ALPHABET)} | {
+    "<pad>": BLANK_INDEX
+}
 
 
 def build_transformer(arch: TransformerConfig = TRANSFORMER, seed: int = 0) -> Any:
@@ -286,8 +286,12 @@ def train_transformer_examples(
     hf = build_transformer(arch, cfg.seed)
     decay = [p for p in hf.parameters() if p.dim() > 1]
     no_decay = [p for p in hf.parameters() if p.dim() <= 1]
+    groups: list[dict[str, Any]] = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay},
+    ]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay}],
+        groups,
         lr=cfg.lr,
         weight_decay=0.0,
     )
@@ -378,7 +382,11 @@ def train_transformer_examples(
     def validate() -> None:
         nonlocal window
         ep, bi = locate(max(0, step - 1))
-        res = evaluate_model(wrapper, valid_set, max_frames=4 * cfg.max_samples) if valid_set else None
+        res = (
+            evaluate_model(wrapper, valid_set, max_frames=4 * cfg.max_samples)
+            if valid_set
+            else None
+        )
         entry = {
             "step": step,
             "epoch": round(ep + (bi + 1) / epoch_sizes[ep], 3),
