@@ -207,7 +207,7 @@ TRAIN = TrainConfig()
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    """The small wav2vec 2.0 CTC model shipped as ``transformer`` (a ``transformers``
+    """A small wav2vec 2.0 CTC model trained by ``scripts/train_transformer.py`` (a ``transformers``
     ``Wav2Vec2Config``; :mod:`gradnap.asr.train_hf`). Pre-LN encoder
     (``do_stable_layer_norm``), layer-normalised conv front end, no dropout; the front
     end's strides multiply to 320 samples (one output frame per 20 ms at 16 kHz)."""
@@ -233,7 +233,7 @@ TRANSFORMER = TransformerConfig()
 
 @dataclass(frozen=True)
 class TransformerTrainConfig:
-    """Training of the ``transformer`` model (:mod:`gradnap.asr.train_hf`): AdamW with a
+    """Training of the :class:`TransformerConfig` model (:mod:`gradnap.asr.train_hf`): AdamW with a
     linear warm-up and a cosine decay over ``max_steps``, CTC loss (blank = pad token)."""
 
     max_steps: int = 4000
@@ -339,9 +339,8 @@ class DemoConfig:
 
     #: Utterances of the analysis corpus (synthesized; sentences differ from training's).
     utterances: int = 400
-    #: ... for a Hugging Face (waveform, transformer) model such as the shipped
-    #: ``transformer``: its engine runs one backward pass per output frame (no cone), so
-    #: the demo analyses fewer utterances to stay within minutes.
+    #: ... for a Hugging Face (waveform, transformer) model: its engine runs one backward
+    #: pass per output frame (no cone), so the demo analyses fewer utterances.
     hf_utterances: int = 80
     #: Seed of the analysis corpus; the shipped model was trained on seed 1.
     seed: int = 1000

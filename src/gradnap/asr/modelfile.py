@@ -57,7 +57,6 @@ MODEL_FORMAT_VERSION = 1
 #: (each with its model card).
 SHIPPED_MODELS: dict[str, Path] = {
     "default": PACKAGE_DATA / "default.pt",
-    "transformer": PACKAGE_DATA / "transformer",
 }
 #: The shipped default model.
 DEFAULT_MODEL = SHIPPED_MODELS["default"]
@@ -207,7 +206,7 @@ def load_model(
     config: str | ModelConfig | None = None,
 ) -> Any:
     """Load a model in eval mode from a checkpoint file, the name of a shipped model
-    (``"default"``, ``"transformer"``: :data:`SHIPPED_MODELS`), a state dict file, or a
+    (``"default"``: :data:`SHIPPED_MODELS`), a state dict file, or a
     Hugging Face checkpoint directory.
 
     * gradnap checkpoints: the alphabet must be gradnap's and, when ``features`` is

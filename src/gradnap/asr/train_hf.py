@@ -1,5 +1,5 @@
 """CTC training of a small wav2vec 2.0 model (``transformers``' ``Wav2Vec2ForCTC``) on a
-LibriSpeech-format corpus: how the shipped ``transformer`` model was made.
+LibriSpeech-format corpus (``scripts/train_transformer.py``).
 
 * The model is built from :class:`~gradnap.defaults.TransformerConfig` (a conv front end
   on the waveform, a pre-LN transformer encoder, a linear CTC head) and written as a

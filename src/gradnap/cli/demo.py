@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         default=None,
         help=(
             f"analysis corpus size (default: {DEMO.utterances}; {DEMO.hf_utterances} for a "
-            "Hugging Face model such as 'transformer', whose engine is slower)"
+            "Hugging Face model directory, whose engine is slower)"
         ),
     )
     p.add_argument("--seed", type=int, default=DEMO.seed, help="analysis corpus seed")

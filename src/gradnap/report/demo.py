@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gradnap.alphabet import class_label, encode_text
 from gradnap.defaults import CACHE_DIR, DEMO, REPORT, DemoConfig, ReportConfig
+from gradnap.errors import GradnapError
 from gradnap.fileio import check_writable
 
 __all__ = ["chance_groupings", "demo_utterances", "run_demo", "DemoResult"]
@@ -55,8 +56,8 @@ def chance_groupings(corpus, groupings=("grapheme", "phoneme"), seed: int = 0) -
 
 def demo_utterances(model: str | Path, config: DemoConfig = DEMO) -> int:
     """The default analysis corpus size for ``model`` (a name or path):
-    ``config.hf_utterances`` for a Hugging Face checkpoint directory (the shipped
-    ``transformer`` included), else ``config.utterances``."""
+    ``config.hf_utterances`` for a Hugging Face checkpoint directory, else
+    ``config.utterances``."""
     from gradnap.asr.hf import is_hf_checkpoint
     from gradnap.asr.modelfile import shipped_path
 
@@ -129,6 +130,12 @@ def run_demo(
     result = nap.collect(
         corpus, progress=progress, checkpoint=checkpoint, resume=checkpoint.is_file()
     )
+    if result.meta.progress.examples == 0:
+        raise GradnapError(
+            f"model {source}: no examples in {len(corpus)} utterances of {corpus_dir} (the "
+            f"examples are the frames where the model predicts a letter, "
+            f"examples={nap.examples!r}): the model predicts blank everywhere; is it trained?"
+        )
     result_file = result.save(out_dir / "result.npz")
     (out_dir / "result.partial.npz").unlink(missing_ok=True)
     timings["collect"] = time.perf_counter() - t
