@@ -4,7 +4,7 @@
 # CER. None ships: the two-hour budget on the shared 2-core machine was far from the goal
 # of <= 15 % greedy CER (issue 13, item 6). SHIP=1 copies the model directory into
 # src/gradnap/data/transformer (then add it to gradnap.asr.modelfile.SHIPPED_MODELS and
-# write its model card).
+# to pyproject.toml's package-data, and write its model card).
 #
 # Environment overrides: GRADNAP_CACHE (cache root, default ~/.cache/gradnap), STEPS,
 # MINUTES (training-time budget of one invocation), THREADS, PYTHON (default
