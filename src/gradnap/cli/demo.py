@@ -13,7 +13,7 @@ from gradnap.defaults import DEMO
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="run the paper end to end on a shipped model (synthesized corpus, no download)",
+        help="run the paper end to end on the embedded default model or --model (synthesized corpus)",
         description=(
             "Synthesize (or reuse) an analysis corpus, load the shipped default model, collect "
             "GradNAPs for graphemes and phonemes in every layer, run every analysis and write an "
