@@ -18,3 +18,10 @@ def test_encode_decode():
     with pytest.raises(GradnapError):
         alphabet.encode_text("A")
     assert alphabet.class_label(26) == "_" and alphabet.class_label(BLANK_INDEX) == "<b>"
+
+
+def test_decode_indices_writes_extra_classes_as_errors():
+    from gradnap.alphabet import EXTRA_CLASS_CHAR, decode_indices
+    from gradnap.defaults import BLANK_INDEX
+
+    assert decode_indices([0, BLANK_INDEX, 26, BLANK_INDEX + 1, 1]) == f"a {EXTRA_CLASS_CHAR}b"

@@ -75,3 +75,33 @@ def test_demo_command_passes_its_options(monkeypatch, tmp_path):
     assert seen["config"] == replace(DEMO, folds=1, utterances=7)
     assert main(["demo", "--out", str(tmp_path)]) == 0
     assert seen["config"] == DEMO and DEMO.folds == METHOD.folds == 5
+    # a Hugging Face checkpoint directory: the smaller default corpus
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    (hf_dir / "config.json").write_text("{}")
+    assert main(["demo", "--out", str(tmp_path), "--model", str(hf_dir)]) == 0
+    assert seen["config"] == replace(DEMO, model=str(hf_dir), utterances=DEMO.hf_utterances)
+    assert DEMO.hf_utterances < DEMO.utterances
+
+
+@pytest.mark.slow
+def test_demo_on_a_hugging_face_model(tmp_path):
+    pytest.importorskip("transformers", reason="transformers is not installed (the 'hf' extra)")
+    from gradnap.asr.train_hf import build_transformer, save_transformer
+    from test_train_hf import TINY
+
+    # 20 ms frames, as the shipped model: one backward pass per frame
+    arch = replace(TINY, conv_kernel=(32, 20), conv_stride=(16, 20))
+    model_dir = save_transformer(tmp_path / "model", build_transformer(arch, seed=0).eval())
+    config = replace(DEMO, utterances=4, seed=5, min_count=1, folds=4, model=str(model_dir))
+    out = run_demo(
+        tmp_path / "report", config=config, corpus_dir=tmp_path / "corpus", progress=False
+    )
+    result = Result.load(out.result_file)
+    assert {"grapheme", "phoneme"} <= set(result.groupings)
+    assert result.meta.progress.utterances == 4
+    assert "lm_head" in result.layers and any("encoder.layers" in n for n in result.layers)
+    html = out.index.read_text()
+    assert "silhouette" in html.lower() and html.count("<figure") >= 3
+    assert "given model" in html
+    assert "Input spectrum (waveform model)" in html  # the waveform input in Hz and ms

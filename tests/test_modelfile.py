@@ -103,8 +103,8 @@ def test_wrong_alphabet_and_shape(tmp_path):
 
 
 def test_default_missing_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(ckpt, "DEFAULT_MODEL", tmp_path / "default.pt")
-    with pytest.raises(GradnapError, match="default checkpoint is missing"):
+    monkeypatch.setitem(ckpt.SHIPPED_MODELS, "default", tmp_path / "default.pt")
+    with pytest.raises(GradnapError, match="shipped 'default' model is missing.*train_default"):
         load_model("default")
     save_model(tmp_path / "default.pt", build_model(TINY))
     assert load_model("default").config == TINY

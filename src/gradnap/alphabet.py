@@ -7,7 +7,7 @@ import re
 from gradnap.defaults import ALPHABET, BLANK_INDEX, BLANK_SYMBOL
 from gradnap.errors import GradnapError
 
-__all__ = ["normalize_text", "encode_text", "decode_indices", "class_label"]
+__all__ = ["normalize_text", "encode_text", "decode_indices", "class_label", "EXTRA_CLASS_CHAR"]
 
 
 _CHAR_INDEX = {c: i for i, c in enumerate(ALPHABET)}
@@ -38,9 +38,18 @@ def encode_text(text: str) -> list[int]:
         ) from None
 
 
+#: How :func:`decode_indices` writes a class beyond gradnap's alphabet (an extra token
+#: of a Hugging Face checkpoint, e.g. ``<unk>``): a character no transcript holds, so it
+#: counts as an error.
+EXTRA_CLASS_CHAR = "?"
+
+
 def decode_indices(indices) -> str:
-    """Text of a sequence of class indices; blanks are skipped (no CTC collapsing here)."""
-    return "".join(ALPHABET[i] for i in indices if i != BLANK_INDEX)
+    """Text of a sequence of class indices; blanks are skipped (no CTC collapsing here),
+    classes beyond the alphabet and blank are written :data:`EXTRA_CLASS_CHAR`."""
+    return "".join(
+        ALPHABET[i] if i < BLANK_INDEX else EXTRA_CLASS_CHAR for i in indices if i != BLANK_INDEX
+    )
 
 
 def class_label(index: int) -> str:

@@ -235,6 +235,57 @@ TRAIN = TrainConfig()
 
 
 @dataclass(frozen=True)
+class TransformerConfig:
+    """A small wav2vec 2.0 CTC model trained by ``scripts/train_transformer.py`` (a ``transformers``
+    ``Wav2Vec2Config``; :mod:`gradnap.asr.train_hf`). Pre-LN encoder
+    (``do_stable_layer_norm``), layer-normalised conv front end, no dropout; the front
+    end's strides multiply to 320 samples (one output frame per 20 ms at 16 kHz)."""
+
+    conv_dim: tuple[int, ...] = (64, 128, 256)
+    conv_kernel: tuple[int, ...] = (64, 8, 5)
+    conv_stride: tuple[int, ...] = (16, 4, 5)
+    hidden_size: int = 192
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 768
+    #: Positional convolution over encoder frames (kernel, groups).
+    num_conv_pos_embeddings: int = 32
+    num_conv_pos_embedding_groups: int = 16
+    #: Time masking of the front end's output while training (``transformers``' own
+    #: SpecAugment: about this fraction of the frames, in spans of ``mask_time_length``).
+    mask_time_prob: float = 0.05
+    mask_time_length: int = 5
+
+
+TRANSFORMER = TransformerConfig()
+
+
+@dataclass(frozen=True)
+class TransformerTrainConfig:
+    """Training of the :class:`TransformerConfig` model (:mod:`gradnap.asr.train_hf`): AdamW with a
+    linear warm-up and a cosine decay over ``max_steps``, CTC loss (blank = pad token)."""
+
+    max_steps: int = 4000
+    lr: float = 1e-3
+    warmup_steps: int = 400
+    final_lr_fraction: float = 0.05
+    weight_decay: float = 0.01
+    #: Padded input samples per batch (batch size x longest utterance): 40 s of audio.
+    max_samples: int = 640_000
+    max_batch: int = 32
+    grad_clip: float = 5.0
+    heldout_fraction: float = 0.05
+    seed: int = 0
+    #: Greedy CER of the validation split every this many steps (and at the end).
+    valid_every: int = 500
+    #: Run state written at least this often (and on SIGINT / SIGTERM).
+    checkpoint_minutes: float = 5.0
+
+
+TRANSFORMER_TRAIN = TransformerTrainConfig()
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """The synthesized English corpus (``gradnap corpus synth``, docs/corpus.md)."""
 
@@ -317,6 +368,9 @@ class DemoConfig:
 
     #: Utterances of the analysis corpus (synthesized; sentences differ from training's).
     utterances: int = 400
+    #: ... for a Hugging Face (waveform, transformer) model: its engine runs one backward
+    #: pass per output frame (no cone), so the demo analyses fewer utterances.
+    hf_utterances: int = 80
     #: Seed of the analysis corpus; the shipped model was trained on seed 1.
     seed: int = 1000
     model: str = "default"

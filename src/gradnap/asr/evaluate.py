@@ -15,7 +15,10 @@ import torch
 
 from gradnap.asr.data import Example, collate, make_batches
 from gradnap.asr.decode import BeamDecoder, greedy_decode_batch
+from gradnap.asr.hf import HFCTCModel
 from gradnap.asr.model import Wav2Letter
+from gradnap.defaults import BLANK_INDEX, FEATURES
+from gradnap.geometry import Geometry
 from gradnap.progress import progress_bar
 
 __all__ = ["edit_distance", "ErrorCount", "EvalResult", "evaluate_model", "transcribe"]
@@ -97,23 +100,29 @@ def transcribe(model: Wav2Letter, features: torch.Tensor, beam: BeamDecoder | No
 
 @torch.no_grad()
 def evaluate_model(
-    model: Wav2Letter,
+    model: Wav2Letter | HFCTCModel,
     examples: Sequence[Example],
     beam: BeamDecoder | None = None,
-    max_frames: int = 16000,
+    max_frames: int | None = None,
     progress: bool = False,
 ) -> EvalResult:
     """Decode ``examples`` greedily (and with ``beam``) and count errors.
 
     Utterances are batched by length; padding never reaches the decoders (each output is
-    cut to its own length). Returns corpus-level and per-speaker counts.
+    cut to its own length). ``max_frames``: padded input frames per batch (samples for a
+    waveform model; default: 16,000 log-mel frames, 128 s, or as many seconds of
+    samples). Returns corpus-level and per-speaker counts.
     """
     was_training = model.training
     model.eval()
     result = EvalResult(beam=ErrorCount() if beam is not None else None)
-    ctc = torch.nn.CTCLoss(blank=model.config.num_classes - 1, zero_infinity=True, reduction="sum")
+    ctc = torch.nn.CTCLoss(blank=BLANK_INDEX, zero_infinity=True, reduction="sum")
     loss_sum = 0.0
-    geometry = model.geometry
+    # a Wav2Letter's geometry, or a Hugging Face model's conv front end (HFCTCModel)
+    geometry: Geometry = model.geometry if isinstance(model, Wav2Letter) else model.frontend
+    if max_frames is None:
+        waveform = getattr(model, "features", FEATURES).input == "waveform"
+        max_frames = 16000 * (FEATURES.hop_length if waveform else 1)
     batches = make_batches([e.num_frames for e in examples], max_frames)
     bar = progress_bar(len(examples), "eval", enabled=progress)
     for idx in batches:

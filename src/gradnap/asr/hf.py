@@ -344,6 +344,26 @@ class HFCTCModel(nn.Module):
                 f"({self.receptive_field} samples, {ms:.0f} ms)"
             )
         logits = self.hf(input_values=x[:, 0, :], return_dict=True).logits  # (B, T', V)
+        return self._gradnap_order(logits)
+
+    def forward_padded(
+        self, x: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward pass of a zero-padded batch of waveforms ``(B, 1, N)`` with utterance
+        ``b`` in samples ``0 .. lengths[b] - 1``: the attention mask keeps the padding
+        out of the encoder, so each utterance's logits are those it has alone (to float
+        rounding). Returns logits ``(B, K, T')`` in gradnap's class order and the output
+        lengths ``(B,)`` (the front end's, :attr:`frontend`)."""
+        lengths = torch.as_tensor(lengths, dtype=torch.int64)
+        mask = (torch.arange(x.shape[2])[None, :] < lengths[:, None]).long()  # (B, N)
+        logits = self.hf(input_values=x[:, 0, :], attention_mask=mask).logits  # (B, T', V)
+        out_lens = torch.tensor(
+            [self.frontend.output_length(int(n)) for n in lengths], dtype=torch.int64
+        )
+        return self._gradnap_order(logits), out_lens
+
+    def _gradnap_order(self, logits: torch.Tensor) -> torch.Tensor:
+        """The checkpoint's logits ``(B, T', V)`` as gradnap's classes ``(B, K, T')``."""
         b, t, _ = logits.shape
         fill = logits.new_full((b, t, 1), MISSING_LOGIT)
         order = torch.where(self.class_order < 0, logits.shape[2], self.class_order)

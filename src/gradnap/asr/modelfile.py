@@ -43,6 +43,8 @@ __all__ = [
     "load_model",
     "from_torchaudio_state_dict",
     "DEFAULT_MODEL",
+    "SHIPPED_MODELS",
+    "shipped_path",
     "MODEL_FORMAT",
 ]
 
@@ -50,8 +52,14 @@ log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "gradnap-wav2letter"
 MODEL_FORMAT_VERSION = 1
+#: The models shipped with gradnap, by the name ``load_model`` and ``--model`` accept: a
+#: gradnap checkpoint file or a Hugging Face checkpoint directory under ``gradnap/data``
+#: (each with its model card).
+SHIPPED_MODELS: dict[str, Path] = {
+    "default": PACKAGE_DATA / "default.pt",
+}
 #: The shipped default model.
-DEFAULT_MODEL = PACKAGE_DATA / "default.pt"
+DEFAULT_MODEL = SHIPPED_MODELS["default"]
 
 #: torchaudio's Wav2Letter paddings (mfcc / power_spectrum input).
 TORCHAUDIO_PADDINGS = (23, 3, 3, 3, 3, 3, 3, 3, 16, 0, 0)
@@ -130,15 +138,23 @@ def save_model(
     return path
 
 
+def shipped_path(path: str | Path) -> Path:
+    """The file or directory of a shipped model's name (:data:`SHIPPED_MODELS`), else
+    ``path`` itself."""
+    name = str(path)
+    if name not in SHIPPED_MODELS:
+        return Path(path)
+    shipped = SHIPPED_MODELS[name]
+    if not shipped.exists():
+        raise GradnapError(
+            f"{shipped}: the shipped {name!r} model is missing from this installation "
+            f"(train it with scripts/train_{name}.sh)"
+        )
+    return shipped
+
+
 def _resolve(path: str | Path) -> Path:
-    if str(path) == "default":
-        if not DEFAULT_MODEL.is_file():
-            raise GradnapError(
-                f"{DEFAULT_MODEL}: the default checkpoint is missing from this "
-                "installation (train one with scripts/train_default.sh)"
-            )
-        return DEFAULT_MODEL
-    path = Path(path)
+    path = shipped_path(path)
     if path.is_dir():
         raise GradnapError(
             f"{path}: is a directory, not a model file (nor a Hugging Face checkpoint "
@@ -189,8 +205,9 @@ def load_model(
     features: FeatureConfig | None = None,
     config: str | ModelConfig | None = None,
 ) -> Any:
-    """Load a model in eval mode from a checkpoint file, ``"default"``, a state dict file,
-    or a Hugging Face checkpoint directory.
+    """Load a model in eval mode from a checkpoint file, the name of a shipped model
+    (``"default"``: :data:`SHIPPED_MODELS`), a state dict file, or a
+    Hugging Face checkpoint directory.
 
     * gradnap checkpoints: the alphabet must be gradnap's and, when ``features`` is
       given, the stored feature settings must equal it.
@@ -206,7 +223,8 @@ def load_model(
     from gradnap.asr.hf import is_hf_checkpoint, load_hf_model
 
     model: Any
-    if str(path) != "default" and is_hf_checkpoint(path):
+    path = shipped_path(path)
+    if is_hf_checkpoint(path):
         model, where = load_hf_model(path), str(path)
     else:
         resolved = _resolve(path)

@@ -6,14 +6,14 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from gradnap.cli.common import MODEL_HELP
+from gradnap.cli.common import HF_MODEL_HELP, MODEL_HELP
 from gradnap.defaults import DEMO
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="run the paper end to end on the embedded default (synthesized corpus, shipped model)",
+        help="run the paper end to end on the embedded default model or --model (synthesized corpus)",
         description=(
             "Synthesize (or reuse) an analysis corpus, load the shipped default model, collect "
             "GradNAPs for graphemes and phonemes in every layer, run every analysis and write an "
@@ -27,9 +27,17 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="report directory (default: <cache>/demo)",
     )
-    p.add_argument("--utterances", type=int, default=DEMO.utterances, help="analysis corpus size")
+    p.add_argument(
+        "--utterances",
+        type=int,
+        default=None,
+        help=(
+            f"analysis corpus size (default: {DEMO.utterances}; {DEMO.hf_utterances} for a "
+            "Hugging Face model directory, whose engine is slower)"
+        ),
+    )
     p.add_argument("--seed", type=int, default=DEMO.seed, help="analysis corpus seed")
-    p.add_argument("--model", default=DEMO.model, help=MODEL_HELP)
+    p.add_argument("--model", default=DEMO.model, help=MODEL_HELP + HF_MODEL_HELP)
     p.add_argument(
         "--corpus",
         type=Path,
@@ -54,10 +62,11 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gradnap.report.demo import run_demo
+    from gradnap.report.demo import demo_utterances, run_demo
 
+    utterances = args.utterances if args.utterances is not None else demo_utterances(args.model)
     config = dataclasses.replace(
-        DEMO, utterances=args.utterances, seed=args.seed, model=args.model, folds=args.folds
+        DEMO, utterances=utterances, seed=args.seed, model=args.model, folds=args.folds
     )
     result = run_demo(args.out, config=config, corpus_dir=args.corpus, jobs=args.jobs)
     print(result.summary())

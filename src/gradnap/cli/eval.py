@@ -95,8 +95,6 @@ def _run(args: argparse.Namespace) -> int:
         check_writable(args.json, "--json")  # before the evaluation
     torch.set_num_threads(args.threads or min(4, os.cpu_count() or 1))
     model = load_model(args.model)
-    if not hasattr(model, "forward_padded"):
-        raise GradnapError(f"--model {args.model}: eval runs gradnap's Wav2Letter models only")
     corpus = read_corpus(args.corpus)
     examples = load_features(
         corpus, model.features, cache_dir=args.feature_cache, progress=not args.no_progress

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from gradnap.alphabet import class_label, encode_text
 from gradnap.defaults import CACHE_DIR, DEMO, REPORT, DemoConfig, ReportConfig
+from gradnap.errors import GradnapError
 from gradnap.fileio import check_writable
 
-__all__ = ["chance_groupings", "run_demo", "DemoResult"]
+__all__ = ["chance_groupings", "demo_utterances", "run_demo", "DemoResult"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,17 @@ def chance_groupings(corpus, groupings=("grapheme", "phoneme"), seed: int = 0) -
         if durations:
             out.append(random_label_grouping(dict(durations), seed=seed, name="chance_phoneme"))
     return out
+
+
+def demo_utterances(model: str | Path, config: DemoConfig = DEMO) -> int:
+    """The default analysis corpus size for ``model`` (a name or path):
+    ``config.hf_utterances`` for a Hugging Face checkpoint directory, else
+    ``config.utterances``."""
+    from gradnap.asr.hf import is_hf_checkpoint
+    from gradnap.asr.modelfile import shipped_path
+
+    hf = is_hf_checkpoint(shipped_path(model))
+    return config.hf_utterances if hf else config.utterances
 
 
 @dataclass
@@ -82,6 +94,7 @@ def run_demo(
     from gradnap.asr.modelfile import load_model
     from gradnap.corpus import read_corpus
     from gradnap.corpus.synth import synthesize_corpus
+    from gradnap.engine import INPUT_LAYER, default_layers
     from gradnap.method.run import GradNAP
     from gradnap.report.paper import build_report
 
@@ -104,12 +117,25 @@ def run_demo(
     corpus = read_corpus(corpus_dir)
     log.info("collecting GradNAPs of %d utterances with model %s", len(corpus), source)
     groups = ["grapheme", "phoneme", *chance_groupings(corpus, seed=config.chance_seed)]
-    nap = GradNAP(model, groupings=groups, min_count=config.min_count, folds=config.folds)
+    # the input layer too (a Hugging Face model's defaults leave it out): the report's
+    # input figures, and the alignment that phoneme labels are read at
+    layers = default_layers(model)
+    if INPUT_LAYER not in layers:
+        layers = [INPUT_LAYER, *layers]
+    nap = GradNAP(
+        model, layers=layers, groupings=groups, min_count=config.min_count, folds=config.folds
+    )
     nap.model_source = str(source) if isinstance(source, str | Path) else None
     checkpoint = out_dir / "result.partial.npz"
     result = nap.collect(
         corpus, progress=progress, checkpoint=checkpoint, resume=checkpoint.is_file()
     )
+    if result.meta.progress.examples == 0:
+        raise GradnapError(
+            f"model {source}: no examples in {len(corpus)} utterances of {corpus_dir} (the "
+            f"examples are the frames where the model predicts a letter, "
+            f"examples={nap.examples!r}): the model predicts blank everywhere; is it trained?"
+        )
     result_file = result.save(out_dir / "result.npz")
     (out_dir / "result.partial.npz").unlink(missing_ok=True)
     timings["collect"] = time.perf_counter() - t
@@ -119,9 +145,9 @@ def run_demo(
     index = build_report(
         result,
         out_dir,
-        model=model,
+        model=model,  # optimal inputs: spectrogram models only (the report says why)
         config=report_config,
-        title="GradNAP demo: the embedded default model on a synthesized corpus",
+        title=f"GradNAP demo: the {_model_name(source)} model on a synthesized corpus",
         notes=[
             f"Analysis corpus: {len(corpus)} synthesized utterances (seed {config.seed}), "
             f"{len(corpus.speakers())} voices; model: {source}.",
@@ -130,3 +156,10 @@ def run_demo(
     timings["report"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return DemoResult(index, Path(result_file), timings)
+
+
+def _model_name(source) -> str:
+    """How the report's title names the model: a shipped model's name, else "given"."""
+    from gradnap.asr.modelfile import SHIPPED_MODELS
+
+    return f"embedded {source}" if str(source) in SHIPPED_MODELS else "given"

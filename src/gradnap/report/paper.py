@@ -494,6 +494,13 @@ def _input_section(report: Report, result, config: ReportConfig, skipped: list[s
     """Input-layer GradNAPs beside NAvAI (paper Fig. 2)."""
     if INPUT not in result.layers or config.input_grouping not in result.groupings:
         return
+    waveform = result.meta.options.features.get("input") == "waveform"
+    if waveform and SPECTRUM_LAYER not in result.layers:  # collected before §1.10
+        skipped.append(
+            "input-layer GradNAPs: the model's input is the waveform, and this result has "
+            f"no {SPECTRUM_LAYER} layer (collect its input again for the spectrum figure)"
+        )
+        return
     groups, missing = _kept(result, config.input_grouping, config.input_groups)
     skipped += [
         f"input GradNAP of {g}: fewer than {result.min_count} examples or absent" for g in missing
