@@ -1,6 +1,7 @@
 """The HTML report, the paper report builder and the CLI around them (tiny models)."""
 
 import base64
+import json
 import logging
 import re
 from dataclasses import replace
@@ -521,3 +522,27 @@ def test_report_in_a_headless_browser(tiny_result, tmp_path):
     subprocess.run(
         [*flags, "--window-size=1280,8000", shot, index.as_uri()], capture_output=True, timeout=180
     )
+
+
+def test_nap_section_without_nap_sums_of_random_labels(tmp_path):
+    """Without folds, random-label groupings keep totals but no NAP sums: the NAP
+    silhouettes leave them out and say so (the report used to fail)."""
+    from gradnap.method.groupings import random_label_grouping
+
+    g = torch.Generator().manual_seed(4)
+    data = [
+        (Utt(f"r{i}", 150 + 6 * i), torch.randn(128, 150 + 6 * i, generator=g)) for i in range(6)
+    ]
+    chance = random_label_grouping({"AA": 1, "T": 1, "IY": 1}, seed=0, name="chance_phoneme")
+    nap = GradNAP(
+        tiny_model(), groupings=("grapheme", "phoneme", chance), min_count=1, examples="all",
+        folds=1,
+    )  # fmt: skip
+    result = nap.collect(data, progress=False)
+    assert result.has_profiles("chance_phoneme")
+    assert not result.has_profiles("chance_phoneme", kind="nap")
+    assert result.has_profiles("phoneme", kind="nap")
+    html = build_report(result, tmp_path).read_text()
+    assert "no NAP curve for chance_phoneme (random labels keep no NAP sums)" in html
+    saved = json.loads((tmp_path / "silhouettes_nap.json").read_text())
+    assert "chance_phoneme" not in json.dumps(saved) and "phoneme" in json.dumps(saved)

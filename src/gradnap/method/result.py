@@ -298,11 +298,13 @@ class Result:
             raise GradnapError(f"result lacks {key}")
         return self.arrays[key]
 
-    def has_profiles(self, grouping: str) -> bool:
+    def has_profiles(self, grouping: str, kind: str = "gradnap") -> bool:
         """``grouping`` keeps full-resolution totals (all but random-label groupings
-        collected with folds, which keep per-fold sums only)."""
+        collected with folds, which keep per-fold sums only); for ``kind="nap"``, NAP sums
+        (none for random-label groupings, nor with ``naps=False``)."""
         self._check_grouping(grouping)
-        return any(array_key(grouping, d.name, "act_sum") in self.arrays for d in self.meta.layers)
+        field = "sorted_sum" if kind == "nap" else "act_sum"
+        return any(array_key(grouping, d.name, field) in self.arrays for d in self.meta.layers)
 
     def _sums(self, layer: str, grouping: str, field: str) -> np.ndarray:
         """Full-resolution totals ``(G, ...)``."""

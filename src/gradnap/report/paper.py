@@ -743,9 +743,14 @@ def _nap_section(
             )
         else:
             skipped.append(f"NAPs in {layer}: none of the input figure's groups")
-    if not groupings:
+    kept = [g for g in groupings if result.has_profiles(g, kind="nap")]
+    if not kept:
         return
-    nap_table = result_silhouettes(result, groupings, kind="nap")
+    dropped = [g for g in groupings if g not in kept]  # random labels keep no NAP sums
+    note = _random_label_note(result, groupings, nap=not dropped)
+    if dropped:
+        note += f"; no NAP curve for {', '.join(dropped)} (random labels keep no NAP sums)"
+    nap_table = result_silhouettes(result, kept, kind="nap")
     report.figure(
         "silhouettes_nap",
         plot_silhouettes(
@@ -756,13 +761,13 @@ def _nap_section(
         ),
         "Mean silhouette score per layer of the GradNAPs (solid) and of the NAPs of the same "
         "groups (dotted), clustered the same way (complete linkage, cuts at the "
-        f"{_percentiles()} percentiles){_random_label_note(result, groupings, nap=True)}. The "
+        f"{_percentiles()} percentiles){note}. The "
         "silhouette depends on group sizes (docs/method.md §6).",
     )
     _add_silhouettes(
         report,
         nap_table,
-        groupings,
+        kept,
         "NAP baseline: mean silhouette per layer (undefined: every cut gave 1 or n clusters)",
         out_dir / "silhouettes_nap.json",
     )
