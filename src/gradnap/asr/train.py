@@ -25,6 +25,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,7 +40,7 @@ from gradnap.errors import GradnapError
 from gradnap.fileio import check_writable, remove_stale_temporaries
 from gradnap.progress import progress_bar
 
-__all__ = ["TrainResult", "train", "train_examples", "lr_factor", "run_dir_for"]
+__all__ = ["TrainResult", "check_resumable", "lr_factor", "run_dir_for", "train", "train_examples"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,30 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     interrupted: bool = False
     out: Path | None = None
+
+
+def check_resumable(
+    state_path: Path, saved: dict[str, Any], now: dict[str, Any], length: str
+) -> None:
+    """Raise :class:`GradnapError` when the training settings ``now`` differ from those a
+    run state was saved with, except ``length`` (the planned epochs or steps): a resumed run
+    may go on longer or stop earlier, which stretches the learning-rate schedule from the
+    current step on (logged)."""
+    saved = dict(saved)
+    if saved.get(length) != now[length]:
+        log.warning(
+            "resuming with %s %s instead of %s: the learning-rate schedule changes",
+            now[length],
+            length,
+            saved.get(length),
+        )
+        saved[length] = now[length]
+    if saved != now:
+        diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+        raise GradnapError(
+            f"{state_path}: training settings differ from the run being resumed "
+            f"(setting: (saved, now)) {diff}"
+        )
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, final_fraction: float) -> float:
@@ -154,24 +179,7 @@ def train_examples(
         blob = read_model_file(state_path)
         if blob.get("run_format") != RUN_FORMAT:
             raise GradnapError(f"{state_path}: not a gradnap training run state")
-        saved_cfg = dict(blob["train_config"])
-        if saved_cfg.get("epochs") != cfg.epochs:
-            # More (or fewer) epochs than planned: allowed; the learning-rate schedule
-            # is stretched to the new total from the current step on.
-            log.warning(
-                "resuming with %d epochs instead of %s: the learning-rate schedule changes",
-                cfg.epochs,
-                saved_cfg.get("epochs"),
-            )
-            saved_cfg["epochs"] = cfg.epochs
-        if saved_cfg != asdict(cfg):
-            diff = {
-                k: (saved_cfg.get(k), v) for k, v in asdict(cfg).items() if saved_cfg.get(k) != v
-            }
-            raise GradnapError(
-                f"{state_path}: training settings differ from the run being resumed "
-                f"(setting: (saved, now)) {diff}"
-            )
+        check_resumable(state_path, blob["train_config"], asdict(cfg), "epochs")
         if blob["config"] != _cfg_dict(model.config):
             raise GradnapError(
                 f"{state_path}: the run used model config {blob['config']['name']!r}"

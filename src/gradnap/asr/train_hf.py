@@ -45,7 +45,7 @@ from gradnap.alphabet import class_label
 from gradnap.asr.data import Example, collate, load_features, make_batches, split_corpus
 from gradnap.asr.evaluate import evaluate_model
 from gradnap.asr.hf import HFCTCModel, vocabulary_from_tokens
-from gradnap.asr.train import lr_factor
+from gradnap.asr.train import check_resumable, lr_factor
 from gradnap.corpus.librispeech import read_corpus
 from gradnap.defaults import (
     ALPHABET,
@@ -308,20 +308,7 @@ def train_transformer_examples(
             raise GradnapError(f"{state_path}: not a transformer training run state")
         if blob["arch"] != _plain(asdict(arch)):
             raise GradnapError(f"{state_path}: the run used another architecture {blob['arch']}")
-        saved = dict(blob["train_config"])
-        if saved.get("max_steps") != cfg.max_steps:
-            log.warning(
-                "resuming with %d steps instead of %s: the learning-rate schedule changes",
-                cfg.max_steps,
-                saved.get("max_steps"),
-            )
-            saved["max_steps"] = cfg.max_steps
-        if saved != asdict(cfg):
-            diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
-            raise GradnapError(
-                f"{state_path}: training settings differ from the run being resumed "
-                f"(setting: (saved, now)) {diff}"
-            )
+        check_resumable(state_path, blob["train_config"], asdict(cfg), "max_steps")
         hf.load_state_dict(blob["model"])
         opt.load_state_dict(blob["optimizer"])
         step, seconds = int(blob["step"]), float(blob["seconds"])
