@@ -180,7 +180,7 @@ def train_examples(
         if blob.get("run_format") != RUN_FORMAT:
             raise GradnapError(f"{state_path}: not a gradnap training run state")
         check_resumable(state_path, blob["train_config"], asdict(cfg), "epochs")
-        if blob["config"] != _cfg_dict(model.config):
+        if blob["config"] != config_dict(model.config):
             raise GradnapError(
                 f"{state_path}: the run used model config {blob['config']['name']!r}"
             )
@@ -332,9 +332,10 @@ def train_examples(
     return TrainResult(model, history, interrupted, out)
 
 
-def _cfg_dict(config: ModelConfig) -> dict:
-    d = asdict(config)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+def config_dict(config: Any) -> dict:
+    """A config dataclass as a dict with its tuples as lists (as a saved run state
+    holds it, so the two compare equal)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
 
 
 def train(

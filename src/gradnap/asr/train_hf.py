@@ -45,7 +45,7 @@ from gradnap.alphabet import class_label
 from gradnap.asr.data import Example, collate, load_features, make_batches, split_corpus
 from gradnap.asr.evaluate import evaluate_model
 from gradnap.asr.hf import HFCTCModel, vocabulary_from_tokens
-from gradnap.asr.train import check_resumable, lr_factor
+from gradnap.asr.train import check_resumable, config_dict, lr_factor
 from gradnap.corpus.librispeech import read_corpus
 from gradnap.defaults import (
     ALPHABET,
@@ -306,7 +306,7 @@ def train_transformer_examples(
             raise GradnapError(f"{state_path}: unreadable run state ({exc})") from None
         if not isinstance(blob, dict) or blob.get("format") != RUN_FORMAT:
             raise GradnapError(f"{state_path}: not a transformer training run state")
-        if blob["arch"] != _plain(asdict(arch)):
+        if blob["arch"] != config_dict(arch):
             raise GradnapError(f"{state_path}: the run used another architecture {blob['arch']}")
         check_resumable(state_path, blob["train_config"], asdict(cfg), "max_steps")
         hf.load_state_dict(blob["model"])
@@ -331,7 +331,7 @@ def train_transformer_examples(
 
     meta_base = dict(metadata or {})
     meta_base.update(
-        architecture=_plain(asdict(arch)),
+        architecture=config_dict(arch),
         train_config=asdict(cfg),
         parameters=n_params,
         train_utterances=len(train_set),
@@ -353,7 +353,7 @@ def train_transformer_examples(
         torch.save(
             {
                 "format": RUN_FORMAT,
-                "arch": _plain(asdict(arch)),
+                "arch": config_dict(arch),
                 "train_config": asdict(cfg),
                 "model": hf.state_dict(),
                 "optimizer": opt.state_dict(),
@@ -471,10 +471,6 @@ def _evenly(items: list, n: int | None) -> list:
     if n is None or n >= len(items):
         return items
     return [items[int(i * len(items) / n)] for i in range(n)]
-
-
-def _plain(d: dict) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
 def train_transformer(
