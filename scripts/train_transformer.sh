@@ -14,20 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-.venv/bin/python}
-CACHE=${GRADNAP_CACHE:-$HOME/.cache/gradnap}
-CORPUS=$CACHE/corpora/train16k
+# 1. Corpus (shared with the other training script) and the `gradnap` command.
+source scripts/train_corpus.sh
 RUN=$CACHE/runs/transformer
 STEPS=${STEPS:-5000}
 MINUTES=${MINUTES:-120}
 THREADS=${THREADS:-2}
-HOLDOUT_VOICE=awb
-gradnap() { "$PYTHON" -m gradnap "$@"; }
-
-# 1. Corpus: 16,000 utterances (17 h), 15 voices (flite + eSpeak NG), seed 1.
-if ! grep -q '"complete": true' "$CORPUS/corpus.json" 2>/dev/null; then
-    gradnap corpus synth --out "$CORPUS" --utterances 16000 --seed 1
-fi
 
 # 2. Train: all voices but awb; 5% of the sentences held out (valid / test halves).
 mkdir -p "$RUN"
