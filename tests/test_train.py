@@ -131,3 +131,20 @@ def test_full_disk_when_writing_the_model_keeps_the_run_state(tmp_path, monkeypa
     resumed = train_examples(train_set, [], TINY, tmp_path / "m.pt", CFG, resume=True, **run)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     assert load_model(tmp_path / "m.pt").metadata["epochs_done"] == 2
+
+
+def test_graceful_stop_sets_the_flag_then_aborts_and_restores_the_handlers():
+    import os
+    import signal
+
+    from gradnap.asr.train import GracefulStop
+
+    before = signal.getsignal(signal.SIGTERM)
+    with GracefulStop((signal.SIGINT, signal.SIGTERM)) as stop:
+        assert not stop.stop
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.stop  # the run saves its state after this step
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C aborts at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

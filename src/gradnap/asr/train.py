@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -40,7 +39,15 @@ from gradnap.errors import GradnapError
 from gradnap.fileio import check_writable, remove_stale_temporaries
 from gradnap.progress import progress_bar
 
-__all__ = ["TrainResult", "check_resumable", "lr_factor", "run_dir_for", "train", "train_examples"]
+__all__ = [
+    "GracefulStop",
+    "TrainResult",
+    "check_resumable",
+    "lr_factor",
+    "run_dir_for",
+    "train",
+    "train_examples",
+]
 
 log = logging.getLogger(__name__)
 
@@ -107,31 +114,38 @@ def _check_outputs(out: Path, state_path: Path) -> None:
         remove_stale_temporaries(path)
 
 
-class _StopFlag:
-    """SIGINT sets a flag (training stops after the current batch); a second SIGINT
-    raises ``KeyboardInterrupt`` at once."""
+class GracefulStop:
+    """A context in which ``signals`` set :attr:`stop` (training saves its state after
+    the current step and stops); a second SIGINT raises ``KeyboardInterrupt`` at once.
+    Outside the main thread signals cannot be caught, and the context does nothing."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        signals: tuple[int, ...] = (signal.SIGINT,),
+        message: str = "signal %d: saving the run state after this step",
+    ) -> None:
         self.stop = False
+        self._signals = signals
+        self._message = message
+        self._previous: dict[int, Any] = {}
 
-    def handler(self, signum, frame) -> None:
-        if self.stop:
+    def __enter__(self) -> GracefulStop:
+        for sig in self._signals:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.stop and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.stop = True
-        log.warning("interrupt: saving a checkpoint after this batch (Ctrl-C again to abort)")
+        log.warning(self._message, signum)
 
-
-@contextlib.contextmanager
-def _graceful_sigint(flag: _StopFlag):
-    try:
-        previous = signal.signal(signal.SIGINT, flag.handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    def __exit__(self, *exc) -> None:
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
 
 
 def _epoch_batches(lengths: list[int], cfg: TrainConfig, epoch: int) -> list[list[int]]:
@@ -196,7 +210,6 @@ def train_examples(
 
     ctc = torch.nn.CTCLoss(blank=BLANK_INDEX, zero_infinity=True)
     geometry = model.geometry
-    flag = _StopFlag()
     meta_base = dict(metadata or {})
     meta_base["train_config"] = asdict(cfg)
     meta_base["train_utterances"] = len(train_set)
@@ -237,7 +250,10 @@ def train_examples(
 
     interrupted = False
     batches_this_call = 0
-    with _graceful_sigint(flag):
+    with GracefulStop(
+        message="interrupt (signal %d): saving a checkpoint after this batch (Ctrl-C again "
+        "to abort)"
+    ) as flag:
         while epoch < cfg.epochs and not interrupted:
             model.train()
             batches = _epoch_batches(lengths, cfg, epoch)

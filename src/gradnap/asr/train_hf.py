@@ -45,7 +45,7 @@ from gradnap.alphabet import class_label
 from gradnap.asr.data import Example, collate, load_features, make_batches, split_corpus
 from gradnap.asr.evaluate import evaluate_model
 from gradnap.asr.hf import HFCTCModel, vocabulary_from_tokens
-from gradnap.asr.train import check_resumable, config_dict, lr_factor
+from gradnap.asr.train import GracefulStop, check_resumable, config_dict, lr_factor
 from gradnap.corpus.librispeech import read_corpus
 from gradnap.defaults import (
     ALPHABET,
@@ -208,32 +208,6 @@ class TrainHFResult:
     #: Stopped before ``max_steps`` (signal, time budget or ``stop_after_steps``).
     interrupted: bool = False
     step: int = 0
-
-
-class _Stop:
-    """SIGINT / SIGTERM set a flag: training saves its state after the current step."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _Stop:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handler(self, signum, frame) -> None:
-        if self.stop and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.stop = True
-        log.warning("signal %d: saving the run state after this step", signum)
-
-    def __exit__(self, *exc) -> None:
-        for sig, prev in self._previous.items():
-            signal.signal(sig, prev)
 
 
 def _collate(examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor, Any]:
@@ -406,7 +380,7 @@ def train_transformer_examples(
     steps_this_call = 0
     interrupted = False
     log_every = max(1, min(50, cfg.valid_every // 5))
-    with _Stop() as stop:
+    with GracefulStop((signal.SIGINT, signal.SIGTERM)) as stop:
         while step < cfg.max_steps:
             hf.train()
             ep, bi = locate(step)
