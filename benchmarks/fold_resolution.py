@@ -30,9 +30,9 @@ float16 codec changes them by less than 0.002) and print the tables::
 ``K = 5``) with random-label groupings for chance seeds 0-3 (``chance_grapheme``,
 ``chance_grapheme_s1``, ...). ``table`` prints one JSON line per (representation, kind,
 grouping, layer) and markdown tables; ``--kind activation`` for activation profiles,
-``--mask`` where the GradNAP masks come from (``crossfit``, the default, docs/method.md
-§6; ``crossfit_shared``; ``same_fold``, the earlier definition), ``--groupings`` to choose
-groupings (default: the demo's four).
+``--mask`` where the GradNAP masks come from (``pair``, the default, docs/method.md §6;
+``pair_shared``, ``crossfit``, ``crossfit_shared``; ``same_fold``, the earliest
+definition), ``--groupings`` to choose groupings (default: the demo's four).
 """
 
 from __future__ import annotations
@@ -46,7 +46,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gradnap.analysis.crossval import cluster_score, fold_profiles_from_sums, score_difference
+from gradnap.analysis.crossval import (
+    MASKS,
+    cluster_score,
+    fold_profiles_from_sums,
+    score_difference,
+)
+from gradnap.defaults import CROSSVAL_MASK
 from gradnap.method.accumulators import FoldLayout, decode_fold_arrays, encode_fold_arrays
 
 #: Maps a window width to the bin of each column, ``-1`` = dropped.
@@ -91,7 +97,7 @@ def f16_means(act: np.ndarray, grad: np.ndarray, cnt: np.ndarray):
     return back["sums/g/L/fold_act"], back["sums/g/L/fold_grad"], cnt
 
 
-def scores(result, rep_name: str, groupings, kind: str, mask: str = "crossfit") -> dict:
+def scores(result, rep_name: str, groupings, kind: str, mask: str = CROSSVAL_MASK) -> dict:
     f16 = rep_name.endswith("@f16")
     base = rep_name.removesuffix("@f16")
     rep = None if base.startswith("time") else representation(base)
@@ -207,7 +213,7 @@ def main() -> None:
     t.add_argument("--reps", default="bins6,bins12,bins24,full,half0")
     t.add_argument("--kind", default="gradnap")
     t.add_argument(
-        "--mask", default="crossfit", choices=("crossfit", "crossfit_shared", "same_fold")
+        "--mask", default=CROSSVAL_MASK, choices=MASKS
     )
     t.add_argument("--groupings", default=",".join(DEMO_GROUPINGS))
     t.set_defaults(func=table)
