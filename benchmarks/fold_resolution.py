@@ -212,9 +212,7 @@ def main() -> None:
     t.add_argument("result")
     t.add_argument("--reps", default="bins6,bins12,bins24,full,half0")
     t.add_argument("--kind", default="gradnap")
-    t.add_argument(
-        "--mask", default=CROSSVAL_MASK, choices=MASKS
-    )
+    t.add_argument("--mask", default=CROSSVAL_MASK, choices=MASKS)
     t.add_argument("--groupings", default=",".join(DEMO_GROUPINGS))
     t.set_defaults(func=table)
     args = p.parse_args()
