@@ -28,7 +28,8 @@ float16 codec changes them by less than 0.002) and print the tables::
 
 ``collect`` runs the demo's collection (corpus ``demo-s1000-n400``, the shipped model,
 ``K = 5``) with random-label groupings for chance seeds 0-3 (``chance_grapheme``,
-``chance_grapheme_s1``, ...). ``table`` prints one JSON line per (representation, kind,
+``chance_grapheme_s1``, ...); ``--stored`` keeps the per-fold sums in the default layout
+(central 20 %, 150 MB, 10 min) instead of full resolution. ``table`` prints one JSON line per (representation, kind,
 grouping, layer) and markdown tables; ``--kind activation`` for activation profiles,
 ``--mask`` where the GradNAP masks come from (``pair``, the default, docs/method.md §6;
 ``pair_shared``, ``crossfit``, ``crossfit_shared``; ``same_fold``, the earliest
@@ -190,14 +191,8 @@ def collect(args) -> None:
         groups += [
             dataclasses.replace(g, name=f"{g.name}_s{s}") for g in chance_groupings(corpus, seed=s)
         ]
-    nap = GradNAP(
-        model,
-        groupings=groups,
-        min_count=DEMO.min_count,
-        folds=DEMO.folds,
-        fold_bins=0,
-        fold_span=1.0,
-    )
+    layout = {} if args.stored else {"fold_bins": 0, "fold_span": 1.0}
+    nap = GradNAP(model, groupings=groups, min_count=DEMO.min_count, folds=DEMO.folds, **layout)
     nap.model_source = DEMO.model
     nap.collect(corpus, progress=False).save(args.out)
 
@@ -207,6 +202,9 @@ def main() -> None:
     sub = p.add_subparsers(required=True)
     c = sub.add_parser("collect")
     c.add_argument("out")
+    c.add_argument(
+        "--stored", action="store_true", help="the stored per-fold layout, not full resolution"
+    )
     c.set_defaults(func=collect)
     t = sub.add_parser("table")
     t.add_argument("result")

@@ -15,26 +15,34 @@ sensitivity ``N(g_i, σ²)``:
   the true gradient ``g_i`` is 3 instead of 1 in half of the elements for every second
   one: the mean distance between ``+1`` groups of different gradients, what a distance
   makes of groups that differ in their gradient alone (pair masks: 0 by definition);
-- ``score``: the cluster score (noise groups: ``--null``, all activations ``N(0, 1)``),
-  mean over the seeds ± its standard error, and the mean jackknife SE.
+- ``null score``: the cluster score of noise groups (all activations ``N(0, 1)``), mean
+  over the seeds ± its standard error, and the mean jackknife SE.
 
 Every value is the mean over ``--seeds`` draws ± the standard error of that mean::
 
-    PYTHONPATH=src .venv/bin/python benchmarks/size_bias.py --seeds 16
+    PYTHONPATH=src .venv/bin/python benchmarks/size_bias.py --seeds 32
+
+``--result PATH`` instead scores a result file per mask (``--masks``): the cluster score ±
+jackknife SE per layer of every grouping, grapheme − phoneme, and over all random-label
+groupings (``chance…``) × layers their mean, RMS, median SE and how many lie beyond
+2 SE (the demo with four chance seeds: ``benchmarks/fold_resolution.py collect --stored``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import numpy as np
 
 from gradnap.analysis.crossval import (
     MASKS,
     cluster_score,
+    cluster_score_table,
     crossval_distances,
     fold_profiles_from_sums,
+    score_difference,
 )
 from gradnap.method.accumulators import fold_of
 
@@ -65,14 +73,58 @@ def _ms(values) -> list[float]:
     return [float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))]
 
 
+def on_result(path: str, masks: list[str]) -> dict:
+    """Score tables of a result file per mask (see the module doc)."""
+    from gradnap.method.result import Result
+
+    result = Result.load(path)
+    chance = [g for g in result.groupings if g.startswith("chance")]
+    out: dict = {}
+    for mask in masks:
+        t = time.perf_counter()
+        table = cluster_score_table(result, result.groupings, mask=mask)
+        took = time.perf_counter() - t
+        scores = {
+            g: {la: (s.score, s.uncertainty) for la, s in per.items()}
+            for g, per in table.scores.items()
+        }
+        print(f"\n### mask {mask} ({took:.1f} s)\n")
+        print("| layer | " + " | ".join(result.groupings) + " | grapheme − phoneme |")
+        print("|---" * (len(result.groupings) + 2) + "|")
+        for layer in result.layers:
+            cells = [f"{v:+.3f} ± {se:.3f}" for v, se in (scores[g][layer] for g in scores)]
+            if {"grapheme", "phoneme"} <= set(scores):
+                d = score_difference(
+                    table.scores["grapheme"][layer], table.scores["phoneme"][layer]
+                )
+                cells.append(f"{d.difference:+.3f} ± {d.uncertainty:.3f}")
+            print(f"| {layer} | " + " | ".join(cells) + " |")
+        v = np.array([scores[g][la] for g in chance for la in result.layers])
+        if v.size:
+            print(
+                f"random labels ({len(v)} scores): mean {v[:, 0].mean():+.3f}, RMS "
+                f"{np.sqrt((v[:, 0] ** 2).mean()):.3f}, median SE {np.median(v[:, 1]):.3f}, "
+                f"beyond 2 SE {(np.abs(v[:, 0]) > 2 * v[:, 1]).sum()}"
+            )
+        out[mask] = {"seconds": took, "scores": scores}
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=16)
     p.add_argument("--grad-noise", default="0.5,1,2", help="sensitivity noise σ, comma-separated")
     p.add_argument("--masks", default=",".join(MASKS))
     p.add_argument("--json", help="write the numbers here")
+    p.add_argument("--result", help="score this result file instead (see the module doc)")
     args = p.parse_args()
     masks = args.masks.split(",")
+    if args.result:
+        out = on_result(args.result, masks)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(out, fh, indent=1)
+        return
     g = len(SIZES)
     labels = [f"g{i:02d}" for i in range(g)]
     odd = np.arange(g) % 2
