@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from gradnap.defaults import CLUSTER_PERCENTILES, CROSSVAL_MASK
 from gradnap.errors import GradnapError
@@ -74,7 +75,6 @@ def _one_blas_thread(fn: _F) -> _F:
     """Run ``fn`` with BLAS limited to one thread: a multi-threaded BLAS call on the small
     matrices of :func:`_gram` costs 100x more on a busy machine (threads spinning) than
     numpy's own loop, a single-threaded one 5x less."""
-    from threadpoolctl import threadpool_limits
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -175,12 +175,15 @@ class FoldProfiles:
             return [((k,), (m,)) for k, m in itertools.permutations(rest, 2)]
         return [(rest, rest)]
 
-    def masked(self, fold: int, mask_folds: Sequence[int]) -> np.ndarray:
+    def masked(
+        self, fold: int, mask_folds: Sequence[int], masks: np.ndarray | None = None
+    ) -> np.ndarray:
         """``(G, D)``: ``(Ā^fold − M^fold) ⊙ |Ḡ| / max|Ḡ|`` with ``Ḡ`` pooled over
-        ``mask_folds`` (cross-fitted GradNAPs only)."""
+        ``mask_folds`` (cross-fitted GradNAPs only; ``masks``: :meth:`masks` of
+        ``mask_folds`` if already computed)."""
         if self.deviations is None:
             raise GradnapError(f"masked(): profiles of kind {self.kind!r}, mask {self.mask!r}")
-        return self.deviations[fold] * self.masks(mask_folds)
+        return self.deviations[fold] * (self.masks(mask_folds) if masks is None else masks)
 
     def masks(self, folds: Sequence[int]) -> np.ndarray:
         """``(G, D)``: every kept group's mask ``|Ḡ| / max|Ḡ|`` with ``Ḡ`` pooled over
@@ -303,17 +306,17 @@ def pair_products(fp: FoldProfiles, exclude: Iterable[int] = ()) -> tuple[np.nda
 
     def profile(f: int, mask_folds: tuple[int, ...]) -> np.ndarray:
         if (f, mask_folds) not in masked:
-            masked[f, mask_folds] = fp.masked(f, mask_folds)
+            masked[f, mask_folds] = fp.masked(f, mask_folds, mask(mask_folds))
         return masked[f, mask_folds]
 
     for n, (i, j) in enumerate(itertools.combinations(range(k), 2)):
         if i in out or j in out:
             continue
-        if fp.pair and fp.deviations is not None:
+        dev = fp.deviations
+        if fp.pair and dev is not None:
             terms = fp.mask_folds(i, j, out)
-            shared = len(terms) == 1
+            shared = len(terms) == 1  # one pooled mask, else single folds k != l
             ms = [mask(terms[0][0])] if shared else [mask(f) for f in sorted({t[0] for t in terms})]
-            dev = fp.deviations
             vals[n] = _pair_weighted(dev[i], dev[j], *_pair_weights(ms, shared)) / max(d, 1)
         else:
             if fp.crossfit:
@@ -525,7 +528,8 @@ def cluster_score(
     folds but ``i`` and ``j`` (``S`` among them, so the clusters, the normaliser and the
     cross-fitted masks), the deviations of folds ``i`` and ``j`` are independent with
     expectation 0 under random labels, so the expectation is 0 when the groups do not
-    differ, whatever their sizes. The uncertainty is the delete-one-fold jackknife
+    differ, whatever their sizes (with pair masks also for real groups whose activation
+    means are equal). The uncertainty is the delete-one-fold jackknife
     standard error (each replicate's masks pool only its ``K − 1`` folds). ``products``:
     :func:`pair_products` of ``fp`` if already computed.
     """
