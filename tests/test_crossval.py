@@ -89,8 +89,10 @@ def test_crossfitted_mask_removes_the_bias_of_a_mask_correlated_with_activations
     / max > 0`` shrinks with the group size, so groups of different sizes differ in
     expectation and the score sits above 0 (measured over 16 draws: score +0.090 ± 0.014,
     signal share +0.163 ± 0.012); with cross-fitted masks both are at 0: −0.001 ± 0.004 and
-    −0.000 ± 0.005 (masks of two other folds, the default), +0.008 ± 0.022 and
-    +0.008 ± 0.022 (one mask shared by the pair, noisier)."""
+    −0.000 ± 0.005 (each group's masks of two other folds), +0.008 ± 0.022 and
+    +0.008 ± 0.022 (one pooled mask for both folds, noisier); with pair masks
+    +0.005 ± 0.010 and −0.000 ± 0.007 (two other folds, the default), +0.009 ± 0.019 and
+    +0.004 ± 0.015 (pooled)."""
     labels = _labels(len(SIZES))
     iu = np.triu_indices(len(SIZES), 1)
     got: dict[str, tuple[list, list]] = {m: ([], []) for m in ("same_fold", *CROSSFIT)}
@@ -115,9 +117,9 @@ def test_pair_mask_puts_identical_groups_of_any_sizes_at_zero():
     a cluster, away from the dataset mean), sensitivities ``N(1, 1)`` for all. With
     per-group masks ``E[|Ḡ| / max|Ḡ|]`` depends on the group size (noise inflates ``|Ḡ|``
     and its maximum), so identical groups of different sizes sit apart: mean distance
-    within a cluster +0.151 ± 0.005 for the cross-fitted masks (between clusters about
-    1.4). One pair mask ``(m_a + m_b) / 2`` for both groups leaves ``(Ā_a − Ā_b) ⊙ m_ab``,
-    0 in expectation whenever the activation means are equal: −0.002 ± 0.001."""
+    within a cluster +0.151 ± 0.005 for the cross-fitted masks (between clusters 1.60).
+    One pair mask ``(m_a + m_b) / 2`` for both groups leaves ``(Ā_a − Ā_b) ⊙ m_ab``, 0 in
+    expectation whenever the activation means are equal: −0.002 ± 0.001 (between 1.65)."""
     labels = _labels(len(SIZES))
     odd = np.arange(len(SIZES)) % 2
     same = np.equal.outer(odd, odd) & ~np.eye(len(SIZES), dtype=bool)
