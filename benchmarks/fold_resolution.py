@@ -28,11 +28,12 @@ float16 codec changes them by less than 0.002) and print the tables::
 
 ``collect`` runs the demo's collection (corpus ``demo-s1000-n400``, the shipped model,
 ``K = 5``) with random-label groupings for chance seeds 0-3 (``chance_grapheme``,
-``chance_grapheme_s1``, ...). ``table`` prints one JSON line per (representation, kind,
+``chance_grapheme_s1``, ...); ``--stored`` keeps the per-fold sums in the default layout
+(central 20 %, 150 MB, 10 min) instead of full resolution. ``table`` prints one JSON line per (representation, kind,
 grouping, layer) and markdown tables; ``--kind activation`` for activation profiles,
-``--mask`` where the GradNAP masks come from (``crossfit``, the default, docs/method.md
-§6; ``crossfit_shared``; ``same_fold``, the earlier definition), ``--groupings`` to choose
-groupings (default: the demo's four).
+``--mask`` where the GradNAP masks come from (``pair``, the default, docs/method.md §6;
+``pair_shared``, ``crossfit``, ``crossfit_shared``; ``same_fold``, the earliest
+definition), ``--groupings`` to choose groupings (default: the demo's four).
 """
 
 from __future__ import annotations
@@ -46,7 +47,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gradnap.analysis.crossval import cluster_score, fold_profiles_from_sums, score_difference
+from gradnap.analysis.crossval import (
+    MASKS,
+    cluster_score,
+    fold_profiles_from_sums,
+    score_difference,
+)
+from gradnap.defaults import CROSSVAL_MASK
 from gradnap.method.accumulators import FoldLayout, decode_fold_arrays, encode_fold_arrays
 
 #: Maps a window width to the bin of each column, ``-1`` = dropped.
@@ -91,7 +98,7 @@ def f16_means(act: np.ndarray, grad: np.ndarray, cnt: np.ndarray):
     return back["sums/g/L/fold_act"], back["sums/g/L/fold_grad"], cnt
 
 
-def scores(result, rep_name: str, groupings, kind: str, mask: str = "crossfit") -> dict:
+def scores(result, rep_name: str, groupings, kind: str, mask: str = CROSSVAL_MASK) -> dict:
     f16 = rep_name.endswith("@f16")
     base = rep_name.removesuffix("@f16")
     rep = None if base.startswith("time") else representation(base)
@@ -184,14 +191,8 @@ def collect(args) -> None:
         groups += [
             dataclasses.replace(g, name=f"{g.name}_s{s}") for g in chance_groupings(corpus, seed=s)
         ]
-    nap = GradNAP(
-        model,
-        groupings=groups,
-        min_count=DEMO.min_count,
-        folds=DEMO.folds,
-        fold_bins=0,
-        fold_span=1.0,
-    )
+    layout = {} if args.stored else {"fold_bins": 0, "fold_span": 1.0}
+    nap = GradNAP(model, groupings=groups, min_count=DEMO.min_count, folds=DEMO.folds, **layout)
     nap.model_source = DEMO.model
     nap.collect(corpus, progress=False).save(args.out)
 
@@ -201,14 +202,15 @@ def main() -> None:
     sub = p.add_subparsers(required=True)
     c = sub.add_parser("collect")
     c.add_argument("out")
+    c.add_argument(
+        "--stored", action="store_true", help="the stored per-fold layout, not full resolution"
+    )
     c.set_defaults(func=collect)
     t = sub.add_parser("table")
     t.add_argument("result")
     t.add_argument("--reps", default="bins6,bins12,bins24,full,half0")
     t.add_argument("--kind", default="gradnap")
-    t.add_argument(
-        "--mask", default="crossfit", choices=("crossfit", "crossfit_shared", "same_fold")
-    )
+    t.add_argument("--mask", default=CROSSVAL_MASK, choices=MASKS)
     t.add_argument("--groupings", default=",".join(DEMO_GROUPINGS))
     t.set_defaults(func=table)
     args = p.parse_args()

@@ -15,6 +15,9 @@ estimated); and the fraction with ``score > q · SE`` (called "above chance").
 Nominal rates for a t with ``K − 1 = 4`` d.o.f.: 11.6% beyond 2, 5% beyond 2.776::
 
     PYTHONPATH=src .venv/bin/python benchmarks/jackknife_coverage.py --seeds 200
+
+``--kinds`` the profile kinds (default ``activation,gradnap``), ``--mask`` the GradNAP
+masks (docs/method.md §6; default ``pair``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import json
 import numpy as np
 from scipy import stats
 
-from gradnap.analysis.crossval import cluster_score, fold_profiles_from_sums
+from gradnap.analysis.crossval import MASKS, cluster_score, fold_profiles_from_sums
+from gradnap.defaults import CROSSVAL_MASK
 
 
 def sums(rng, sizes, k, c, w, offsets):
@@ -51,6 +55,8 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--effect", type=float, default=0.15)
+    p.add_argument("--kinds", default="activation,gradnap")
+    p.add_argument("--mask", default=CROSSVAL_MASK, choices=MASKS, help="GradNAP masks")
     args = p.parse_args()
     k = args.folds
     q_t = float(stats.t.ppf(0.975, k - 1))
@@ -59,7 +65,7 @@ def main() -> None:
     labels = [f"g{i:02d}" for i in range(args.groups)]
     rows = []
     for scenario in ("null", "planted"):
-        for kind in ("activation", "gradnap"):
+        for kind in args.kinds.split(","):
             vals = []
             for seed in range(args.seeds):
                 rng = np.random.default_rng(seed)
@@ -68,7 +74,10 @@ def main() -> None:
                     pattern = np.random.default_rng(10_000).standard_normal(off.shape[1:])
                     off[::2] += args.effect * pattern  # two clusters: even and odd groups
                 fp = fold_profiles_from_sums(
-                    labels, *sums(rng, sizes, k, args.channels, args.width, off), kind=kind
+                    labels,
+                    *sums(rng, sizes, k, args.channels, args.width, off),
+                    kind=kind,
+                    mask=args.mask,
                 )
                 s = cluster_score(fp)
                 vals.append((s.score, s.uncertainty))
@@ -78,6 +87,7 @@ def main() -> None:
             row = {
                 "scenario": scenario,
                 "kind": kind,
+                "mask": args.mask if kind == "gradnap" else None,
                 "seeds": args.seeds,
                 "mean_score": float(score.mean()),
                 "sd_score": float(score.std(ddof=1)),

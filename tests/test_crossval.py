@@ -16,12 +16,13 @@ from gradnap.errors import GradnapError
 from gradnap.method.accumulators import fold_of
 
 K, C, W = 5, 4, 3
-CROSSFIT = ("crossfit", "crossfit_shared")
+CROSSFIT = ("pair", "pair_shared", "crossfit", "crossfit_shared")
 SIZES = [4, 7, 12, 30, 60, 150, 400, 1000, 3000, 5, 9, 20, 80, 250, 2000]
 
 
-def _sums(sizes, rng, offsets=None):
-    """Per-fold sums (G, K, C, W) of noise examples; ``offsets`` (G, C, W) planted means."""
+def _sums(sizes, rng, offsets=None, grad_noise=0.1):
+    """Per-fold sums (G, K, C, W) of noise examples; ``offsets`` (G, C, W) planted means;
+    sensitivities ``1 + grad_noise ε``."""
     g = len(sizes)
     act = np.zeros((g, K, C, W))
     grad = np.zeros((g, K, C, W))
@@ -31,7 +32,7 @@ def _sums(sizes, rng, offsets=None):
         x = rng.standard_normal((n, C, W))
         if offsets is not None:
             x += offsets[i]
-        s = 1.0 + 0.1 * rng.standard_normal((n, C, W))
+        s = 1.0 + grad_noise * rng.standard_normal((n, C, W))
         for f in range(K):
             act[i, f] = x[folds == f].sum(0)
             grad[i, f] = s[folds == f].sum(0)
@@ -88,8 +89,10 @@ def test_crossfitted_mask_removes_the_bias_of_a_mask_correlated_with_activations
     / max > 0`` shrinks with the group size, so groups of different sizes differ in
     expectation and the score sits above 0 (measured over 16 draws: score +0.090 ± 0.014,
     signal share +0.163 ± 0.012); with cross-fitted masks both are at 0: −0.001 ± 0.004 and
-    −0.000 ± 0.005 (masks of two other folds, the default), +0.008 ± 0.022 and
-    +0.008 ± 0.022 (one mask shared by the pair, noisier)."""
+    −0.000 ± 0.005 (each group's masks of two other folds), +0.008 ± 0.022 and
+    +0.008 ± 0.022 (one pooled mask for both folds, noisier); with pair masks
+    +0.005 ± 0.010 and −0.000 ± 0.007 (two other folds, the default), +0.009 ± 0.019 and
+    +0.004 ± 0.015 (pooled)."""
     labels = _labels(len(SIZES))
     iu = np.triu_indices(len(SIZES), 1)
     got: dict[str, tuple[list, list]] = {m: ([], []) for m in ("same_fold", *CROSSFIT)}
@@ -107,6 +110,36 @@ def test_crossfitted_mask_removes_the_bias_of_a_mask_correlated_with_activations
                 assert mean > 0.05 and mean > 4 * se, (mask, mean, se)
             else:
                 assert abs(mean) < 2 * se, (mask, mean, se)
+
+
+def test_pair_mask_puts_identical_groups_of_any_sizes_at_zero():
+    """Two clusters of groups of sizes 4..3000: activations ``N(±1, 1)`` (the same mean in
+    a cluster, away from the dataset mean), sensitivities ``N(1, 1)`` for all. With
+    per-group masks ``E[|Ḡ| / max|Ḡ|]`` depends on the group size (noise inflates ``|Ḡ|``
+    and its maximum), so identical groups of different sizes sit apart: mean distance
+    within a cluster +0.151 ± 0.005 for the cross-fitted masks (between clusters 1.60).
+    One pair mask ``(m_a + m_b) / 2`` for both groups leaves ``(Ā_a − Ā_b) ⊙ m_ab``, 0 in
+    expectation whenever the activation means are equal: −0.002 ± 0.001 (between 1.65)."""
+    labels = _labels(len(SIZES))
+    odd = np.arange(len(SIZES)) % 2
+    same = np.equal.outer(odd, odd) & ~np.eye(len(SIZES), dtype=bool)
+    offsets = np.where(odd, 1.0, -1.0)[:, None, None] * np.ones((len(SIZES), C, W))
+    within: dict[str, list[float]] = {m: [] for m in CROSSFIT}
+    between: dict[str, list[float]] = {m: [] for m in CROSSFIT}
+    for seed in range(8):
+        sums = _sums(SIZES, np.random.default_rng(seed), offsets, grad_noise=1.0)
+        for mask in CROSSFIT:
+            cv = crossval_distances(fold_profiles_from_sums(labels, *sums, mask=mask)).crossval
+            within[mask].append(np.nanmean(cv[same]))
+            between[mask].append(np.nanmean(cv[~same & ~np.eye(len(SIZES), dtype=bool)]))
+    for mask, values in within.items():
+        v = np.array(values)
+        mean, se = v.mean(), v.std(ddof=1) / np.sqrt(v.size)
+        assert np.mean(between[mask]) > 1.0, mask
+        if mask.startswith("pair"):
+            assert abs(mean) < 3 * se and abs(mean) < 0.01, (mask, mean, se)
+        else:
+            assert mean > 0.1 and mean > 10 * se, (mask, mean, se)
 
 
 def test_unknown_mask_is_refused():
@@ -216,7 +249,8 @@ def test_crossfitted_gradnap_distance_equals_brute_force_per_example():
     of the group's examples in fold k over its maximum), that of fold j masked by fold l;
     d is the mean over all such (i, j, k, l) of the product. With
     ``mask="crossfit_shared"`` both are masked by the examples of the three folds other
-    than i and j."""
+    than i and j. With ``mask="pair"`` (``"pair_shared"``) both groups' profiles are masked
+    by the mean of the two groups' masks of fold k (l; or of the three other folds)."""
     rng = np.random.default_rng(4)
     sizes = [9, 14, 20]
     ex = []  # per group: (fold, activation (C, W), sensitivity (C, W)) per example
@@ -226,12 +260,18 @@ def test_crossfitted_gradnap_distance_equals_brute_force_per_example():
     act = np.stack([[x[f == k].sum(0) for k in range(K)] for f, x, _ in ex])
     grad = np.stack([[s[f == k].sum(0) for k in range(K)] for f, _, s in ex])
     count = np.stack([[np.full(W, (f == k).sum()) for k in range(K)] for f, _, _ in ex])
-    fp = fold_profiles_from_sums(_labels(3), act, grad, count)
-    assert fp.mask == "crossfit" and fp.crossfit
+    fp = fold_profiles_from_sums(_labels(3), act, grad, count, mask="crossfit")
+    assert fp.crossfit and not fp.pair
     cv = crossval_distances(fp).crossval
-    shared = crossval_distances(
-        fold_profiles_from_sums(_labels(3), act, grad, count, mask="crossfit_shared")
-    ).crossval
+    other = {
+        mask: crossval_distances(
+            fold_profiles_from_sums(_labels(3), act, grad, count, mask=mask)
+        ).crossval
+        for mask in ("crossfit_shared", "pair", "pair_shared")
+    }
+    default = fold_profiles_from_sums(_labels(3), act, grad, count)
+    assert default.mask == "pair" and default.pair
+    plain = crossval_distances(default).plain
 
     def deviation(g, k):
         everyone = np.concatenate([x[f == k] for f, x, _ in ex])
@@ -246,23 +286,36 @@ def test_crossfitted_gradnap_distance_equals_brute_force_per_example():
         m = np.abs(s[sel].mean(0))
         return m / m.max()
 
-    def product(a, b, i, j, mi, mj):
-        pi = deviation(a, i) * mask(a, mi) - deviation(b, i) * mask(b, mi)
-        pj = deviation(a, j) * mask(a, mj) - deviation(b, j) * mask(b, mj)
+    def product(a, b, i, j, mi, mj, pair=False):
+        ma, mb = (mask(a, mi), mask(b, mi)), (mask(a, mj), mask(b, mj))
+        if pair:  # one mask for both groups: the mean of theirs
+            ma, mb = ((ma[0] + ma[1]) / 2,) * 2, ((mb[0] + mb[1]) / 2,) * 2
+        pi = deviation(a, i) * ma[0] - deviation(b, i) * ma[1]
+        pj = deviation(a, j) * mb[0] - deviation(b, j) * mb[1]
         return (pi * pj).sum() / (C * W)
 
     for a, b in itertools.combinations(range(3), 2):
-        terms, shared_terms = [], []
+        terms: dict[str, list[float]] = {m: [] for m in ("crossfit", *other)}
         for i, j in itertools.permutations(range(K), 2):
             if not all(((ex[g][0] == k).any()) for g in (a, b) for k in (i, j)):
                 continue
             rest = [f for f in range(K) if f not in (i, j)]
-            shared_terms.append(product(a, b, i, j, rest, rest))
+            terms["crossfit_shared"].append(product(a, b, i, j, rest, rest))
+            terms["pair_shared"].append(product(a, b, i, j, rest, rest, pair=True))
             for k, m in itertools.permutations(rest, 2):
-                terms.append(product(a, b, i, j, [k], [m]))
-        assert cv[a, b] == pytest.approx(np.mean(terms), rel=1e-10)
+                terms["crossfit"].append(product(a, b, i, j, [k], [m]))
+                terms["pair"].append(product(a, b, i, j, [k], [m], pair=True))
+        assert cv[a, b] == pytest.approx(np.mean(terms["crossfit"]), rel=1e-10)
         assert cv[b, a] == pytest.approx(cv[a, b], rel=1e-12)
-        assert shared[a, b] == pytest.approx(np.mean(shared_terms), rel=1e-10)
+        for mask_name, d in other.items():
+            assert d[a, b] == pytest.approx(np.mean(terms[mask_name]), rel=1e-10), mask_name
+            assert d[b, a] == pytest.approx(d[a, b], rel=1e-12), mask_name
+        # the plain distance of the pair masks: all examples, one pooled pair mask
+        everything = list(range(K))
+        x = np.concatenate([x for _, x, _ in ex]).mean(0)
+        diff = (ex[a][1].mean(0) - x) - (ex[b][1].mean(0) - x)
+        pair_mask = (mask(a, everything) + mask(b, everything)) / 2
+        assert plain[a, b] == pytest.approx(((diff * pair_mask) ** 2).sum() / (C * W), rel=1e-10)
 
 
 def test_result_without_folds_is_refused():

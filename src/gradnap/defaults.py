@@ -164,6 +164,11 @@ OPTIMAL_INPUT = OptimalInputConfig()
 #: Dendrogram cut percentiles of the pairwise distances (docs/method.md §1.8).
 CLUSTER_PERCENTILES: tuple[float, ...] = (75.0, 80.0, 85.0, 90.0, 95.0)
 
+#: Where the masks of the cross-validated GradNAP distances come from (docs/method.md §6,
+#: ``gradnap.analysis.crossval.MASKS``): one mask per pair of groups, the mean of theirs,
+#: from two further folds.
+CROSSVAL_MASK = "pair"
+
 
 @dataclass(frozen=True)
 class AlignmentConfig:

@@ -8,14 +8,19 @@ Works on the per-fold sums of a result (format version 2, ``Result.fold_sums``):
 - :func:`crossval_distances`: ``d(a, b) = mean over fold pairs i≠j of
   (P_a^i − P_b^i)·(P_a^j − P_b^j) / D``, the plain squared distance of the total profiles
   and the signal share (mean cross-validated / mean plain distance). For GradNAPs the
-  masks are **cross-fitted** (``mask="crossfit"``, the default): ``P^i`` of the pair
-  ``(i, j)`` is masked with ``|Ḡ^k| / max|Ḡ^k|`` and ``P^j`` with that of fold ``l``,
-  ``i, j, k, l`` all different, averaged over ``(k, l)``; so the four factors are
-  independent, no fold's activations are correlated with their mask, and a mask's own
-  noise does not add to the distance. ``mask="crossfit_shared"`` masks both with
-  ``|Ḡ^{−ij}|`` pooled over the other folds (zero-safe, but inflated by mask noise for
-  groups that differ); ``mask="same_fold"`` is the earlier definition (each profile masked
-  by its own fold), biased for groups of different sizes.
+  masks come from folds other than the pair ``(i, j)``, so the factors are independent
+  and no fold's activations are correlated with their mask. By default
+  (``mask="pair"``) both groups of a distance share **one pair mask**
+  ``m_ab = (m_a + m_b) / 2`` (``m = |Ḡ| / max|Ḡ|``): ``P_a^i − P_b^i`` is
+  ``(Ā_a^i − Ā_b^i) ⊙ m_ab^k`` and ``P_a^j − P_b^j`` the same with fold ``l``, ``i, j, k,
+  l`` all different, averaged over ``(k, l)``; the expectation is 0 whenever the two
+  activation means are equal, whatever the group sizes (a per-group mask's expectation
+  depends on the group size). ``mask="crossfit"`` masks each group by its own mask of
+  fold ``k`` (``l``): exactly 0 for random labels, but identical groups of different
+  sizes sit apart; ``"pair_shared"``, ``"crossfit_shared"``: one mask pooled over the
+  other folds for both factors (zero-safe, inflated by mask noise for groups that
+  differ); ``"same_fold"``: each profile masked by its own fold (the earliest
+  definition, biased for random groups of different sizes).
 - :func:`cluster_score`: clusters chosen on some folds, scored with cross-validated
   distances of the other folds; uncertainty from a delete-one-fold jackknife.
 - :func:`score_difference`: the difference of two scores, jackknifed over the same
@@ -25,15 +30,17 @@ Works on the per-fold sums of a result (format version 2, ``Result.fold_sums``):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from gradnap.defaults import CLUSTER_PERCENTILES
+from gradnap.defaults import CLUSTER_PERCENTILES, CROSSVAL_MASK
 from gradnap.errors import GradnapError
 
 __all__ = [
@@ -50,15 +57,31 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 #: Profile kinds with per-fold estimates (NAP sums are totals only).
 FOLD_KINDS = ("gradnap", "activation", "gradient")
 #: Where the mask of a per-fold GradNAP comes from (docs/method.md §6).
-MASKS = ("crossfit", "crossfit_shared", "same_fold")
+MASKS = ("pair", "pair_shared", "crossfit", "crossfit_shared", "same_fold")
+#: Masks shared by the two groups a distance compares: ``(m_a + m_b) / 2``.
+PAIR_MASKS = ("pair", "pair_shared")
 NO_FOLDS = (
     "this result has no folds (format version 1, or collected with folds=1); cross-validated "
     "analyses need K >= 3 folds: collect again with gradnap >= 0.3 (folds=5 by default)"
 )
+
+
+def _one_blas_thread(fn: _F) -> _F:
+    """Run ``fn`` with BLAS limited to one thread: a multi-threaded BLAS call on the small
+    matrices of :func:`_gram` costs 100x more on a busy machine (threads spinning) than
+    numpy's own loop, a single-threaded one 5x less."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return cast(_F, run)
 
 
 def _means(total: np.ndarray, count: np.ndarray, fill: Any) -> np.ndarray:
@@ -118,7 +141,7 @@ class FoldProfiles:
     kind: str = "gradnap"
     #: Where the GradNAP masks of a fold pair come from (:data:`MASKS`,
     #: :meth:`mask_folds`; other kinds have no mask).
-    mask: str = "crossfit"
+    mask: str = CROSSVAL_MASK
     #: ``(K, G, D)`` activation deviations ``Ā^i − M^i`` per fold (cross-fitted GradNAPs;
     #: ``None`` otherwise).
     deviations: np.ndarray | None = None
@@ -132,29 +155,54 @@ class FoldProfiles:
         """The masks of a fold pair's profiles come from other folds."""
         return self.deviations is not None
 
+    @property
+    def pair(self) -> bool:
+        """Both groups of a distance are masked with one pair mask ``(m_a + m_b) / 2``."""
+        return self.crossfit and self.mask in PAIR_MASKS
+
     def mask_folds(
         self, i: int, j: int, exclude: Iterable[int] = ()
     ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         """The folds the masks of ``P^i`` and ``P^j`` of fold pair ``(i, j)`` come from, one
         ``(folds of P^i's mask, folds of P^j's mask)`` per term the pair's product averages
         (docs/method.md §6), among the folds other than ``i``, ``j`` and ``exclude`` (a
-        jackknife's left-out fold): ``"crossfit"``: every ordered pair of two different
-        single folds ``(k, l)`` (the shared pooled mask when fewer than 2 are left, K = 3);
-        ``"crossfit_shared"``: one mask pooled over all of them for both."""
+        jackknife's left-out fold): ``"pair"``, ``"crossfit"``: every ordered pair of two
+        different single folds ``(k, l)`` (the shared pooled mask when fewer than 2 are
+        left, K = 3); ``"pair_shared"``, ``"crossfit_shared"``: one mask pooled over all of
+        them for both."""
         rest = tuple(f for f in range(self.folds) if f not in (i, j, *exclude))
-        if self.mask == "crossfit" and len(rest) >= 2:
+        if self.mask in ("pair", "crossfit") and len(rest) >= 2:
             return [((k,), (m,)) for k, m in itertools.permutations(rest, 2)]
         return [(rest, rest)]
 
-    def masked(self, fold: int, mask_folds: Sequence[int]) -> np.ndarray:
+    def masked(
+        self, fold: int, mask_folds: Sequence[int], masks: np.ndarray | None = None
+    ) -> np.ndarray:
         """``(G, D)``: ``(Ā^fold − M^fold) ⊙ |Ḡ| / max|Ḡ|`` with ``Ḡ`` pooled over
-        ``mask_folds`` (cross-fitted GradNAPs only)."""
+        ``mask_folds`` (cross-fitted GradNAPs only; ``masks``: :meth:`masks` of
+        ``mask_folds`` if already computed)."""
         if self.deviations is None:
             raise GradnapError(f"masked(): profiles of kind {self.kind!r}, mask {self.mask!r}")
+        return self.deviations[fold] * (self.masks(mask_folds) if masks is None else masks)
+
+    def masks(self, folds: Sequence[int]) -> np.ndarray:
+        """``(G, D)``: every kept group's mask ``|Ḡ| / max|Ḡ|`` with ``Ḡ`` pooled over
+        ``folds``."""
         _, grad, count = self.sums
-        f = list(mask_folds)
+        f = list(folds)
         m = _mask(grad[f].sum(axis=0), count[f].sum(axis=0))[self.rows]
-        return self.deviations[fold] * m.reshape(len(self.rows), -1)
+        return m.reshape(len(self.rows), -1)
+
+    def plain(self, folds: Sequence[int]) -> np.ndarray:
+        """``(G, G)`` plain squared distances per element of the profiles pooled over
+        ``folds``; with pair masks ``‖(Ā_a − Ā_b) ⊙ (m_a + m_b) / 2‖² / D``, all pooled."""
+        if not self.pair:
+            return _plain(self.pooled(folds))
+        act, grad, count = (s[list(folds)].sum(axis=0) for s in self.sums)
+        x = profiles_from_sums(act, grad, count, "activation")[self.rows]
+        x = x.reshape(len(self.rows), -1)
+        d = _pair_weighted(x, x, *_pair_weights([self.masks(folds)], shared=True))
+        return np.maximum(d, 0.0) / max(x.shape[1], 1)
 
     def pooled(self, folds: Sequence[int]) -> np.ndarray:
         """``(G, D)`` profiles from the sums of ``folds`` added up."""
@@ -171,13 +219,15 @@ def fold_profiles_from_sums(
     count: np.ndarray,
     keep: Sequence[int] | None = None,
     kind: str = "gradnap",
-    mask: str = "crossfit",
+    mask: str = CROSSVAL_MASK,
 ) -> FoldProfiles:
     """:class:`FoldProfiles` from per-fold sums ``(G, K, C, W)``, counts ``(G, K, W)``;
     ``keep``: indices of the groups to keep (default all); ``mask``: where the GradNAP masks
-    of a fold pair come from (docs/method.md §6): ``"crossfit"`` (default; folds other
-    than the pair, a different one for each side), ``"crossfit_shared"`` (one mask pooled
-    over the other folds for both) or ``"same_fold"`` (each profile's own fold)."""
+    of a fold pair come from (docs/method.md §6): ``"pair"`` (default; one mask for both
+    groups, the mean of theirs, from folds other than the pair, a different one for each
+    side), ``"pair_shared"`` (the same pooled over the other folds for both sides),
+    ``"crossfit"``, ``"crossfit_shared"`` (likewise, each group with its own mask) or
+    ``"same_fold"`` (each profile's own fold)."""
     if mask not in MASKS:
         raise GradnapError(f"mask {mask!r}: choose one of {', '.join(MASKS)}")
     act = np.moveaxis(act_sum, 1, 0)
@@ -212,7 +262,7 @@ def fold_profiles(
     grouping: str,
     kind: str = "gradnap",
     min_count: int | None = None,
-    mask: str = "crossfit",
+    mask: str = CROSSVAL_MASK,
 ) -> FoldProfiles:
     """Per-fold profiles of the groups of ``grouping`` with at least ``min_count`` examples
     (sorted labels) in ``layer`` of a :class:`~gradnap.method.result.Result`; ``mask`` as
@@ -233,33 +283,49 @@ def fold_profiles(
     )
 
 
+@_one_blas_thread
 def pair_products(fp: FoldProfiles, exclude: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """For every fold pair ``i < j``: ``(P_a^i − P_b^i)·(P_a^j − P_b^j) / D`` as
     ``(n_pairs, G, G)`` and whether both groups have data in both folds ``(n_pairs, G, G)``.
     Cross-fitted GradNAPs: the mean of the product over the mask folds of
-    :meth:`FoldProfiles.mask_folds`. Folds in ``exclude`` are treated as absent (pairs with
-    them are not ``ok``, masks leave them out: a jackknife replicate)."""
+    :meth:`FoldProfiles.mask_folds`; with pair masks both profiles of a pair ``(a, b)`` are
+    masked by ``(m_a + m_b) / 2`` (:func:`_pair_weights`). Folds in ``exclude`` are
+    treated as absent (pairs with them are not ``ok``, masks leave them out: a jackknife
+    replicate)."""
     k, g, d = fp.profiles.shape
     out = tuple(exclude)
     vals = np.zeros((k * (k - 1) // 2, g, g))
     ok = np.zeros(vals.shape, dtype=bool)
     masked: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+    masks: dict[tuple[int, ...], np.ndarray] = {}
+
+    def mask(folds: tuple[int, ...]) -> np.ndarray:
+        if folds not in masks:
+            masks[folds] = fp.masks(folds)
+        return masks[folds]
 
     def profile(f: int, mask_folds: tuple[int, ...]) -> np.ndarray:
         if (f, mask_folds) not in masked:
-            masked[f, mask_folds] = fp.masked(f, mask_folds)
+            masked[f, mask_folds] = fp.masked(f, mask_folds, mask(mask_folds))
         return masked[f, mask_folds]
 
     for n, (i, j) in enumerate(itertools.combinations(range(k), 2)):
         if i in out or j in out:
             continue
-        if fp.crossfit:
+        dev = fp.deviations
+        if fp.pair and dev is not None:
             terms = fp.mask_folds(i, j, out)
-            c = np.mean([_gram(profile(i, mi), profile(j, mj)) for mi, mj in terms], axis=0)
+            shared = len(terms) == 1  # one pooled mask, else single folds k != l
+            ms = [mask(terms[0][0])] if shared else [mask(f) for f in sorted({t[0] for t in terms})]
+            vals[n] = _pair_weighted(dev[i], dev[j], *_pair_weights(ms, shared)) / max(d, 1)
         else:
-            c = _gram(fp.profiles[i], fp.profiles[j])
-        diag = np.diag(c)
-        vals[n] = (diag[:, None] + diag[None, :] - c - c.T) / max(d, 1)
+            if fp.crossfit:
+                terms = fp.mask_folds(i, j, out)
+                c = np.mean([_gram(profile(i, mi), profile(j, mj)) for mi, mj in terms], axis=0)
+            else:
+                c = _gram(fp.profiles[i], fp.profiles[j])
+            diag = np.diag(c)
+            vals[n] = (diag[:, None] + diag[None, :] - c - c.T) / max(d, 1)
         p = fp.present[i] & fp.present[j]
         ok[n] = p[:, None] & p[None, :]
     return vals, ok
@@ -277,9 +343,49 @@ def _cv(vals: np.ndarray, ok: np.ndarray, pairs: Sequence[int]) -> np.ndarray:
 
 
 def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b.T`` for small ``(G, D)`` matrices without BLAS: a multi-threaded BLAS call
-    this small costs 100x more on a busy machine (threads spinning) than numpy's loop."""
-    return np.einsum("id,jd->ij", a, b)
+    """``a @ b.T`` for small ``(G, D)`` matrices (callers limit BLAS to one thread:
+    :func:`_one_blas_thread`)."""
+    return a @ b.T
+
+
+def _pair_weights(
+    masks: Sequence[np.ndarray], shared: bool
+) -> tuple[np.ndarray, list[tuple[float, np.ndarray]]]:
+    """The per-element weight ``w_ab`` of a fold pair's product with pair masks
+    ``m_ab = (m_a + m_b) / 2``, written as ``e_a + e_b + Σ_t c_t h_t,a h_t,b`` (returns
+    ``e`` ``(G, D)`` and the ``(c_t, h_t)``) so that :func:`_pair_weighted` needs Gram
+    matrices only. ``shared``: one mask ``m`` (``masks[0]``) for both profiles,
+    ``w = m_ab²``; otherwise single-fold masks ``m^k`` of ``r >= 2`` folds, ``P^i``
+    masked by ``m_ab^k`` and ``P^j`` by ``m_ab^l``, averaged over the ``r (r − 1)`` ordered
+    pairs ``k ≠ l``: ``w = ((s_a + s_b)² − Σ_k (m_a^k + m_b^k)²) / (4 r (r − 1))`` with
+    ``s = Σ_k m^k``."""
+    if shared:
+        m = masks[0]
+        return m * m / 4, [(0.5, m)]
+    r = len(masks)
+    n = 4.0 * r * (r - 1)
+    s = np.sum(masks, axis=0)
+    q = np.sum([m * m for m in masks], axis=0)
+    return (s * s - q) / n, [(2.0 / n, s), *((-2.0 / n, m) for m in masks)]
+
+
+def _pair_weighted(
+    x: np.ndarray, y: np.ndarray, e: np.ndarray, cross: Sequence[tuple[float, np.ndarray]]
+) -> np.ndarray:
+    """``(G, G)``: ``Σ_d (x_a − x_b)_d (y_a − y_b)_d w_ab,d`` for ``x``, ``y`` ``(G, D)`` and
+    ``w_ab = e_a + e_b + Σ_t c_t h_t,a h_t,b`` (:func:`_pair_weights`), from Gram matrices
+    of element-wise products (``O(G² D)`` per term, no ``(G, G, D)`` array)."""
+    xy = x * y
+    t = (xy * e).sum(axis=1)[:, None] - _gram(x * e, y) - _gram(y * e, x) + _gram(e, xy)
+    out = t + t.T
+    if cross:
+        c = np.concatenate([coef * h for coef, h in cross], axis=1)
+        h = np.concatenate([h for _, h in cross], axis=1)
+        a = _gram(np.tile(xy, len(cross)) * c, h)
+        b = _gram(np.tile(x, len(cross)) * c, np.tile(y, len(cross)) * h)
+        out += a + a.T - b - b.T
+    np.fill_diagonal(out, 0.0)
+    return out
 
 
 def _plain(x: np.ndarray) -> np.ndarray:
@@ -313,12 +419,16 @@ class CrossvalDistances:
         return float(cv[ok].mean() / pl[ok].mean())
 
 
-def crossval_distances(fp: FoldProfiles) -> CrossvalDistances:
-    """Cross-validated and plain squared distances of :class:`FoldProfiles`."""
-    vals, ok = pair_products(fp)
+@_one_blas_thread
+def crossval_distances(
+    fp: FoldProfiles, products: tuple[np.ndarray, np.ndarray] | None = None
+) -> CrossvalDistances:
+    """Cross-validated and plain squared distances of :class:`FoldProfiles`
+    (``products``: :func:`pair_products` of ``fp`` if already computed)."""
+    vals, ok = pair_products(fp) if products is None else products
     cv = _cv(vals, ok, range(len(vals)))
     np.fill_diagonal(cv, 0.0)
-    return CrossvalDistances(fp.groups, cv, _plain(fp.total))
+    return CrossvalDistances(fp.groups, cv, fp.plain(range(fp.folds)))
 
 
 @dataclass(frozen=True)
@@ -364,7 +474,7 @@ def _select(fp: FoldProfiles, sel: Sequence[int], percentiles: Sequence[float]) 
     from scipy.cluster.hierarchy import fcluster, linkage
 
     n = len(fp.groups)
-    plain = _upper(_plain(fp.pooled(sel)))
+    plain = _upper(fp.plain(sel))
     norm = float(plain.mean()) if plain.size else 0.0
     if n < 3 or norm <= 0:
         return _Selection([], float("nan"))
@@ -401,8 +511,11 @@ def _split_value(
     return float(np.mean(out)) if out else float("nan")
 
 
+@_one_blas_thread
 def cluster_score(
-    fp: FoldProfiles, percentiles: Sequence[float] = CLUSTER_PERCENTILES
+    fp: FoldProfiles,
+    percentiles: Sequence[float] = CLUSTER_PERCENTILES,
+    products: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ClusterScore:
     """Cross-validated cluster score of :class:`FoldProfiles` (docs/method.md §6).
 
@@ -415,8 +528,10 @@ def cluster_score(
     folds but ``i`` and ``j`` (``S`` among them, so the clusters, the normaliser and the
     cross-fitted masks), the deviations of folds ``i`` and ``j`` are independent with
     expectation 0 under random labels, so the expectation is 0 when the groups do not
-    differ, whatever their sizes. The uncertainty is the delete-one-fold jackknife
-    standard error (each replicate's masks pool only its ``K − 1`` folds).
+    differ, whatever their sizes (with pair masks also for real groups whose activation
+    means are equal). The uncertainty is the delete-one-fold jackknife
+    standard error (each replicate's masks pool only its ``K − 1`` folds). ``products``:
+    :func:`pair_products` of ``fp`` if already computed.
     """
     k = fp.folds
     if k < 3:
@@ -429,15 +544,17 @@ def cluster_score(
             chosen[sel] = _select(fp, sel, percentiles)
         return chosen[sel]
 
-    products: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+    products_of: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+    if products is not None:
+        products_of[()] = products
 
     def mean_over(folds: Sequence[int]) -> tuple[float, list[float], list]:
         # the cross-fitted masks of a replicate pool only its folds; other products do
         # not depend on the folds left out
         left_out = tuple(f for f in range(k) if f not in folds) if fp.crossfit else ()
-        if left_out not in products:
-            products[left_out] = pair_products(fp, left_out)
-        vals, ok = products[left_out]
+        if left_out not in products_of:
+            products_of[left_out] = pair_products(fp, left_out)
+        vals, ok = products_of[left_out]
         splits = _splits(folds)
         per = [_split_value(select(s), vals, ok, index, t) for s, t in splits]
         fin = [v for v in per if np.isfinite(v)]
@@ -520,7 +637,7 @@ def cluster_score_table(
     kind: str = "gradnap",
     min_count: int | None = None,
     percentiles: Sequence[float] = CLUSTER_PERCENTILES,
-    mask: str = "crossfit",
+    mask: str = CROSSVAL_MASK,
 ) -> ClusterScoreTable:
     """:func:`cluster_score` and the signal share per grouping and layer of a result
     (groups below ``min_count`` left out; ``mask`` as in :func:`fold_profiles_from_sums`)."""
@@ -530,7 +647,8 @@ def cluster_score_table(
         scores[g], share[g] = {}, {}
         for layer in layers or result.layers:
             fp = fold_profiles(result, layer, g, kind, min_count, mask)
-            scores[g][layer] = cluster_score(fp, percentiles)
-            share[g][layer] = crossval_distances(fp).signal_share
+            products = pair_products(fp)
+            scores[g][layer] = cluster_score(fp, percentiles, products)
+            share[g][layer] = crossval_distances(fp, products).signal_share
             log.debug("%s %s: %s", g, layer, scores[g][layer].score)
     return ClusterScoreTable(scores, share, kind)
