@@ -49,16 +49,18 @@ def test_the_shipped_config_and_its_layers():
         "input", "conv1", "conv2", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "head"
     ]  # fmt: skip
     assert model.pointwise_after == ("blocks.2", "blocks.3.attn")
-    # frame tau is centred on input frame 2 tau + 1 (8 ms frames)
-    assert model.output_frame_seconds(10) == pytest.approx(21 * 0.008)
+    # frame tau is centred on input frame 3 tau + 1 (8 ms frames): 24 ms per output frame
+    assert model.output_frame_seconds(10) == pytest.approx(31 * 0.008)
     widths, clock = model.window_layout(default_layers(model))
-    # 0.5 s = 31.25 output frames -> 31 frames around t*, through the front end's geometry
+    # 0.5 s = 20.8 output frames -> 21 frames around t*, through the front end's geometry
+    # (receptive field 29 input frames)
     assert METHOD.attention_window_seconds == 0.5
     assert widths == {
-        "input": (83, 1.0), "conv1": (37, 2.0), "conv2": (31, 2.0), "blocks.0": (31, 2.0),
-        "blocks.1": (31, 2.0), "blocks.2": (31, 2.0), "blocks.3": (1, 2.0), "head": (1, 2.0),
+        "input": (29 + 20 * 3, 1.0), "conv1": (27, 3.0), "conv2": (21, 3.0),
+        "blocks.0": (21, 3.0), "blocks.1": (21, 3.0), "blocks.2": (21, 3.0),
+        "blocks.3": (1, 3.0), "head": (1, 3.0),
     }  # fmt: skip
-    assert clock == (2.0, 1.0)
+    assert clock == (3.0, 1.0)
 
 
 def test_shapes_lengths_and_short_input():

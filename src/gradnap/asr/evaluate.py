@@ -90,7 +90,9 @@ class EvalResult:
 
 
 @torch.no_grad()
-def transcribe(model: Wav2Letter | ConvTransformer, features: torch.Tensor, beam: BeamDecoder | None = None) -> str:
+def transcribe(
+    model: Wav2Letter | ConvTransformer, features: torch.Tensor, beam: BeamDecoder | None = None
+) -> str:
     """Text of one utterance: ``features`` ``(F, T)`` -> greedy (or beam) transcript."""
     model.eval()
     logits = model(features.float().unsqueeze(0))[0]  # (K, T')

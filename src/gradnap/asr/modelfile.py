@@ -48,6 +48,7 @@ __all__ = [
     "save_model",
     "read_model_file",
     "load_model",
+    "has_attention",
     "from_torchaudio_state_dict",
     "DEFAULT_MODEL",
     "SHIPPED_MODELS",
@@ -179,6 +180,21 @@ def shipped_path(path: str | Path) -> Path:
             f"(train it with scripts/train_{name}.sh)"
         )
     return shipped
+
+
+def has_attention(path: str | Path) -> bool:
+    """Whether the model at ``path`` (or of a shipped name) has attention: a Hugging Face
+    checkpoint directory or a gradnap checkpoint of a ``conv-transformer``; ``False``
+    for anything else, unreadable files included (loading them says what is wrong)."""
+    from gradnap.asr.hf import is_hf_checkpoint
+
+    try:
+        path = shipped_path(path)
+        if is_hf_checkpoint(path):
+            return True
+        return read_model_file(path).get("architecture") == "conv-transformer"
+    except GradnapError:
+        return False
 
 
 def _resolve(path: str | Path) -> Path:

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 
 from gradnap.asr.augment import augments, spec_augment
+from gradnap.asr.config import MODEL_CONFIGS, ConvTransformerConfig
 from gradnap.asr.data import Example, collate, load_features, make_batches, split_corpus
 from gradnap.asr.evaluate import evaluate_model
-from gradnap.asr.config import MODEL_CONFIGS, ConvTransformerConfig
 from gradnap.asr.model import ModelConfig, Wav2Letter, build_model
 from gradnap.asr.modelfile import read_model_file, save_model
 from gradnap.asr.transformer import ConvTransformer

@@ -23,6 +23,7 @@ attention output: everything above them acts on each position alone) and
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -151,7 +152,7 @@ class ConvTransformer(nn.Module):
         Xavier uniform of the linear maps, zero biases, layer norms at identity."""
         for name, m in self.named_modules():
             if isinstance(m, nn.Conv1d):
-                gain = "relu" if name.startswith("conv") else "linear"
+                gain: Literal["relu", "linear"] = "relu" if name.startswith("conv") else "linear"
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity=gain)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
