@@ -49,8 +49,8 @@ Load it with `gradnap.load_model("transformer")` or `--model transformer`.
 | input | 128 log-mel bins, 16 kHz, hop 128 (8 ms), z-normalised per utterance (as the default model) |
 | weights | float16 ({size_mb:.2f} MB); loaded as float32. Figures below are of the float16-rounded weights. |
 
-GradNAP layers (`gradnap.engine.default_layers`): `input`, {layers}. The blocks' outputs
-are time-major and declared so; above the last block's attention every layer is
+GradNAP layers (`gradnap.engine.default_layers`): `input`, {layers}.
+The blocks' outputs are time-major and declared so; above the last block's attention every layer is
 position-wise (the engines give it one-position windows); the other layers get windows of
 0.5 s around `t*` (docs/method.md §1.3).
 
@@ -70,7 +70,7 @@ Training time: **{minutes:.0f} min** (forward, backward and update steps).
 ## Results
 
 `gradnap eval` on the float16 checkpoint; corpus-level CER/WER. "beam" is lexicon-free CTC
-beam search (beam 32){lm_note}.
+beam search (beam {beam}){lm_note}.
 
 {splits}
 
@@ -95,7 +95,7 @@ def card(run: Path) -> str:
     tc = meta["train_config"]
     evals = read_evals(run)
     test = evals["test"][0]
-    with_lm = all(lm is not None for _, lm in evals.values())
+    lm = evals["test"][1]["beam"] if all(e[1] is not None for e in evals.values()) else None
     front = ", ".join(
         f"Conv1d {c} k={k} stride {s}"
         for c, k, s in zip(
@@ -137,9 +137,13 @@ def card(run: Path) -> str:
         threads=meta.get("threads", "?"),
         minutes=meta["seconds"] / 60,
         history="\n".join(history_table(meta)),
-        lm_note='; "+LM" adds a character 6-gram LM of the training transcripts, weight 0.3'
-        if with_lm
-        else "",
+        beam=test["beam"]["size"],
+        lm_note=(
+            f'; "+LM" adds a character {lm["char_lm_order"]}-gram LM of the training '
+            f"transcripts, weight {lm['lm_weight']:g}"
+            if lm is not None
+            else ""
+        ),
         splits="\n".join(split_table(evals)),
         voices="\n".join(voice_table(evals)),
         test_cer=pct(test["greedy"]["cer"]),
