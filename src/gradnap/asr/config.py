@@ -40,6 +40,13 @@ def same_conv_specs(
     return tuple(specs)
 
 
+def _output_frame_seconds(geometry: Geometry, frame, features: FeatureConfig):
+    """Seconds at the receptive-field centre of ``geometry``'s output frame(s) ``frame``."""
+    from gradnap.features import frame_to_seconds  # imports torch
+
+    return frame_to_seconds(geometry.centre(frame, geometry.num_layers), features)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Widths, kernels and strides of a Wav2Letter stack (last width = number of classes)."""
@@ -87,10 +94,7 @@ class ModelConfig:
         For the default configs (stride 2, receptive field 194) frame ``tau`` is centred
         on input frame ``2 * tau + 1.5``, i.e. ``(2 * tau + 1.5) * 8`` ms.
         """
-        from gradnap.features import frame_to_seconds  # imports torch
-
-        g = self.geometry
-        return frame_to_seconds(g.centre(frame, g.num_layers), features)
+        return _output_frame_seconds(self.geometry, frame, features)
 
 
 CONFIGS: dict[str, ModelConfig] = {
@@ -165,10 +169,7 @@ class ConvTransformerConfig:
     def output_frame_seconds(self, frame, features: FeatureConfig = FEATURES):
         """Time in seconds of the centre of output frame ``frame``'s receptive field in the
         front end (the attention blocks see the whole utterance)."""
-        from gradnap.features import frame_to_seconds  # imports torch
-
-        g = self.geometry
-        return frame_to_seconds(g.centre(frame, g.num_layers), features)
+        return _output_frame_seconds(self.geometry, frame, features)
 
 
 TRANSFORMER_CONFIGS: dict[str, ConvTransformerConfig] = {

@@ -264,11 +264,3 @@ class ConvTransformer(nn.Module):
         logits, out_lens = self._encode(x, torch.as_tensor(lengths, dtype=torch.int64))
         assert out_lens is not None
         return logits, out_lens
-
-    def probs(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax output ``(B, K, T')`` for input ``(B, F, T)``."""
-        return torch.softmax(self(x), dim=1)
-
-    def layer_names(self) -> list[str]:
-        """Names of the default layers but the input, input side first."""
-        return self.default_layers[1:]
