@@ -49,6 +49,7 @@ __all__ = [
     "read_model_file",
     "load_model",
     "has_attention",
+    "config_dict",
     "from_torchaudio_state_dict",
     "DEFAULT_MODEL",
     "SHIPPED_MODELS",
@@ -80,9 +81,10 @@ DEFAULT_MODEL = SHIPPED_MODELS["default"]
 TORCHAUDIO_PADDINGS = (23, 3, 3, 3, 3, 3, 3, 3, 16, 0, 0)
 
 
-def _config_to_dict(config: ModelConfig | ConvTransformerConfig) -> dict:
-    d = asdict(config)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+def config_dict(config: Any) -> dict:
+    """A config dataclass as a dict with its tuples as lists (as a model file or a saved
+    run state holds it, so the two compare equal)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
 
 
 def _architecture(model: Any) -> str:
@@ -134,7 +136,7 @@ def model_file_bytes(
         "format": MODEL_FORMAT,
         "version": MODEL_FORMAT_VERSION,
         "architecture": _architecture(model),
-        "config": _config_to_dict(model.config),
+        "config": config_dict(model.config),
         "alphabet": list(ALPHABET),
         "blank_index": BLANK_INDEX,
         "features": asdict(features),

@@ -34,7 +34,7 @@ from gradnap.asr.config import MODEL_CONFIGS, ConvTransformerConfig
 from gradnap.asr.data import Example, collate, load_features, make_batches, split_corpus
 from gradnap.asr.evaluate import evaluate_model
 from gradnap.asr.model import ModelConfig, Wav2Letter, build_model
-from gradnap.asr.modelfile import read_model_file, save_model
+from gradnap.asr.modelfile import config_dict, read_model_file, save_model
 from gradnap.asr.transformer import ConvTransformer
 from gradnap.corpus.librispeech import read_corpus
 from gradnap.defaults import BLANK_INDEX, CACHE_DIR, FEATURES, TRAIN, FeatureConfig, TrainConfig
@@ -349,12 +349,6 @@ def train_examples(
     model.metadata = dict(meta_base, history=history, epochs_done=epoch, seconds=seconds)
     model.eval()
     return TrainResult(model, history, interrupted, out)
-
-
-def config_dict(config: Any) -> dict:
-    """A config dataclass as a dict with its tuples as lists (as a saved run state
-    holds it, so the two compare equal)."""
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
 
 
 def train(
