@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 # 1. Corpus (shared with the other training scripts) and the `gradnap` command.
 source scripts/train_corpus.sh
 RUN=$CACHE/runs/meltf
-EPOCHS=${EPOCHS:-10}
+EPOCHS=${EPOCHS:-11}
 THREADS=${THREADS:-2}
 # on a shared machine, OpenMP threads that spin while waiting for a descheduled thread
 # made training steps 3x slower (measured); passive waiting costs nothing when idle
