@@ -80,8 +80,17 @@ def test_demo_command_passes_its_options(monkeypatch, tmp_path):
     hf_dir.mkdir()
     (hf_dir / "config.json").write_text("{}")
     assert main(["demo", "--out", str(tmp_path), "--model", str(hf_dir)]) == 0
-    assert seen["config"] == replace(DEMO, model=str(hf_dir), utterances=DEMO.hf_utterances)
-    assert DEMO.hf_utterances < DEMO.utterances
+    assert seen["config"] == replace(DEMO, model=str(hf_dir), utterances=DEMO.attention_utterances)
+    assert DEMO.attention_utterances < DEMO.utterances
+    # a conv + attention checkpoint too, not a Wav2Letter one
+    from gradnap.asr.model import build_model
+    from gradnap.asr.modelfile import save_model
+
+    for config, utterances in (("transformer", DEMO.attention_utterances), ("default", None)):
+        path = save_model(tmp_path / f"{config}.pt", build_model(config))
+        assert main(["demo", "--out", str(tmp_path), "--model", str(path)]) == 0
+        want = utterances if utterances is not None else DEMO.utterances
+        assert seen["config"] == replace(DEMO, model=str(path), utterances=want)
 
 
 @pytest.mark.slow

@@ -70,7 +70,7 @@ def test_cli_train_then_eval(tmp_path, monkeypatch, capsys):
     from gradnap.asr import model as model_mod
     from gradnap.cli import main
 
-    monkeypatch.setitem(model_mod.CONFIGS, "tiny", TINY)
+    monkeypatch.setitem(model_mod.MODEL_CONFIGS, "tiny", TINY)
     texts = ["A CAT", "THE DOG", "WE GO", "I SEE"]
     corpus = write_corpus(
         tmp_path / "corpus", 4, [0.3, 0.4, 0.5, 0.6], broken=False,

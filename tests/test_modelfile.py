@@ -208,3 +208,15 @@ def test_unusable_model_files_say_what_is_wrong(tmp_path):
         assert str(info.value) == f"{tmp_path / name}: {words}" + (
             " (an interrupted copy or write?)" if name == "truncated.pt" else ""
         )
+
+
+def test_has_attention(tmp_path):
+    from gradnap.asr.modelfile import has_attention
+
+    assert has_attention(save_model(tmp_path / "t.pt", build_model("transformer")))
+    assert not has_attention(save_model(tmp_path / "w.pt", build_model(TINY)))
+    assert not has_attention("default") and not has_attention(tmp_path / "missing.pt")
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    assert has_attention(hf)

@@ -373,9 +373,10 @@ class DemoConfig:
 
     #: Utterances of the analysis corpus (synthesized; sentences differ from training's).
     utterances: int = 400
-    #: ... for a Hugging Face (waveform, transformer) model: its engine runs one backward
-    #: pass per output frame (no cone), so the demo analyses fewer utterances.
-    hf_utterances: int = 80
+    #: ... for an attention model (a Hugging Face checkpoint, gradnap's ``transformer``):
+    #: its engine runs one backward pass per output frame (no cone), so the demo analyses
+    #: fewer utterances.
+    attention_utterances: int = 80
     #: Seed of the analysis corpus; the shipped model was trained on seed 1.
     seed: int = 1000
     model: str = "default"

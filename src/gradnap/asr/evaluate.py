@@ -17,6 +17,7 @@ from gradnap.asr.data import Example, collate, make_batches
 from gradnap.asr.decode import BeamDecoder, greedy_decode_batch
 from gradnap.asr.hf import HFCTCModel
 from gradnap.asr.model import Wav2Letter
+from gradnap.asr.transformer import ConvTransformer
 from gradnap.defaults import BLANK_INDEX, FEATURES
 from gradnap.geometry import Geometry
 from gradnap.progress import progress_bar
@@ -89,7 +90,9 @@ class EvalResult:
 
 
 @torch.no_grad()
-def transcribe(model: Wav2Letter, features: torch.Tensor, beam: BeamDecoder | None = None) -> str:
+def transcribe(
+    model: Wav2Letter | ConvTransformer, features: torch.Tensor, beam: BeamDecoder | None = None
+) -> str:
     """Text of one utterance: ``features`` ``(F, T)`` -> greedy (or beam) transcript."""
     model.eval()
     logits = model(features.float().unsqueeze(0))[0]  # (K, T')
@@ -100,7 +103,7 @@ def transcribe(model: Wav2Letter, features: torch.Tensor, beam: BeamDecoder | No
 
 @torch.no_grad()
 def evaluate_model(
-    model: Wav2Letter | HFCTCModel,
+    model: Wav2Letter | ConvTransformer | HFCTCModel,
     examples: Sequence[Example],
     beam: BeamDecoder | None = None,
     max_frames: int | None = None,
@@ -118,8 +121,8 @@ def evaluate_model(
     result = EvalResult(beam=ErrorCount() if beam is not None else None)
     ctc = torch.nn.CTCLoss(blank=BLANK_INDEX, zero_infinity=True, reduction="sum")
     loss_sum = 0.0
-    # a Wav2Letter's geometry, or a Hugging Face model's conv front end (HFCTCModel)
-    geometry: Geometry = model.geometry if isinstance(model, Wav2Letter) else model.frontend
+    # a log-mel model's geometry (of its conv front end), or a Hugging Face model's front end
+    geometry: Geometry = model.frontend if isinstance(model, HFCTCModel) else model.geometry
     if max_frames is None:
         waveform = getattr(model, "features", FEATURES).input == "waveform"
         max_frames = 16000 * (FEATURES.hop_length if waveform else 1)

@@ -51,6 +51,7 @@ __all__ = [
     "HFCTCModel",
     "LayerInfo",
     "Vocabulary",
+    "attention_window_layout",
     "is_hf_checkpoint",
     "load_hf_model",
     "read_feature_config",
@@ -538,34 +539,50 @@ class HFCTCModel(nn.Module):
     def window_layout(
         self, layers: list[str], seconds: float = METHOD.attention_window_seconds
     ) -> tuple[dict[str, tuple[int, float]], tuple[float, float]]:
-        """Window width and jump (input samples per position) of each of ``layers``, and
-        the output clock ``(stride, offset)`` in input samples (docs/method.md §1.3).
+        """Window width and jump of each of ``layers`` and the output clock
+        (:func:`attention_window_layout`)."""
+        return attention_window_layout(
+            self.frontend, self.layer_info, self.features, layers, seconds
+        )
 
-        Widths: one position above the last attention block; elsewhere the positions of
-        ``K`` front-end output frames (``K`` = ``seconds`` in frames, rounded to an odd
-        number) through the front end's geometry."""
-        g = self.frontend
-        L = g.num_layers
-        frames = seconds * self.features.sample_rate / g.output_stride
-        K = 2 * int(math.floor(frames / 2)) + 1
-        out: dict[str, tuple[int, float]] = {}
-        for name in layers:
-            if name == "input":
-                lo, hi = g.span(0, K - 1, L, 0)
-                out[name] = (hi - lo + 1, 1.0)
-                continue
-            info = self.layer_info.get(name)
-            if info is None:
-                raise GradnapError(f"layer {name!r} has no time axis (not a layer of positions)")
-            if info.pointwise:
-                width = 1
-            elif info.stage is not None:
-                lo, hi = g.span(0, K - 1, L, info.stage)
-                width = hi - lo + 1
-            else:
-                width = max(1, round(K * g.output_stride / info.jump)) | 1
-            out[name] = (width, info.jump)
-        return out, (float(g.output_stride), float(g.centre(0, L)))
+
+def attention_window_layout(
+    frontend: Geometry,
+    layer_info: dict[str, LayerInfo],
+    features: FeatureConfig,
+    layers: list[str],
+    seconds: float = METHOD.attention_window_seconds,
+) -> tuple[dict[str, tuple[int, float]], tuple[float, float]]:
+    """Window width and jump (input positions per position) of each of ``layers`` of a
+    model with a conv front end ``frontend`` below attention blocks, and the output clock
+    ``(stride, offset)`` in input positions (docs/method.md §1.3).
+
+    Widths: one position above the last attention block (``LayerInfo.pointwise``);
+    elsewhere the positions of ``K`` front-end output frames (``K`` = ``seconds`` in
+    frames, rounded down to an odd number) through the front end's geometry."""
+    g = frontend
+    L = g.num_layers
+    samples = 1 if features.input == "waveform" else features.hop_length  # per input position
+    frames = seconds * features.sample_rate / (g.output_stride * samples)
+    K = 2 * int(math.floor(frames / 2)) + 1
+    out: dict[str, tuple[int, float]] = {}
+    for name in layers:
+        if name == "input":
+            lo, hi = g.span(0, K - 1, L, 0)
+            out[name] = (hi - lo + 1, 1.0)
+            continue
+        info = layer_info.get(name)
+        if info is None:
+            raise GradnapError(f"layer {name!r} has no time axis (not a layer of positions)")
+        if info.pointwise:
+            width = 1
+        elif info.stage is not None:
+            lo, hi = g.span(0, K - 1, L, info.stage)
+            width = hi - lo + 1
+        else:
+            width = max(1, round(K * g.output_stride / info.jump)) | 1
+        out[name] = (width, info.jump)
+    return out, (float(g.output_stride), float(g.centre(0, L)))
 
 
 def _is_pointwise(module: nn.Module) -> bool:

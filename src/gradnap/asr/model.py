@@ -15,7 +15,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from gradnap.asr.config import CONFIGS, ModelConfig
+from gradnap.asr.config import CONFIGS, MODEL_CONFIGS, ConvTransformerConfig, ModelConfig
+from gradnap.asr.transformer import ConvTransformer
 from gradnap.defaults import FEATURES, FeatureConfig
 from gradnap.errors import GradnapError
 from gradnap.geometry import Geometry
@@ -112,14 +113,22 @@ class Wav2Letter(nn.Sequential):
         return [name for name, _ in self.named_children()]
 
 
-def build_model(config: str | ModelConfig, seed: int | None = None) -> Wav2Letter:
-    """A randomly initialised model of a named or given config."""
+def build_model(
+    config: str | ModelConfig | ConvTransformerConfig, seed: int | None = None
+) -> Wav2Letter | ConvTransformer:
+    """A randomly initialised model of a named or given config: a :class:`Wav2Letter` for
+    a :class:`ModelConfig`, a :class:`~gradnap.asr.transformer.ConvTransformer` for a
+    :class:`ConvTransformerConfig`."""
     if isinstance(config, str):
-        if config not in CONFIGS:
-            raise GradnapError(f"unknown model config {config!r}; choose from {', '.join(CONFIGS)}")
-        config = CONFIGS[config]
+        if config not in MODEL_CONFIGS:
+            raise GradnapError(
+                f"unknown model config {config!r}; choose from {', '.join(MODEL_CONFIGS)}"
+            )
+        config = MODEL_CONFIGS[config]
     if seed is not None:
         torch.manual_seed(seed)
+    if isinstance(config, ConvTransformerConfig):
+        return ConvTransformer(config)
     return Wav2Letter(config)
 
 

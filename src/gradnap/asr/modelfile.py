@@ -2,10 +2,15 @@
 
 A gradnap checkpoint is a ``torch.save`` file holding a dict::
 
-    {"format": "gradnap-wav2letter", "version": 1,
+    {"format": "gradnap-wav2letter", "version": 1, "architecture": "wav2letter",
      "config": {...ModelConfig fields...}, "alphabet": [...], "blank_index": 28,
      "features": {...FeatureConfig fields...}, "state_dict": {...}, "dtype": "float32",
      "metadata": {...training metadata...}}
+
+``architecture`` is ``"wav2letter"`` (a :class:`~gradnap.asr.model.Wav2Letter`; files
+written before the key existed) or ``"conv-transformer"`` (a
+:class:`~gradnap.asr.transformer.ConvTransformer`, ``config`` holding
+:class:`~gradnap.asr.config.ConvTransformerConfig` fields).
 
 Weights may be stored in float16 (``dtype="float16"``) to keep shipped files small; they
 are loaded as float32, so the float16-rounded weights *are* the model.
@@ -32,7 +37,9 @@ from typing import Any
 
 import torch
 
+from gradnap.asr.config import ConvTransformerConfig
 from gradnap.asr.model import CONFIGS, ModelConfig, Wav2Letter
+from gradnap.asr.transformer import ConvTransformer
 from gradnap.defaults import ALPHABET, BLANK_INDEX, FEATURES, PACKAGE_DATA, FeatureConfig
 from gradnap.errors import GradnapError
 from gradnap.fileio import atomic_write_bytes
@@ -41,6 +48,8 @@ __all__ = [
     "save_model",
     "read_model_file",
     "load_model",
+    "has_attention",
+    "config_dict",
     "from_torchaudio_state_dict",
     "DEFAULT_MODEL",
     "SHIPPED_MODELS",
@@ -52,6 +61,13 @@ log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "gradnap-wav2letter"
 MODEL_FORMAT_VERSION = 1
+#: The architectures of a gradnap checkpoint: its ``architecture`` key -> model class and
+#: config class (a file without the key is a Wav2Letter).
+ARCHITECTURES: dict[str, tuple[type, type]] = {
+    "wav2letter": (Wav2Letter, ModelConfig),
+    "conv-transformer": (ConvTransformer, ConvTransformerConfig),
+}
+
 #: The models shipped with gradnap, by the name ``load_model`` and ``--model`` accept: a
 #: gradnap checkpoint file or a Hugging Face checkpoint directory under ``gradnap/data``
 #: (each with its model card).
@@ -65,19 +81,33 @@ DEFAULT_MODEL = SHIPPED_MODELS["default"]
 TORCHAUDIO_PADDINGS = (23, 3, 3, 3, 3, 3, 3, 3, 16, 0, 0)
 
 
-def _config_to_dict(config: ModelConfig) -> dict:
-    d = asdict(config)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+def config_dict(config: Any) -> dict:
+    """A config dataclass as a dict with its tuples as lists (as a model file or a saved
+    run state holds it, so the two compare equal)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
 
 
-def _config_from_dict(d: dict, where: str) -> ModelConfig:
-    names = {f.name for f in fields(ModelConfig)}
+def _architecture(model: Any) -> str:
+    """The ``architecture`` key of a model's checkpoint."""
+    for key, (cls, _) in ARCHITECTURES.items():
+        if isinstance(model, cls):
+            return key
+    raise GradnapError(
+        f"a {type(model).__name__} cannot be saved as a gradnap checkpoint "
+        f"(architectures: {', '.join(ARCHITECTURES)})"
+    )
+
+
+def _config_from_dict(
+    d: dict, where: str, config_class: type = ModelConfig
+) -> ModelConfig | ConvTransformerConfig:
+    names = {f.name for f in fields(config_class)}
     unknown = set(d) - names
     if unknown:
         raise GradnapError(f"{where}: unknown model config fields {sorted(unknown)}")
     try:
         kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-        return ModelConfig(**kw)
+        return config_class(**kw)
     except TypeError as exc:
         raise GradnapError(f"{where}: bad model config ({exc})") from None
 
@@ -91,7 +121,7 @@ def _features_from_dict(d: dict, where: str) -> FeatureConfig:
 
 
 def model_file_bytes(
-    model: Wav2Letter,
+    model: Wav2Letter | ConvTransformer,
     metadata: dict | None = None,
     features: FeatureConfig | None = None,
     dtype: torch.dtype = torch.float32,
@@ -105,7 +135,8 @@ def model_file_bytes(
     blob = {
         "format": MODEL_FORMAT,
         "version": MODEL_FORMAT_VERSION,
-        "config": _config_to_dict(model.config),
+        "architecture": _architecture(model),
+        "config": config_dict(model.config),
         "alphabet": list(ALPHABET),
         "blank_index": BLANK_INDEX,
         "features": asdict(features),
@@ -122,7 +153,7 @@ def model_file_bytes(
 
 def save_model(
     path: str | Path,
-    model: Wav2Letter,
+    model: Wav2Letter | ConvTransformer,
     metadata: dict | None = None,
     features: FeatureConfig | None = None,
     dtype: torch.dtype = torch.float32,
@@ -151,6 +182,21 @@ def shipped_path(path: str | Path) -> Path:
             f"(train it with scripts/train_{name}.sh)"
         )
     return shipped
+
+
+def has_attention(path: str | Path) -> bool:
+    """Whether the model at ``path`` (or of a shipped name) has attention: a Hugging Face
+    checkpoint directory or a gradnap checkpoint of a ``conv-transformer``; ``False``
+    for anything else, unreadable files included (loading them says what is wrong)."""
+    from gradnap.asr.hf import is_hf_checkpoint
+
+    try:
+        path = shipped_path(path)
+        if is_hf_checkpoint(path):
+            return True
+        return read_model_file(path).get("architecture") == "conv-transformer"
+    except GradnapError:
+        return False
 
 
 def _resolve(path: str | Path) -> Path:
@@ -238,8 +284,8 @@ def load_model(
     return model
 
 
-def _load_file(path: Path, config: str | ModelConfig | None) -> Wav2Letter:
-    """The :class:`Wav2Letter` of a checkpoint or state dict file (see :func:`load_model`)."""
+def _load_file(path: Path, config: str | ModelConfig | None) -> Wav2Letter | ConvTransformer:
+    """The model of a checkpoint or state dict file (see :func:`load_model`)."""
     blob = read_model_file(path)
     where = str(path)
     if blob.get("format") == MODEL_FORMAT:
@@ -256,7 +302,7 @@ def _load_file(path: Path, config: str | ModelConfig | None) -> Wav2Letter:
     return model
 
 
-def _from_checkpoint(blob: dict, where: str) -> Wav2Letter:
+def _from_checkpoint(blob: dict, where: str) -> Wav2Letter | ConvTransformer:
     version = blob.get("version")
     if version != MODEL_FORMAT_VERSION:
         raise GradnapError(
@@ -268,16 +314,23 @@ def _from_checkpoint(blob: dict, where: str) -> Wav2Letter:
             f"{where}: alphabet {''.join(alphabet)!r} (blank {blob.get('blank_index')}) differs "
             f"from gradnap's {''.join(ALPHABET)!r} (blank {BLANK_INDEX})"
         )
-    config = _config_from_dict(blob["config"], where)
+    arch = blob.get("architecture", "wav2letter")
+    if arch not in ARCHITECTURES:
+        raise GradnapError(
+            f"{where}: unknown architecture {arch!r} (this gradnap reads "
+            f"{', '.join(ARCHITECTURES)})"
+        )
+    model_class, config_class = ARCHITECTURES[arch]
+    config = _config_from_dict(blob["config"], where, config_class)
     features = _features_from_dict(blob.get("features", {}), where)
-    model = Wav2Letter(config)
+    model = model_class(config)
     _load_state(model, blob["state_dict"], where)
     model.features = features
     model.metadata = dict(blob.get("metadata", {}))
     return model
 
 
-def _load_state(model: Wav2Letter, state: dict, where: str) -> None:
+def _load_state(model: Wav2Letter | ConvTransformer, state: dict, where: str) -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

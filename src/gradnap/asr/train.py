@@ -1,4 +1,5 @@
-"""CTC training of a Wav2Letter model on a LibriSpeech-format corpus.
+"""CTC training of a log-mel model (a Wav2Letter, or a
+:class:`~gradnap.asr.transformer.ConvTransformer`) on a LibriSpeech-format corpus.
 
 * Features are computed once and cached (:func:`gradnap.asr.data.load_features`).
 * Held out: whole voices (``holdout_voices``) and a fraction of the sentences
@@ -29,10 +30,12 @@ from typing import Any
 import torch
 
 from gradnap.asr.augment import augments, spec_augment
+from gradnap.asr.config import MODEL_CONFIGS, ConvTransformerConfig
 from gradnap.asr.data import Example, collate, load_features, make_batches, split_corpus
 from gradnap.asr.evaluate import evaluate_model
-from gradnap.asr.model import CONFIGS, ModelConfig, Wav2Letter, build_model
-from gradnap.asr.modelfile import read_model_file, save_model
+from gradnap.asr.model import ModelConfig, Wav2Letter, build_model
+from gradnap.asr.modelfile import config_dict, read_model_file, save_model
+from gradnap.asr.transformer import ConvTransformer
 from gradnap.corpus.librispeech import read_corpus
 from gradnap.defaults import BLANK_INDEX, CACHE_DIR, FEATURES, TRAIN, FeatureConfig, TrainConfig
 from gradnap.errors import GradnapError
@@ -58,7 +61,7 @@ RUN_FORMAT = "gradnap-train-run-1"
 class TrainResult:
     """Outcome of :func:`train`."""
 
-    model: Wav2Letter
+    model: Wav2Letter | ConvTransformer
     #: One dict per finished epoch: epoch, train_loss, valid_loss, valid_cer, valid_wer,
     #: seconds (cumulative training wall time), utterances_per_second, lr.
     history: list[dict] = field(default_factory=list)
@@ -155,7 +158,7 @@ def _epoch_batches(lengths: list[int], cfg: TrainConfig, epoch: int) -> list[lis
 def train_examples(
     train_set: list[Example],
     valid_set: list[Example],
-    config: str | ModelConfig,
+    config: str | ModelConfig | ConvTransformerConfig,
     out: str | Path,
     cfg: TrainConfig = TRAIN,
     run_dir: str | Path | None = None,
@@ -348,15 +351,9 @@ def train_examples(
     return TrainResult(model, history, interrupted, out)
 
 
-def config_dict(config: Any) -> dict:
-    """A config dataclass as a dict with its tuples as lists (as a saved run state
-    holds it, so the two compare equal)."""
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
-
-
 def train(
     corpus_dir: str | Path,
-    config: str | ModelConfig,
+    config: str | ModelConfig | ConvTransformerConfig,
     out: str | Path,
     cfg: TrainConfig = TRAIN,
     holdout_voices: tuple[str, ...] = (),
@@ -372,9 +369,9 @@ def train(
 
     ``threads`` sets ``torch.set_num_threads`` (default: all cores, at most 4).
     """
-    if isinstance(config, str) and config not in CONFIGS:
+    if isinstance(config, str) and config not in MODEL_CONFIGS:
         raise GradnapError(
-            f"--config: unknown model config {config!r}; choose from {', '.join(CONFIGS)}"
+            f"--config: unknown model config {config!r}; choose from {', '.join(MODEL_CONFIGS)}"
         )
     out = Path(out)
     _check_outputs(out, Path(run_dir or run_dir_for(out)) / "last.pt")  # before the features

@@ -45,7 +45,8 @@ from gradnap.alphabet import class_label
 from gradnap.asr.data import Example, collate, load_features, make_batches, split_corpus
 from gradnap.asr.evaluate import evaluate_model
 from gradnap.asr.hf import HFCTCModel, vocabulary_from_tokens
-from gradnap.asr.train import GracefulStop, check_resumable, config_dict, lr_factor
+from gradnap.asr.modelfile import config_dict
+from gradnap.asr.train import GracefulStop, check_resumable, lr_factor
 from gradnap.corpus.librispeech import read_corpus
 from gradnap.defaults import (
     ALPHABET,

@@ -32,8 +32,9 @@ def register(subparsers) -> None:
         type=int,
         default=None,
         help=(
-            f"analysis corpus size (default: {DEMO.utterances}; {DEMO.hf_utterances} for a "
-            "Hugging Face model directory, whose engine is slower)"
+            f"analysis corpus size (default: {DEMO.utterances}; {DEMO.attention_utterances} "
+            "for an attention model, a Hugging Face model directory or a transformer, whose "
+            "engine is slower)"
         ),
     )
     p.add_argument("--seed", type=int, default=DEMO.seed, help="analysis corpus seed")

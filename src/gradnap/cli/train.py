@@ -1,4 +1,5 @@
-"""``gradnap train``: CTC training of a Wav2Letter model on a LibriSpeech-format corpus."""
+"""``gradnap train``: CTC training of a log-mel model (Wav2Letter or the conv + attention
+model) on a LibriSpeech-format corpus."""
 
 from __future__ import annotations
 
@@ -11,20 +12,26 @@ from gradnap.defaults import TRAIN
 
 
 def register(subparsers) -> None:
-    from gradnap.asr.config import CONFIGS
+    from gradnap.asr.config import MODEL_CONFIGS
 
     p = subparsers.add_parser(
         "train",
-        help="train a Wav2Letter model with CTC",
+        help="train a Wav2Letter or conv + attention model with CTC",
         description=(
-            "Train a Wav2Letter model (CTC, Adam) on a LibriSpeech-format corpus. Holds out "
+            "Train a log-mel model (CTC, Adam) on a LibriSpeech-format corpus: a Wav2Letter "
+            "(--config default, paper) or a conv front end with self-attention blocks "
+            "(--config transformer). Holds out "
             "the --holdout-voice speakers and a fraction of the sentences; prints the "
             "validation CER after every epoch; checkpoints every epoch and on Ctrl-C."
         ),
     )
     p.add_argument("--corpus", type=Path, required=True, help="LibriSpeech-format corpus directory")
     p.add_argument(
-        "--config", default="default", choices=sorted(CONFIGS), help="model config (layer widths)"
+        "--config",
+        default="default",
+        choices=sorted(MODEL_CONFIGS),
+        help="model config: a Wav2Letter (default, paper) or the conv + attention model "
+        "(transformer)",
     )
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (every epoch)")
     p.add_argument("--epochs", type=int, default=TRAIN.epochs, help="epochs")

@@ -56,13 +56,12 @@ def chance_groupings(corpus, groupings=("grapheme", "phoneme"), seed: int = 0) -
 
 def demo_utterances(model: str | Path, config: DemoConfig = DEMO) -> int:
     """The default analysis corpus size for ``model`` (a name or path):
-    ``config.hf_utterances`` for a Hugging Face checkpoint directory, else
+    ``config.attention_utterances`` for an attention model (a Hugging Face checkpoint
+    directory, a :class:`~gradnap.asr.transformer.ConvTransformer` checkpoint), else
     ``config.utterances``."""
-    from gradnap.asr.hf import is_hf_checkpoint
-    from gradnap.asr.modelfile import shipped_path
+    from gradnap.asr.modelfile import has_attention
 
-    hf = is_hf_checkpoint(shipped_path(model))
-    return config.hf_utterances if hf else config.utterances
+    return config.attention_utterances if has_attention(model) else config.utterances
 
 
 @dataclass
