@@ -189,6 +189,22 @@ def test_shipped_default_checkpoint():
     assert torch.isfinite(out).all()
 
 
+def test_shipped_transformer_checkpoint():
+    path = ckpt.SHIPPED_MODELS["transformer"]
+    assert path.is_file() and path.stat().st_size < 20e6
+    model = load_model("transformer")
+    assert type(model).__name__ == "ConvTransformer"
+    assert model.config.name == "transformer"
+    assert model.features == FEATURES
+    assert model.metadata["holdout_voices"] and model.metadata["history"]
+    assert read_model_file("transformer")["dtype"] == "float16"
+    x = torch.randn(1, 128, 120)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (1, 29, model.geometry.output_length(120))
+    assert torch.isfinite(out).all()
+
+
 def test_unusable_model_files_say_what_is_wrong(tmp_path):
     good = save_model(tmp_path / "good.pt", build_model(TINY, seed=0))
     (tmp_path / "dir.pt").mkdir()

@@ -73,6 +73,12 @@ ARCHITECTURES: dict[str, tuple[type, type]] = {
 #: (each with its model card).
 SHIPPED_MODELS: dict[str, Path] = {
     "default": PACKAGE_DATA / "default.pt",
+    "transformer": PACKAGE_DATA / "transformer.pt",
+}
+#: The script that trains each shipped model (named in the error when one is missing).
+TRAINING_SCRIPTS: dict[str, str] = {
+    "default": "scripts/train_default.sh",
+    "transformer": "scripts/train_embedded_transformer.sh",
 }
 #: The shipped default model.
 DEFAULT_MODEL = SHIPPED_MODELS["default"]
@@ -179,7 +185,7 @@ def shipped_path(path: str | Path) -> Path:
     if not shipped.exists():
         raise GradnapError(
             f"{shipped}: the shipped {name!r} model is missing from this installation "
-            f"(train it with scripts/train_{name}.sh)"
+            f"(train it with {TRAINING_SCRIPTS[name]})"
         )
     return shipped
 
