@@ -4,7 +4,7 @@
 Modules, by the names the engines address them (input ``(B, F, T)`` log-mel):
 
 - ``conv1``, ``conv2`` ...: the front end, each a ``Conv1d`` (``conv``) and a ``ReLU``
-  (``relu``), output ``(B, C, T_l)``; the first has stride 2 (one output frame per 16 ms);
+  (``relu``), output ``(B, C, T_l)``; the first is strided (stride 3 in the shipped ``transformer``: one output frame per 24 ms);
 - ``position``: the front end's output plus a depthwise convolution of it (a relative
   position signal for the attention, as wav2vec 2.0's convolutional position embedding),
   ``(B, C, T')``;
