@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from gradnap.asr import modelfile as ckpt
+from gradnap.asr.config import MODEL_CONFIGS
 from gradnap.asr.model import build_model
 from gradnap.asr.modelfile import (
     TORCHAUDIO_PADDINGS,
@@ -173,31 +174,18 @@ def test_torchaudio_bad_layouts():
         from_torchaudio_state_dict(state, "x.pt")
 
 
-def test_shipped_default_checkpoint():
-    path = ckpt.DEFAULT_MODEL
+@pytest.mark.parametrize(
+    ("name", "architecture"), [("default", "Wav2Letter"), ("transformer", "ConvTransformer")]
+)
+def test_shipped_checkpoints(name, architecture):
+    path = ckpt.SHIPPED_MODELS[name]
     assert path.is_file() and path.stat().st_size < 20e6
-    model = load_model("default")
-    assert model.config.name == "default"
-    assert model.config.channels == build_model("default").config.channels
+    model = load_model(name)
+    assert type(model).__name__ == architecture
+    assert model.config == MODEL_CONFIGS[name]
     assert model.features == FEATURES
     assert model.metadata["holdout_voices"] and model.metadata["history"]
-    assert read_model_file("default")["dtype"] == "float16"
-    x = torch.randn(1, 128, 120)
-    with torch.no_grad():
-        out = model(x)
-    assert out.shape == (1, 29, model.geometry.output_length(120))
-    assert torch.isfinite(out).all()
-
-
-def test_shipped_transformer_checkpoint():
-    path = ckpt.SHIPPED_MODELS["transformer"]
-    assert path.is_file() and path.stat().st_size < 20e6
-    model = load_model("transformer")
-    assert type(model).__name__ == "ConvTransformer"
-    assert model.config.name == "transformer"
-    assert model.features == FEATURES
-    assert model.metadata["holdout_voices"] and model.metadata["history"]
-    assert read_model_file("transformer")["dtype"] == "float16"
+    assert read_model_file(name)["dtype"] == "float16"
     x = torch.randn(1, 128, 120)
     with torch.no_grad():
         out = model(x)
