@@ -20,24 +20,33 @@ CROSSFIT = ("pair", "pair_shared", "crossfit", "crossfit_shared")
 SIZES = [4, 7, 12, 30, 60, 150, 400, 1000, 3000, 5, 9, 20, 80, 250, 2000]
 
 
+def _fold_sums(sizes, examples):
+    """Per-fold sums (G, K, c, w) of activations and sensitivities and counts (G, K, w);
+    ``examples(i, n)`` gives group ``i``'s ``n`` examples ``(x, s)``, each ``(n, c, w)``."""
+    parts = []
+    for i, n in enumerate(sizes):
+        folds = np.array([fold_of(f"g{i}-u{j}", K) for j in range(n)])
+        x, s = examples(i, n)
+        parts.append(
+            [(x[folds == f].sum(0), s[folds == f].sum(0), (folds == f).sum()) for f in range(K)]
+        )
+    act = np.array([[a for a, _, _ in p] for p in parts], dtype=np.float64)
+    grad = np.array([[g for _, g, _ in p] for p in parts], dtype=np.float64)
+    count = np.array([[[m] * act.shape[-1] for _, _, m in p] for p in parts], dtype=np.int64)
+    return act, grad, count
+
+
 def _sums(sizes, rng, offsets=None, grad_noise=0.1):
     """Per-fold sums (G, K, C, W) of noise examples; ``offsets`` (G, C, W) planted means;
     sensitivities ``1 + grad_noise ε``."""
-    g = len(sizes)
-    act = np.zeros((g, K, C, W))
-    grad = np.zeros((g, K, C, W))
-    count = np.zeros((g, K, W), dtype=np.int64)
-    for i, n in enumerate(sizes):
-        folds = np.array([fold_of(f"g{i}-u{j}", K) for j in range(n)])
+
+    def examples(i, n):
         x = rng.standard_normal((n, C, W))
         if offsets is not None:
             x += offsets[i]
-        s = 1.0 + grad_noise * rng.standard_normal((n, C, W))
-        for f in range(K):
-            act[i, f] = x[folds == f].sum(0)
-            grad[i, f] = s[folds == f].sum(0)
-            count[i, f] = (folds == f).sum()
-    return act, grad, count
+        return x, 1.0 + grad_noise * rng.standard_normal((n, C, W))
+
+    return _fold_sums(sizes, examples)
 
 
 def _labels(n):
@@ -68,19 +77,12 @@ def _correlated_sums(rng, c=16, w=4, mu=1.5):
     """Per-fold sums of random-label groups (sizes ``SIZES``) whose per-example
     sensitivity is the activation plus noise, ``s = a + 0.5 ε`` with ``a ~ N(mu, 1)``: in
     a group's mean, a high activation goes with a large mask (as in a softmax output)."""
-    g = len(SIZES)
-    act = np.zeros((g, K, c, w))
-    grad = np.zeros((g, K, c, w))
-    count = np.zeros((g, K, w), dtype=np.int64)
-    for i, n in enumerate(SIZES):
-        folds = np.array([fold_of(f"g{i}-u{j}", K) for j in range(n)])
+
+    def examples(i, n):
         x = mu + rng.standard_normal((n, c, w))
-        s = x + 0.5 * rng.standard_normal((n, c, w))
-        for f in range(K):
-            act[i, f] = x[folds == f].sum(0)
-            grad[i, f] = s[folds == f].sum(0)
-            count[i, f] = (folds == f).sum()
-    return act, grad, count
+        return x, x + 0.5 * rng.standard_normal((n, c, w))
+
+    return _fold_sums(SIZES, examples)
 
 
 def test_crossfitted_mask_removes_the_bias_of_a_mask_correlated_with_activations():
